@@ -1,0 +1,54 @@
+# One command to start the service, one to test it (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+LAUNCHER := tools/ferretdb-launcher/bin/ferretdb-launcher
+
+.PHONY: run test install chromium ferretdb bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian's Chromium for the browser tests (Playwright drives the system browser;
+# nothing is downloaded by Playwright itself).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "chromium missing: run 'sudo apt-get install chromium'" >&2; exit 1; fi; }
+
+# FerretDB (MongoDB wire protocol on SQLite) embedded in a tiny launcher, built
+# from the Go module proxy and cached in tools/ferretdb-launcher/bin.
+ferretdb: $(LAUNCHER)
+$(LAUNCHER): tools/ferretdb-launcher/main.go tools/ferretdb-launcher/go.mod tools/ferretdb-launcher/go.sum
+	@if command -v go >/dev/null 2>&1; then cd tools/ferretdb-launcher && go build -o bin/ferretdb-launcher . ; \
+	 else echo "go not found: MongoDB tests need MONGODB_URI" >&2; fi
+
+test: install chromium ferretdb
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+run: install
+	$(BIN)/scoring-service init
+	$(BIN)/scoring-service seed shenyang-2018 --demo
+	@TOKEN=$$($(BIN)/scoring-service keys create --role admin --name "make run" 2>/dev/null | tail -n 1); \
+	echo ""; \
+	echo "  管理员令牌 / admin token:  $$TOKEN"; \
+	echo "  API:        http://$(HOST):$(PORT)/api/v1/   (docs: http://$(HOST):$(PORT)/docs)"; \
+	echo "  Dashboard:  http://$(HOST):$(PORT)/dashboard"; \
+	echo "  Kiosk:      http://$(HOST):$(PORT)/kiosk/heping-001"; \
+	echo ""
+	$(BIN)/scoring-service serve --host $(HOST) --port $(PORT) --workers 2
+
+bench: install ferretdb
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) instance tools/ferretdb-launcher/bin .pytest_cache

@@ -1,0 +1,183 @@
+"""Communities: create/replace one, import many (JSON or CSV, all or nothing), read."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import marshmallow as ma
+from flask import request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from ..auth import ANY_KEY, current_principal, require, require_kiosk_scope
+from ..errors import abort, field_error, not_found
+from ..ids import DISTRICT_ID_PATTERN, ID_PATTERN
+from ..state import state
+from .common import StrictSchema, note_audit, same_id
+
+blp = Blueprint("communities", __name__, url_prefix="/api/v1/communities", description="Communities")
+
+CSV_COLUMNS = (
+    "community_id", "name_zh", "district_id", "households", "renovation_year",
+    "has_elevator", "heating_retrofit", "address", "built_year",
+)
+
+
+class CommunitySchema(StrictSchema):
+    community_id = ma.fields.String(validate=ma.validate.Regexp(ID_PATTERN))
+    name_zh = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
+    district_id = ma.fields.String(required=True, validate=ma.validate.Regexp(DISTRICT_ID_PATTERN))
+    households = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(min=1, max=100_000))
+    renovation_year = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(min=1990, max=2100))
+    has_elevator = ma.fields.Boolean(required=True)
+    heating_retrofit = ma.fields.Boolean(required=True)
+    address = ma.fields.String(validate=ma.validate.Length(max=200))
+    built_year = ma.fields.Integer(strict=True, validate=ma.validate.Range(min=1900, max=2100))
+
+
+class CommunityImportItemSchema(CommunitySchema):
+    community_id = ma.fields.String(required=True, validate=ma.validate.Regexp(ID_PATTERN))
+
+
+class CommunityListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(CommunitySchema))
+
+
+class CommunityQuerySchema(StrictSchema):
+    district_id = ma.fields.String()
+    renovation_year = ma.fields.Integer()
+
+
+class ImportResultSchema(ma.Schema):
+    imported = ma.fields.Integer()
+    created = ma.fields.Integer()
+    replaced = ma.fields.Integer()
+
+
+def check_district(record: dict) -> dict[str, list[str]]:
+    if state().store.get_district(record["district_id"]) is None:
+        return {"district_id": [f"unknown district {record['district_id']!r}"]}
+    return {}
+
+
+def _csv_rows(text: str) -> list[dict]:
+    """CSV rows as dicts typed like the JSON body (empty optional cells omitted)."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    missing = [c for c in CSV_COLUMNS[:7] if c not in (reader.fieldnames or [])]
+    if missing:
+        abort(422, message="CSV header lacks columns", errors={"csv": [f"missing columns: {', '.join(missing)}"]})
+    rows = []
+    for raw in reader:
+        row: dict = {}
+        for column, value in raw.items():
+            if column is None:
+                row["_extra"] = value
+                continue
+            value = (value or "").strip()
+            if value == "" and column in ("address", "built_year"):
+                continue
+            if column in ("households", "renovation_year", "built_year"):
+                row[column] = int(value) if value.lstrip("-").isdigit() else value
+            elif column in ("has_elevator", "heating_retrofit"):
+                row[column] = {"1": True, "true": True, "是": True, "0": False, "false": False, "否": False}.get(
+                    value.lower(), value
+                )
+            else:
+                row[column] = value
+        rows.append(row)
+    return rows
+
+
+@blp.route("")
+class Communities(MethodView):
+    @require(*ANY_KEY)
+    @blp.arguments(CommunityQuerySchema, location="query")
+    @blp.response(200, CommunityListSchema)
+    def get(self, query):
+        principal = current_principal()
+        items = state().store.list_communities(query.get("district_id"), query.get("renovation_year"))
+        if principal.role == "kiosk":
+            items = [c for c in items if c["community_id"] == principal.community_id]
+        return {"items": items}
+
+
+@blp.route("/import")
+class Import(MethodView):
+    @require("admin")
+    @blp.response(200, ImportResultSchema)
+    @blp.doc(
+        requestBody={
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        }
+    )
+    def post(self):
+        """Import many communities at once: a JSON list, ``{"items": [...]}``, or CSV. All or nothing."""
+        if request.mimetype == "text/csv":
+            rows = _csv_rows(request.get_data(as_text=True))
+        else:
+            body = request.get_json(silent=True)
+            if isinstance(body, dict) and set(body) == {"items"}:
+                body = body["items"]
+            if not isinstance(body, list):
+                abort(422, message="expected a JSON list of communities", errors={"json": ["expected a list"]})
+            rows = body
+        if not rows:
+            abort(422, message="nothing to import", errors={"json": ["the list is empty"]})
+        if len(rows) > 20_000:
+            abort(413, message="at most 20000 communities per import")
+        schema = CommunityImportItemSchema()
+        errors: dict[str, dict] = {}
+        records, seen = [], set()
+        for index, row in enumerate(rows):
+            if not isinstance(row, dict):
+                errors[str(index)] = {"_schema": ["expected an object"]}
+                continue
+            try:
+                record = schema.load(row)
+            except ma.ValidationError as exc:
+                errors[str(index)] = exc.messages
+                continue
+            problems = check_district(record)
+            if record["community_id"] in seen:
+                problems["community_id"] = ["listed twice in this import"]
+            seen.add(record["community_id"])
+            if problems:
+                errors[str(index)] = problems
+            records.append(record)
+        if errors:
+            abort(422, message=f"{len(errors)} invalid rows; nothing imported", errors=errors)
+        created = state().store.put_communities(records)
+        note_audit("community", None, "imported", count=len(records))
+        return {"imported": len(records), "created": sum(created), "replaced": len(created) - sum(created)}
+
+
+@blp.route("/<community_id>")
+class Community(MethodView):
+    @require(*ANY_KEY)
+    @blp.response(200, CommunitySchema)
+    def get(self, community_id):
+        require_kiosk_scope(current_principal(), community_id)
+        record = state().store.get_community(community_id)
+        if record is None:
+            not_found("community", community_id)
+        return record
+
+    @require("admin")
+    @blp.arguments(CommunitySchema)
+    @blp.response(200, CommunitySchema)
+    @blp.alt_response(201, schema=CommunitySchema, description="created")
+    def put(self, data, community_id):
+        if not ma.validate.Regexp(ID_PATTERN).regex.match(community_id):
+            field_error("community_id", "must match ^[A-Za-z0-9_.-]{1,64}$")
+        same_id(data, "community_id", community_id)
+        problems = check_district(data)
+        if problems:
+            abort(422, message=problems["district_id"][0], errors=problems)
+        created = state().store.put_communities([data])[0]
+        note_audit("community", community_id, "created" if created else "replaced")
+        return data, 201 if created else 200

@@ -1,0 +1,93 @@
+"""API keys (admin): create (token shown once), list, revoke."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from ..auth import ROLES, new_key, public_key, require
+from ..errors import field_error, not_found
+from ..ids import ID_PATTERN
+from ..state import state
+from ..timeutil import now_stored
+from .common import StrictSchema, note_audit
+
+blp = Blueprint("keys", __name__, url_prefix="/api/v1/keys", description="API keys (admin)")
+
+
+class KeyCreateSchema(StrictSchema):
+    role = ma.fields.String(required=True, validate=ma.validate.OneOf(ROLES))
+    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
+    agency_id = ma.fields.String(validate=ma.validate.Regexp(ID_PATTERN))
+    community_id = ma.fields.String(validate=ma.validate.Regexp(ID_PATTERN))
+
+    @ma.validates_schema
+    def scope_matches_role(self, data, **kwargs):
+        role = data.get("role")
+        if role == "agency" and not data.get("agency_id"):
+            raise ma.ValidationError("an agency key needs agency_id", "agency_id")
+        if role == "kiosk" and not data.get("community_id"):
+            raise ma.ValidationError("a kiosk key needs community_id", "community_id")
+        if role != "agency" and data.get("agency_id"):
+            raise ma.ValidationError("only agency keys have agency_id", "agency_id")
+        if role != "kiosk" and data.get("community_id"):
+            raise ma.ValidationError("only kiosk keys have community_id", "community_id")
+
+
+class KeySchema(ma.Schema):
+    key_id = ma.fields.String()
+    role = ma.fields.String()
+    name = ma.fields.String()
+    agency_id = ma.fields.String(allow_none=True)
+    community_id = ma.fields.String(allow_none=True)
+    created_at = ma.fields.String()
+    revoked_at = ma.fields.String(allow_none=True)
+
+
+class KeyCreatedSchema(KeySchema):
+    token = ma.fields.String(metadata={"description": "shown once; only its hash is stored"})
+
+
+class KeyListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(KeySchema))
+
+
+def create_key(role: str, name: str, agency_id: str | None = None, community_id: str | None = None) -> tuple[dict, str]:
+    """Check the scope exists, store the key, return (record, token). Shared with the CLI."""
+    store = state().store
+    if agency_id and store.get_agency(agency_id) is None:
+        field_error("agency_id", f"unknown agency {agency_id!r}")
+    if community_id and store.get_community(community_id) is None:
+        field_error("community_id", f"unknown community {community_id!r}")
+    record, token = new_key(role, name, agency_id, community_id)
+    store.create_key(record)
+    return record, token
+
+
+@blp.route("")
+class Keys(MethodView):
+    @require("admin")
+    @blp.arguments(KeyCreateSchema)
+    @blp.response(201, KeyCreatedSchema)
+    def post(self, data):
+        record, token = create_key(data["role"], data["name"], data.get("agency_id"), data.get("community_id"))
+        note_audit("key", record["key_id"], "created", role=record["role"])
+        return {**public_key(record), "token": token}
+
+    @require("admin")
+    @blp.response(200, KeyListSchema)
+    def get(self):
+        return {"items": [public_key(k) for k in state().store.list_keys()]}
+
+
+@blp.route("/<key_id>")
+class Key(MethodView):
+    @require("admin")
+    @blp.response(200, KeySchema)
+    def delete(self, key_id):
+        store = state().store
+        if not store.revoke_key(key_id, now_stored()):
+            not_found("key", key_id)
+        note_audit("key", key_id, "revoked")
+        return public_key(store.get_key(key_id))

@@ -1,0 +1,38 @@
+"""Operations endpoints: health, readiness, interactive docs (served locally)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import swagger_ui_bundle
+from flask import Blueprint, jsonify, render_template, send_from_directory
+
+from ..state import state
+from ..store import StoreError
+
+bp = Blueprint("ops", __name__, template_folder="../web/templates")
+SWAGGER_DIR = Path(swagger_ui_bundle.swagger_ui_path)
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    try:
+        state().store.ping()
+    except StoreError as exc:
+        return jsonify(status="unavailable", store=str(exc)), 503
+    return jsonify(status="ready")
+
+
+@bp.get("/docs")
+def docs():
+    return render_template("docs.html")
+
+
+@bp.get("/docs/static/<path:filename>")
+def docs_static(filename: str):
+    return send_from_directory(SWAGGER_DIR, filename, max_age=86400)

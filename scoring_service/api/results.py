@@ -1,0 +1,134 @@
+"""Scores, rankings, rewards and the published snapshot; CSV/XLSX exports."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask import Response
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from .. import exports
+from ..auth import current_principal
+from ..canonical import canonical_bytes
+from ..errors import abort, not_found
+from ..results import RoundResults, round_results
+from ..state import state
+from .common import StrictSchema
+from .rounds import get_round_or_404
+
+blp = Blueprint(
+    "results", __name__, url_prefix="/api/v1/rounds/<round_id>", description="Scores, rankings and rewards"
+)
+
+READERS = ("leadership", "admin")
+MIMETYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+class FormatQuerySchema(StrictSchema):
+    format = ma.fields.String(load_default="json", validate=ma.validate.OneOf(("json", "csv", "xlsx")))
+
+
+class CommunityRankingQuerySchema(FormatQuerySchema):
+    district_id = ma.fields.String()
+
+
+def results_for(round_id: str, public_once_published: bool = True) -> RoundResults:
+    """Results the caller may read: leadership/admin always, anyone once published."""
+    record = get_round_or_404(round_id)
+    principal = current_principal()
+    published = record["status"] == "published"
+    if not (published and public_once_published):
+        if principal is None:
+            abort(401, message="a leadership or admin key is required until the round is published",
+                  headers={"WWW-Authenticate": "Bearer"})
+        if principal.role not in READERS:
+            abort(403, message=f"the {principal.role} role may not read results")
+    return round_results(round_id)
+
+
+def json_response(document: dict) -> Response:
+    """Canonical JSON bytes: a published document is served identically every time."""
+    return Response(canonical_bytes(document), mimetype="application/json")
+
+
+def export(fmt: str, name: str, round_id: str, headers: list[str], rows: list[list]) -> Response:
+    body = exports.to_csv(headers, rows) if fmt == "csv" else exports.to_xlsx(name, headers, rows)
+    filename = f"{round_id}-{name}.{fmt}"
+    return Response(body, mimetype=MIMETYPES[fmt],
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def check_texts(round_id: str) -> dict[str, str]:
+    rubric = state().rubric(get_round_or_404(round_id)["rubric_id"])
+    return {code: check["text_zh"] for code, check in rubric.checks.items()}
+
+
+@blp.route("/communities/<community_id>/score")
+class CommunityScore(MethodView):
+    @blp.response(200)
+    def get(self, round_id, community_id):
+        """Score breakdown of one community (SPEC §5)."""
+        results = results_for(round_id, public_once_published=False)
+        breakdown = results.scores.get(community_id)
+        if breakdown is None:
+            not_found("community in this round", community_id)
+        return json_response(breakdown)
+
+
+@blp.route("/rankings/communities")
+class CommunityRanking(MethodView):
+    @blp.arguments(CommunityRankingQuerySchema, location="query")
+    @blp.response(200)
+    def get(self, query, round_id):
+        """Ranked communities (city rank and rank within district)."""
+        ranking = results_for(round_id).community_ranking
+        if query.get("district_id"):
+            d = query["district_id"]
+            ranking = {
+                **ranking,
+                "communities": [r for r in ranking["communities"] if r["district_id"] == d],
+                "unranked": [r for r in ranking.get("unranked", []) if r["district_id"] == d],
+            }
+        if query["format"] != "json":
+            return export(query["format"], "小区排名", round_id, *exports.community_table(ranking, check_texts(round_id)))
+        return json_response(ranking)
+
+
+@blp.route("/rankings/districts")
+class DistrictRanking(MethodView):
+    @blp.arguments(FormatQuerySchema, location="query")
+    @blp.response(200)
+    def get(self, query, round_id):
+        """Districts ranked by their index D = 0.7·quality + 0.3·progress."""
+        ranking = results_for(round_id).district_ranking
+        if query["format"] != "json":
+            return export(query["format"], "区排名", round_id, *exports.district_table(ranking))
+        return json_response(ranking)
+
+
+@blp.route("/rewards")
+class Rewards(MethodView):
+    @blp.arguments(FormatQuerySchema, location="query")
+    @blp.response(200)
+    def get(self, query, round_id):
+        """Reward allocations in integer fen (largest-remainder method)."""
+        rewards = results_for(round_id).rewards
+        if query["format"] != "json":
+            return export(query["format"], "奖励分配", round_id, *exports.rewards_table(rewards))
+        return json_response(rewards)
+
+
+@blp.route("/snapshot")
+class Snapshot(MethodView):
+    @blp.response(200)
+    def get(self, round_id):
+        """The published snapshot, byte for byte; its SHA-256 is in ``X-Snapshot-SHA256``."""
+        get_round_or_404(round_id)
+        snapshot = state().store.get_snapshot(round_id)
+        if snapshot is None:
+            not_found("published snapshot of round", round_id)
+        body, sha256 = snapshot
+        return Response(body, mimetype="application/json", headers={"X-Snapshot-SHA256": sha256})

@@ -1,0 +1,143 @@
+"""Evaluation rounds: open → closed → published."""
+
+from __future__ import annotations
+
+import marshmallow as ma
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from ..auth import ANY_KEY, require
+from ..canonical import digest
+from ..errors import abort, conflict, not_found, raise_for_outcome
+from ..ids import DISTRICT_ID_PATTERN, ID_PATTERN
+from ..results import publish
+from ..state import state
+from ..store import Outcome
+from ..timeutil import now_stored, to_stored
+from .common import StrictSchema, note_audit
+
+blp = Blueprint("rounds", __name__, url_prefix="/api/v1/rounds", description="Evaluation rounds")
+
+
+class RewardSchema(StrictSchema):
+    pool_fen = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(min=0, max=10**15))
+    district_share_pct = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(min=0, max=100))
+    top_districts = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(min=0, max=1000))
+
+
+class RoundCreateSchema(StrictSchema):
+    round_id = ma.fields.String(required=True, validate=ma.validate.Regexp(ID_PATTERN))
+    year = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(min=1990, max=2100))
+    rubric_id = ma.fields.String(required=True, validate=ma.validate.Regexp(ID_PATTERN))
+    title = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
+    opens_at = ma.fields.AwareDateTime(required=True)
+    closes_at = ma.fields.AwareDateTime(required=True)
+    quotas = ma.fields.Dict(
+        keys=ma.fields.String(validate=ma.validate.Regexp(DISTRICT_ID_PATTERN)),
+        values=ma.fields.Integer(strict=True, validate=ma.validate.Range(min=1, max=1_000_000)),
+        required=True,
+        validate=ma.validate.Length(min=1, max=10_000),
+    )
+    reward = ma.fields.Nested(RewardSchema, required=True)
+
+    @ma.validates_schema
+    def window(self, data, **kwargs):
+        if data.get("opens_at") and data.get("closes_at") and data["closes_at"] <= data["opens_at"]:
+            raise ma.ValidationError("must be after opens_at", "closes_at")
+
+
+class RoundSchema(ma.Schema):
+    round_id = ma.fields.String()
+    year = ma.fields.Integer()
+    rubric_id = ma.fields.String()
+    title = ma.fields.String()
+    opens_at = ma.fields.String()
+    closes_at = ma.fields.String()
+    quotas = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
+    reward = ma.fields.Nested(RewardSchema)
+    status = ma.fields.String()
+    created_at = ma.fields.String()
+    closed_at = ma.fields.String(allow_none=True)
+    published_at = ma.fields.String(allow_none=True)
+    snapshot_sha256 = ma.fields.String(allow_none=True)
+
+
+class RoundListSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(RoundSchema))
+
+
+def get_round_or_404(round_id: str) -> dict:
+    record = state().store.get_round(round_id)
+    if record is None:
+        not_found("round", round_id)
+    return record
+
+
+def create_round(data: dict) -> tuple[Outcome, dict]:
+    """Check references and store a new round (shared with ``seed``)."""
+    store = state().store
+    errors = {}
+    if state().rubric(data["rubric_id"]) is None:
+        errors["rubric_id"] = [f"unknown rubric {data['rubric_id']!r}"]
+    unknown = sorted(d for d in data["quotas"] if store.get_district(d) is None)
+    if unknown:
+        errors["quotas"] = [f"unknown districts: {', '.join(unknown)}"]
+    if errors:
+        abort(422, message="; ".join(f"{k}: {v[0]}" for k, v in errors.items()), errors=errors)
+    content = {
+        **data,
+        "opens_at": to_stored(data["opens_at"]),
+        "closes_at": to_stored(data["closes_at"]),
+        "quotas": dict(sorted(data["quotas"].items())),
+    }
+    record = {**content, "digest": digest(content), "status": "open", "created_at": now_stored()}
+    return store.create_round(record), record
+
+
+@blp.route("")
+class Rounds(MethodView):
+    @require("admin")
+    @blp.arguments(RoundCreateSchema)
+    @blp.response(201, RoundSchema)
+    @blp.alt_response(200, schema=RoundSchema, description="identical round already exists")
+    def post(self, data):
+        outcome, record = create_round(data)
+        note_audit("round", record["round_id"], outcome.value)
+        if outcome is Outcome.CONFLICT:
+            conflict("conflict", f"round {record['round_id']!r} exists with other content")
+        return state().store.get_round(record["round_id"]), 201 if outcome is Outcome.CREATED else 200
+
+    @require(*ANY_KEY)
+    @blp.response(200, RoundListSchema)
+    def get(self):
+        return {"items": state().store.list_rounds()}
+
+
+@blp.route("/<round_id>")
+class Round(MethodView):
+    @require(*ANY_KEY)
+    @blp.response(200, RoundSchema)
+    def get(self, round_id):
+        return get_round_or_404(round_id)
+
+
+@blp.route("/<round_id>/close")
+class Close(MethodView):
+    @require("admin")
+    @blp.response(200, RoundSchema)
+    def post(self, round_id):
+        outcome = state().store.close_round(round_id, now_stored())
+        note_audit("round", round_id, "closed" if outcome is Outcome.CREATED else outcome.value)
+        raise_for_outcome(outcome, "round", round_id)
+        return get_round_or_404(round_id)
+
+
+@blp.route("/<round_id>/publish")
+class Publish(MethodView):
+    @require("admin")
+    @blp.response(200, RoundSchema)
+    def post(self, round_id):
+        get_round_or_404(round_id)
+        outcome = publish(round_id)
+        note_audit("round", round_id, "published" if outcome is Outcome.CREATED else "already_published")
+        return get_round_or_404(round_id)

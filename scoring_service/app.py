@@ -1,0 +1,65 @@
+"""Application factory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from flask import Flask
+
+from .config import Config, from_environment, instance_secret
+from .state import ServiceState
+from .store import open_store
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the service. ``config`` overrides environment settings (tests)."""
+    overrides = dict(config or {})
+    instance_path = overrides.pop("INSTANCE_PATH", None) or os.environ.get("SCORING_INSTANCE_PATH")
+    app = Flask(__name__, instance_path=str(Path(instance_path).resolve()) if instance_path else None)
+    app.config.from_object(Config)
+    app.config.update(from_environment())
+    app.config.update(overrides)
+
+    register_state(app)
+    register_logging(app)
+    register_api(app)
+    register_pages(app)
+    register_cli(app)
+    return app
+
+
+def database_url(app: Flask) -> str:
+    return app.config["DATABASE_URL"] or os.path.join(app.instance_path, "scoring.sqlite3")
+
+
+def register_state(app: Flask) -> None:
+    secret = app.config.get("SECRET_KEY") or instance_secret(app.instance_path, create=True)
+    app.config["SECRET_KEY"] = secret
+    store = open_store(database_url(app))
+    store.init()
+    app.extensions["scoring"] = ServiceState(store, secret, app.config)
+
+
+def register_logging(app: Flask) -> None:
+    from .observability import init_observability
+
+    init_observability(app)
+
+
+def register_api(app: Flask) -> None:
+    from .api import register_blueprints
+
+    register_blueprints(app)
+
+
+def register_pages(app: Flask) -> None:
+    from .web import register_pages as register
+
+    register(app)
+
+
+def register_cli(app: Flask) -> None:
+    from .cli import register_commands
+
+    register_commands(app)

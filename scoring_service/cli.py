@@ -1,0 +1,144 @@
+"""``scoring-service``: Flask's click CLI with the service's commands (SPEC §10)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from .auth import ROLES
+
+
+def _app_factory():
+    from . import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_app_factory, add_default_commands=False, add_version_option=False)
+def main():
+    """Scoring service for old residential community renovation (老旧小区改造提质)."""
+
+
+def register_commands(app) -> None:
+    """Commands are also reachable as ``flask --app scoring_service …``."""
+    for command in (init, seed, keys, recount, serve):
+        app.cli.add_command(command)
+
+
+@click.command()
+@with_appcontext
+def init():
+    """Create the store's tables and indexes (idempotent)."""
+    state = current_app.extensions["scoring"]
+    state.store.init()
+    click.echo(f"store ready: {current_app.config.get('DATABASE_URL') or current_app.instance_path}")
+
+
+@click.command()
+@click.argument("name", type=click.Choice(["shenyang-2018"]))
+@click.option("--demo", is_flag=True, help="also create 120 communities, inspections and survey responses")
+@with_appcontext
+def seed(name, demo):
+    """Load the 2018 rubric, districts and round (and demo data)."""
+    from .api.rounds import create_round
+    from .api.rubrics import store_rubric
+    from .demo import demo_communities, seed_demo
+    from .reference import SHENYANG_2018_DISTRICTS, SHENYANG_2018_ROUND
+    from .rubric import Rubric, RubricSchema
+
+    state = current_app.extensions["scoring"]
+    store = state.store
+    rubric_path = Path(current_app.config["RUBRICS_DIR"]) / f"{name}.json"
+    outcome, _ = store_rubric(RubricSchema().load(Rubric.from_file(rubric_path).body))
+    click.echo(f"rubric {name}: {outcome.value}")
+    for district_id, name_zh, name_en, _ in SHENYANG_2018_DISTRICTS:
+        store.put_district({"district_id": district_id, "name_zh": name_zh, "name_en": name_en})
+    round_data = {
+        **SHENYANG_2018_ROUND,
+        "opens_at": datetime.fromisoformat(SHENYANG_2018_ROUND["opens_at"]),
+        "closes_at": datetime.fromisoformat(SHENYANG_2018_ROUND["closes_at"]),
+        "quotas": {d: q for d, _, _, q in SHENYANG_2018_DISTRICTS},
+    }
+    outcome, record = create_round(round_data)
+    click.echo(f"round {record['round_id']}: {outcome.value}")
+    if not demo:
+        return
+    if store.count_responses(record["round_id"], include_voided=True):
+        click.echo("demo data already present; nothing added")
+        return
+    import numpy as np
+
+    communities = demo_communities(np.random.default_rng(2018))
+    store.put_communities(communities)
+    counts = seed_demo(state, store.get_round(record["round_id"]), state.rubric(record["rubric_id"]), communities)
+    click.echo(f"demo: {len(communities)} communities, {counts['inspections']} inspections, "
+               f"{counts['responses']} survey responses")
+
+
+@click.group()
+def keys():
+    """Manage API keys."""
+
+
+@keys.command("create")
+@click.option("--role", required=True, type=click.Choice(ROLES))
+@click.option("--name", required=True)
+@click.option("--agency", "agency_id", default=None)
+@click.option("--community", "community_id", default=None)
+@with_appcontext
+def keys_create(role, name, agency_id, community_id):
+    """Create a key; the token is printed once, as the last line."""
+    from marshmallow import ValidationError
+    from werkzeug.exceptions import HTTPException
+
+    from .api.keys import KeyCreateSchema, create_key
+
+    try:
+        data = KeyCreateSchema().load({k: v for k, v in {"role": role, "name": name, "agency_id": agency_id,
+                                                         "community_id": community_id}.items() if v})
+        record, token = create_key(data["role"], data["name"], data.get("agency_id"), data.get("community_id"))
+    except HTTPException as exc:
+        raise click.ClickException(str(getattr(exc, "data", {}).get("message", exc))) from None
+    except ValidationError as exc:
+        raise click.ClickException(json.dumps(exc.messages, ensure_ascii=False)) from None
+    click.echo(f"key_id: {record['key_id']} role: {record['role']}", err=True)
+    click.echo(token)
+
+
+@click.command()
+@click.option("--round", "round_id", default=None, help="only this round")
+@click.option("--dry-run", is_flag=True, help="report differences without fixing them")
+@with_appcontext
+def recount(round_id, dry_run):
+    """Rebuild kept survey statistics from raw responses and report any difference."""
+    state = current_app.extensions["scoring"]
+    rounds = [state.store.get_round(round_id)] if round_id else state.store.list_rounds()
+    total = 0
+    for record in rounds:
+        if record is None:
+            raise click.ClickException(f"unknown round {round_id!r}")
+        rubric = state.rubric(record["rubric_id"])
+        differences = state.store.recount(record["round_id"], len(rubric.item_codes), fix=not dry_run)
+        total += len(differences)
+        for difference in differences:
+            click.echo(json.dumps({"round_id": record["round_id"], **difference}, ensure_ascii=False))
+        click.echo(f"round {record['round_id']}: {len(differences)} differences"
+                   + ("" if dry_run or not differences else " (fixed)"))
+    sys.exit(1 if total and dry_run else 0)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+def serve(host, port, workers):
+    """Serve with gunicorn, as in production."""
+    from .server import serve as run
+
+    run(host=host, port=port, workers=workers)

@@ -1,0 +1,95 @@
+"""Settings from the environment (prefix ``SCORING_``); no secret has a default.
+
+``SCORING_SECRET_KEY`` keys the household hashes. When it is unset the
+service uses the random key that ``scoring-service init`` writes into the
+instance folder, so a fresh checkout works without ever shipping a secret.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+
+class Config:
+    """Defaults; every ``SCORING_<NAME>`` variable overrides ``<NAME>``."""
+
+    DATABASE_URL: str | None = None  # None: SQLite file in the instance folder
+    SECRET_KEY: str | None = None
+    MAX_CONTENT_LENGTH = 2 * MIB
+    MAX_BATCH = 1000
+    FUTURE_TOLERANCE_SECONDS = 600
+    RUBRICS_DIR = str(Path(__file__).resolve().parent.parent / "rubrics")
+    METRICS_PUBLIC = True
+    METRICS_TOKEN: str | None = None
+    RATELIMIT_ENABLED = True
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_DEFAULT = "600 per minute"
+    RATELIMIT_WRITE = "120 per minute"
+    RATELIMIT_ANONYMOUS = "120 per minute"
+    LOG_LEVEL = "INFO"
+
+    # flask-smorest / OpenAPI
+    API_TITLE = "老旧小区改造提质测评服务 · Old community renovation scoring service"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api/v1"
+    OPENAPI_JSON_PATH = "openapi.json"
+    API_SPEC_OPTIONS = {
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearerAuth": []}],
+    }
+    JSON_SORT_KEYS = False
+
+
+_BOOLEAN = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def from_environment(environ: dict[str, str] | None = None) -> dict:
+    """Settings named ``SCORING_*`` in ``environ``, converted to the default's type."""
+    environ = os.environ if environ is None else environ
+    settings = {}
+    for name in dir(Config):
+        if not name.isupper():
+            continue
+        raw = environ.get(f"SCORING_{name}")
+        if raw is None:
+            continue
+        default = getattr(Config, name)
+        if isinstance(default, bool):
+            if raw.lower() not in _BOOLEAN:
+                raise ValueError(f"SCORING_{name} must be a boolean, got {raw!r}")
+            settings[name] = _BOOLEAN[raw.lower()]
+        elif isinstance(default, int):
+            settings[name] = int(raw)
+        else:
+            settings[name] = raw
+    return settings
+
+
+def instance_secret(instance_path: str | os.PathLike, create: bool = False) -> str | None:
+    """The instance folder's random secret key, created on demand by ``init``."""
+    path = Path(instance_path) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    if not create:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write aside, then link into place: several workers starting at once all
+    # end up reading the one key that won, never a half-written file.
+    tmp = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(48))
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()

@@ -1,0 +1,106 @@
+"""Professional inspections (专业验收): checking a checklist and its per-item sums."""
+
+from __future__ import annotations
+
+from .canonical import digest
+from .surveys import RoundContext, SubmissionError, check_time, community_of_round
+from .timeutil import now_stored, to_stored
+
+NA = "na"
+
+
+def check_checklist(checks: dict, community: dict, ctx: RoundContext) -> dict[str, list[str]]:
+    """Field errors of a checklist against the rubric and the community's applicable items."""
+    rubric = ctx.rubric
+    errors: list[str] = []
+    unknown = sorted(set(checks) - set(rubric.checks))
+    if unknown:
+        errors.append(f"unknown check codes: {', '.join(unknown)}")
+    missing = [
+        check["code"]
+        for item in rubric.items
+        if rubric.applies(item, community)
+        for check in item["checks"]
+        if check["code"] not in checks
+    ]
+    if missing:
+        errors.append(f"every check of every applicable item must be scored or \"na\"; missing: {', '.join(missing)}")
+    for code, value in sorted(checks.items()):
+        check = rubric.checks.get(code)
+        if check is None or value == NA:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.append(f"{code}: points must be a number or \"na\"")
+        elif not 0 <= value <= check["max_points"]:
+            errors.append(f"{code}: points must be between 0 and {check['max_points']:g}")
+        elif check.get("critical") and value not in (0, check["max_points"]):
+            errors.append(f"{code}: critical check scores 0 or {check['max_points']:g} (pass/fail)")
+    return {"checks": errors} if errors else {}
+
+
+def item_sums(checks: dict, ctx: RoundContext) -> tuple[list[float], list[float], list[str]]:
+    """Per rubric item: Σ points and Σ max_points over checks not "na"; critical checks scored 0."""
+    rubric = ctx.rubric
+    points = [0.0] * len(rubric.items)
+    maxima = [0.0] * len(rubric.items)
+    vetoes = []
+    for k, item in enumerate(rubric.items):
+        for check in item["checks"]:
+            value = checks.get(check["code"], NA)
+            if value == NA:
+                continue
+            points[k] += float(value)
+            maxima[k] += float(check["max_points"])
+            if check.get("critical") and value == 0:
+                vetoes.append(check["code"])
+    return points, maxima, vetoes
+
+
+def prepare_version(data: dict, ctx: RoundContext, agency_id: str, key_id: str) -> dict:
+    """One stored inspection version, with content hash, item sums and vetoes."""
+    community = community_of_round(data["community_id"], ctx)
+    errors = check_checklist(data["checks"], community, ctx)
+    if errors:
+        raise SubmissionError(errors)
+    check_time("inspected_at", data["inspected_at"], ctx)
+    content = {
+        "inspection_id": str(data["inspection_id"]),
+        "community_id": data["community_id"],
+        "agency_id": agency_id,
+        "inspector": data["inspector"],
+        "inspected_at": to_stored(data["inspected_at"]),
+        "checks": dict(sorted(data["checks"].items())),
+        "notes": data.get("notes") or None,
+        "evidence": list(data.get("evidence") or []),
+    }
+    points, maxima, vetoes = item_sums(data["checks"], ctx)
+    return {
+        **content,
+        "content_hash": digest(content),
+        "amend_reason": data.get("amend_reason"),
+        "submitted_at": now_stored(),
+        "key_id": key_id,
+        "version": 1,
+        "item_points": points,
+        "item_max": maxima,
+        "vetoes": vetoes,
+    }
+
+
+HISTORY_FIELDS = ("version", "inspector", "inspected_at", "checks", "notes", "evidence", "amend_reason",
+                  "submitted_at", "key_id")
+
+
+def public_inspection(stored: dict) -> dict:
+    """Current version plus every version (oldest first), as the API shows it."""
+    versions = stored["versions"]
+    current = versions[-1]
+    return {
+        "inspection_id": stored["inspection_id"],
+        "round_id": stored["round_id"],
+        "community_id": stored["community_id"],
+        "agency_id": stored["agency_id"],
+        **{k: current.get(k) for k in HISTORY_FIELDS},
+        "vetoes": current.get("vetoes", []),
+        "history": [{k: v.get(k) for k in HISTORY_FIELDS} for v in versions],
+    }

@@ -1,0 +1,76 @@
+"""Request ids, structured JSON logs and Prometheus metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+
+from flask import Flask, g, request
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; request fields when inside a request."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in ("request_id", "method", "path", "status", "duration_ms", "key_id", "remote_addr"):
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.Formatter.converter = time.gmtime
+    root = logging.getLogger()
+    if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("werkzeug").setLevel("WARNING")
+
+
+access_log = logging.getLogger("scoring_service.access")
+
+
+def init_observability(app: Flask) -> None:
+    configure_logging(app.config.get("LOG_LEVEL", "INFO"))
+
+    @app.before_request
+    def assign_request_id():
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def log_request(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        principal = g.get("principal")
+        # The path only: query strings and headers (tokens) never reach the log.
+        access_log.info(
+            "request",
+            extra={
+                "request_id": g.get("request_id"),
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
+                "key_id": principal.key_id if principal else None,
+                "remote_addr": request.remote_addr,
+            },
+        )
+        return response

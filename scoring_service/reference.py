@@ -1,0 +1,27 @@
+"""Reference data from the city's 2018 notice (SPEC §9)."""
+
+from __future__ import annotations
+
+#: (district_id, 中文名, English name, 2018 quota)
+SHENYANG_2018_DISTRICTS = (
+    ("heping", "和平区", "Heping District", 52),
+    ("shenhe", "沈河区", "Shenhe District", 16),
+    ("tiexi", "铁西区（含经济技术开发区）", "Tiexi District (incl. Economic and Technological Development Zone)", 7),
+    ("huanggu", "皇姑区", "Huanggu District", 19),
+    ("dadong", "大东区", "Dadong District", 10),
+    ("hunnan", "浑南区", "Hunnan District", 2),
+    ("yuhong", "于洪区", "Yuhong District", 2),
+    ("shenbei", "沈北新区", "Shenbei New District", 5),
+    ("sujiatun", "苏家屯区", "Sujiatun District", 7),
+)
+
+SHENYANG_2018_ROUND = {
+    "round_id": "shenyang-2018",
+    "year": 2018,
+    "rubric_id": "shenyang-2018",
+    "title": "沈阳市2018年老旧小区改造提质验收测评",
+    "opens_at": "2018-09-01T00:00:00+08:00",
+    "closes_at": "2018-09-30T23:59:59+08:00",
+    # Reward pool reserved from the city's 6.93亿元 (SPEC §9): 3000万元 here.
+    "reward": {"pool_fen": 3_000_000_000, "district_share_pct": 40, "top_districts": 3},
+}

@@ -1,0 +1,245 @@
+"""The store interface every backend implements, and the contract it keeps.
+
+Records are plain dicts. Times are UTC strings in one fixed-width format
+(see :mod:`scoring_service.timeutil`), so they sort as text.
+
+Idempotency lives here: client-chosen ids (``response_id``,
+``inspection_id``) are unique keys, and a repeated id is compared by its
+``content_hash``. Survey statistics (counts per community, respondent type,
+item and Likert level) are kept or computed by the store so that scoring
+never loads raw responses.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class StoreError(RuntimeError):
+    """The store cannot do what was asked (unreachable, corrupt, misconfigured)."""
+
+
+class Outcome(str, enum.Enum):
+    CREATED = "created"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+    VOIDED = "voided"
+    HOUSEHOLD = "household_already_responded"
+    ROUND_CLOSED = "round_closed"
+    ROUND_PUBLISHED = "round_published"
+    NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"
+
+
+RESPONDENT_TYPES = ("resident", "public")
+
+
+@dataclass
+class CommunityCounts:
+    """Survey statistics of one community and respondent type.
+
+    ``counts[k, level-1]`` counts answers of level 1..5 to item ``k`` (rubric
+    order); the last row counts the ``overall`` answers.
+    """
+
+    counts: np.ndarray
+    responses: int = 0
+
+
+@dataclass
+class RoundCounts:
+    """Survey statistics of a round: ``by_type[type][community_id]``."""
+
+    n_items: int
+    by_type: dict[str, dict[str, CommunityCounts]] = field(
+        default_factory=lambda: {t: {} for t in RESPONDENT_TYPES}
+    )
+
+    def get(self, respondent_type: str, community_id: str) -> CommunityCounts | None:
+        return self.by_type[respondent_type].get(community_id)
+
+
+def response_count_rows(levels: Iterable[int], n_items: int) -> np.ndarray:
+    """One-hot counts of one response: ``levels`` has ``n_items + 1`` entries (0 = no answer)."""
+    counts = np.zeros((n_items + 1, 5), dtype=np.int64)
+    for k, level in enumerate(levels):
+        if level:
+            counts[k, level - 1] += 1
+    return counts
+
+
+class Store(abc.ABC):
+    """What the service needs from a database."""
+
+    # -- life cycle -------------------------------------------------------
+    @abc.abstractmethod
+    def init(self) -> None:
+        """Create tables/collections and indexes; idempotent."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise :class:`StoreError` when the store cannot serve."""
+
+    def close(self) -> None:  # pragma: no cover - optional
+        pass
+
+    @abc.abstractmethod
+    def generation(self) -> str:
+        """A token that changes after every committed write (cache invalidation)."""
+
+    # -- keys -------------------------------------------------------------
+    @abc.abstractmethod
+    def create_key(self, record: Mapping[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def get_key(self, key_id: str) -> dict | None: ...
+
+    @abc.abstractmethod
+    def list_keys(self) -> list[dict]: ...
+
+    @abc.abstractmethod
+    def revoke_key(self, key_id: str, at: str) -> bool:
+        """Revoke; False when there is no such key. Revoking twice keeps the first time."""
+
+    # -- rubrics ----------------------------------------------------------
+    @abc.abstractmethod
+    def put_rubric(self, rubric_id: str, body: Mapping, digest: str, at: str) -> Outcome:
+        """CREATED, DUPLICATE (same digest) or CONFLICT (same id, other content)."""
+
+    @abc.abstractmethod
+    def get_rubric(self, rubric_id: str) -> dict | None: ...
+
+    @abc.abstractmethod
+    def list_rubrics(self) -> list[dict]: ...
+
+    # -- reference data ---------------------------------------------------
+    @abc.abstractmethod
+    def put_district(self, record: Mapping) -> bool:
+        """Create or replace; True when created."""
+
+    @abc.abstractmethod
+    def get_district(self, district_id: str) -> dict | None: ...
+
+    @abc.abstractmethod
+    def list_districts(self) -> list[dict]: ...
+
+    @abc.abstractmethod
+    def put_communities(self, records: list[Mapping]) -> list[bool]:
+        """Create or replace all, or none; one ``created`` flag per record."""
+
+    @abc.abstractmethod
+    def get_community(self, community_id: str) -> dict | None: ...
+
+    @abc.abstractmethod
+    def list_communities(self, district_id: str | None = None, renovation_year: int | None = None) -> list[dict]: ...
+
+    @abc.abstractmethod
+    def put_agency(self, record: Mapping) -> bool: ...
+
+    @abc.abstractmethod
+    def get_agency(self, agency_id: str) -> dict | None: ...
+
+    @abc.abstractmethod
+    def list_agencies(self) -> list[dict]: ...
+
+    # -- rounds -----------------------------------------------------------
+    @abc.abstractmethod
+    def create_round(self, record: Mapping) -> Outcome:
+        """CREATED, DUPLICATE (same content) or CONFLICT."""
+
+    @abc.abstractmethod
+    def get_round(self, round_id: str) -> dict | None: ...
+
+    @abc.abstractmethod
+    def list_rounds(self) -> list[dict]: ...
+
+    @abc.abstractmethod
+    def close_round(self, round_id: str, at: str) -> Outcome:
+        """open → closed. CREATED when it changed, DUPLICATE when already closed, ROUND_PUBLISHED."""
+
+    @abc.abstractmethod
+    def publish_round(self, round_id: str, snapshot: bytes, sha256: str, at: str) -> Outcome:
+        """Store the snapshot and mark published (from open or closed). DUPLICATE when already published."""
+
+    @abc.abstractmethod
+    def get_snapshot(self, round_id: str) -> tuple[bytes, str] | None: ...
+
+    @abc.abstractmethod
+    def rubric_in_use(self, rubric_id: str) -> bool: ...
+
+    # -- surveys ----------------------------------------------------------
+    @abc.abstractmethod
+    def add_responses(self, round_id: str, records: list[Mapping], n_items: int) -> list[Outcome]:
+        """Store new responses and update statistics atomically; one outcome per record.
+
+        Each record carries ``levels`` (``n_items + 1`` Likert levels, 0 = no
+        answer, overall last). A record whose ``response_id`` exists is a
+        DUPLICATE when its ``content_hash`` matches, else CONFLICT (VOIDED when
+        voided). A ``household_hash`` already used in the community and round
+        gives HOUSEHOLD. A round that is not open gives ROUND_CLOSED or
+        ROUND_PUBLISHED for every record.
+        """
+
+    @abc.abstractmethod
+    def get_response(self, round_id: str, response_id: str) -> dict | None: ...
+
+    @abc.abstractmethod
+    def void_response(self, round_id: str, response_id: str, reason: str, key_id: str, at: str, n_items: int) -> Outcome:
+        """CREATED (voided now), DUPLICATE (already voided), NOT_FOUND, ROUND_PUBLISHED."""
+
+    @abc.abstractmethod
+    def survey_counts(self, round_id: str, n_items: int) -> RoundCounts: ...
+
+    @abc.abstractmethod
+    def iter_responses(self, round_id: str) -> Iterator[dict]:
+        """Every raw response of the round, voided included, in arrival order."""
+
+    @abc.abstractmethod
+    def count_responses(self, round_id: str, include_voided: bool = False) -> int: ...
+
+    # -- inspections ------------------------------------------------------
+    @abc.abstractmethod
+    def add_inspection(self, record: Mapping) -> Outcome:
+        """CREATED, DUPLICATE, CONFLICT, ROUND_CLOSED or ROUND_PUBLISHED."""
+
+    @abc.abstractmethod
+    def amend_inspection(self, round_id: str, inspection_id: str, version: Mapping, agency_id: str | None) -> Outcome:
+        """Add a version. NOT_FOUND, FORBIDDEN (other agency), DUPLICATE (same as current), round outcomes."""
+
+    @abc.abstractmethod
+    def get_inspection(self, round_id: str, inspection_id: str) -> dict | None:
+        """Inspection with ``versions`` (oldest first)."""
+
+    @abc.abstractmethod
+    def current_inspections(self, round_id: str) -> list[dict]:
+        """Current version of every inspection of the round, with ``seq`` (arrival order)."""
+
+    # -- audit ------------------------------------------------------------
+    @abc.abstractmethod
+    def append_audit(self, event: Mapping) -> None: ...
+
+    @abc.abstractmethod
+    def list_audit(self, filters: Mapping[str, Any], limit: int) -> list[dict]: ...
+
+    # -- maintenance ------------------------------------------------------
+    @abc.abstractmethod
+    def recount(self, round_id: str, n_items: int, fix: bool = True) -> list[dict]:
+        """Rebuild kept statistics from raw responses; return the differences found."""
+
+
+def open_store(url: str) -> Store:
+    """A store for ``url``: ``mongodb://…`` / ``mongodb+srv://…`` or a SQLite file path."""
+    if url.startswith(("mongodb://", "mongodb+srv://")):
+        from .mongo import MongoStore
+
+        return MongoStore(url)
+    from .sqlite import SQLiteStore
+
+    path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
+    return SQLiteStore(path)

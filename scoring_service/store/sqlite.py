@@ -1,0 +1,658 @@
+"""SQLite store: the embedded default (standard library, WAL, synchronous=FULL).
+
+Every write is one ``BEGIN IMMEDIATE`` transaction, so several gunicorn
+workers serialise their writes on the database lock and each acknowledged
+write is on disk (``synchronous=FULL``) before the response leaves. Survey
+statistics are kept as one counts blob per (round, community, respondent
+type), updated in the same transaction as the responses they count.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import CommunityCounts, Outcome, RoundCounts, Store, StoreError, response_count_rows
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keys (
+    key_id TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    name TEXT NOT NULL,
+    agency_id TEXT,
+    community_id TEXT,
+    secret_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS rubrics (
+    rubric_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS districts (
+    district_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS communities (
+    community_id TEXT PRIMARY KEY,
+    district_id TEXT NOT NULL,
+    renovation_year INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS communities_by_year ON communities (renovation_year, district_id);
+CREATE TABLE IF NOT EXISTS agencies (
+    agency_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rounds (
+    round_id TEXT PRIMARY KEY,
+    rubric_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    body TEXT NOT NULL,
+    digest TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rounds_by_rubric ON rounds (rubric_id);
+CREATE TABLE IF NOT EXISTS snapshots (
+    round_id TEXT PRIMARY KEY,
+    body BLOB NOT NULL,
+    sha256 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS responses (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    response_id TEXT NOT NULL UNIQUE,
+    round_id TEXT NOT NULL,
+    community_id TEXT NOT NULL,
+    respondent_type TEXT NOT NULL,
+    household_hash TEXT,
+    content_hash TEXT NOT NULL,
+    levels TEXT NOT NULL,
+    voided_at TEXT,
+    body TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS responses_one_per_household
+    ON responses (round_id, community_id, household_hash) WHERE household_hash IS NOT NULL;
+CREATE INDEX IF NOT EXISTS responses_by_round ON responses (round_id, community_id);
+CREATE TABLE IF NOT EXISTS survey_stats (
+    round_id TEXT NOT NULL,
+    community_id TEXT NOT NULL,
+    respondent_type TEXT NOT NULL,
+    responses INTEGER NOT NULL,
+    counts BLOB NOT NULL,
+    PRIMARY KEY (round_id, community_id, respondent_type)
+);
+CREATE TABLE IF NOT EXISTS inspections (
+    inspection_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    round_id TEXT NOT NULL,
+    community_id TEXT NOT NULL,
+    agency_id TEXT NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inspections_by_round ON inspections (round_id, community_id, agency_id);
+CREATE TABLE IF NOT EXISTS inspection_versions (
+    inspection_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (inspection_id, version)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    key_id TEXT,
+    round_id TEXT,
+    entity_id TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_key ON audit (key_id, seq);
+CREATE INDEX IF NOT EXISTS audit_by_entity ON audit (entity_id, seq);
+CREATE INDEX IF NOT EXISTS audit_by_round ON audit (round_id, seq);
+"""
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str | os.PathLike, busy_timeout_ms: int = 30_000):
+        self.path = str(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+
+    # -- connections --------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            # One connection per thread and process: a connection must never
+            # cross a gunicorn fork.
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+            self._local.pid = os.getpid()
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("UPDATE meta SET value = ? WHERE name = 'generation'", (uuid.uuid4().hex,))
+        conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        return self._conn().execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: tuple = ()) -> sqlite3.Row | None:
+        return self._conn().execute(sql, params).fetchone()
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- life cycle ---------------------------------------------------------
+    def init(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.executescript(SCHEMA)
+        conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('generation', ?)", (uuid.uuid4().hex,))
+        conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', '1')")
+
+    def ping(self) -> None:
+        try:
+            row = self._one("SELECT value FROM meta WHERE name = 'schema_version'")
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite store not ready: {exc}") from exc
+        if row is None:
+            raise StoreError("SQLite store not initialised (run `scoring-service init`)")
+
+    def generation(self) -> str:
+        return self._one("SELECT value FROM meta WHERE name = 'generation'")["value"]
+
+    # -- keys ---------------------------------------------------------------
+    def create_key(self, record: Mapping[str, Any]) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO keys (key_id, role, name, agency_id, community_id, secret_hash, created_at, revoked_at)"
+                " VALUES (:key_id, :role, :name, :agency_id, :community_id, :secret_hash, :created_at, NULL)",
+                {"agency_id": None, "community_id": None, **record},
+            )
+
+    def get_key(self, key_id: str) -> dict | None:
+        row = self._one("SELECT * FROM keys WHERE key_id = ?", (key_id,))
+        return dict(row) if row else None
+
+    def list_keys(self) -> list[dict]:
+        return [dict(r) for r in self._read("SELECT * FROM keys ORDER BY created_at, key_id")]
+
+    def revoke_key(self, key_id: str, at: str) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE keys SET revoked_at = COALESCE(revoked_at, ?) WHERE key_id = ?", (at, key_id)
+            )
+            return cur.rowcount > 0
+
+    # -- rubrics ------------------------------------------------------------
+    def put_rubric(self, rubric_id: str, body: Mapping, digest: str, at: str) -> Outcome:
+        with self._write() as conn:
+            row = conn.execute("SELECT digest FROM rubrics WHERE rubric_id = ?", (rubric_id,)).fetchone()
+            if row:
+                return Outcome.DUPLICATE if row["digest"] == digest else Outcome.CONFLICT
+            conn.execute(
+                "INSERT INTO rubrics (rubric_id, body, digest, created_at) VALUES (?, ?, ?, ?)",
+                (rubric_id, _dumps(body), digest, at),
+            )
+            return Outcome.CREATED
+
+    def get_rubric(self, rubric_id: str) -> dict | None:
+        row = self._one("SELECT body FROM rubrics WHERE rubric_id = ?", (rubric_id,))
+        return json.loads(row["body"]) if row else None
+
+    def list_rubrics(self) -> list[dict]:
+        return [json.loads(r["body"]) for r in self._read("SELECT body FROM rubrics ORDER BY rubric_id")]
+
+    # -- reference data -----------------------------------------------------
+    def _put_body(self, table: str, id_column: str, record: Mapping, extra: Mapping | None = None) -> bool:
+        extra = dict(extra or {})
+        columns = [id_column, *extra, "body"]
+        with self._write() as conn:
+            existed = conn.execute(f"SELECT 1 FROM {table} WHERE {id_column} = ?", (record[id_column],)).fetchone()
+            conn.execute(
+                f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                (record[id_column], *extra.values(), _dumps(record)),
+            )
+            return existed is None
+
+    def put_district(self, record: Mapping) -> bool:
+        return self._put_body("districts", "district_id", record)
+
+    def get_district(self, district_id: str) -> dict | None:
+        row = self._one("SELECT body FROM districts WHERE district_id = ?", (district_id,))
+        return json.loads(row["body"]) if row else None
+
+    def list_districts(self) -> list[dict]:
+        return [json.loads(r["body"]) for r in self._read("SELECT body FROM districts ORDER BY district_id")]
+
+    def put_communities(self, records: list[Mapping]) -> list[bool]:
+        created = []
+        with self._write() as conn:
+            for record in records:
+                existed = conn.execute(
+                    "SELECT 1 FROM communities WHERE community_id = ?", (record["community_id"],)
+                ).fetchone()
+                conn.execute(
+                    "INSERT OR REPLACE INTO communities (community_id, district_id, renovation_year, body)"
+                    " VALUES (?, ?, ?, ?)",
+                    (record["community_id"], record["district_id"], record["renovation_year"], _dumps(record)),
+                )
+                created.append(existed is None)
+        return created
+
+    def get_community(self, community_id: str) -> dict | None:
+        row = self._one("SELECT body FROM communities WHERE community_id = ?", (community_id,))
+        return json.loads(row["body"]) if row else None
+
+    def list_communities(self, district_id: str | None = None, renovation_year: int | None = None) -> list[dict]:
+        sql, params = "SELECT body FROM communities WHERE 1 = 1", []
+        if district_id is not None:
+            sql += " AND district_id = ?"
+            params.append(district_id)
+        if renovation_year is not None:
+            sql += " AND renovation_year = ?"
+            params.append(int(renovation_year))
+        return [json.loads(r["body"]) for r in self._read(sql + " ORDER BY community_id", tuple(params))]
+
+    def put_agency(self, record: Mapping) -> bool:
+        return self._put_body("agencies", "agency_id", record)
+
+    def get_agency(self, agency_id: str) -> dict | None:
+        row = self._one("SELECT body FROM agencies WHERE agency_id = ?", (agency_id,))
+        return json.loads(row["body"]) if row else None
+
+    def list_agencies(self) -> list[dict]:
+        return [json.loads(r["body"]) for r in self._read("SELECT body FROM agencies ORDER BY agency_id")]
+
+    # -- rounds -------------------------------------------------------------
+    def create_round(self, record: Mapping) -> Outcome:
+        digest = record["digest"]
+        with self._write() as conn:
+            row = conn.execute("SELECT digest FROM rounds WHERE round_id = ?", (record["round_id"],)).fetchone()
+            if row:
+                return Outcome.DUPLICATE if row["digest"] == digest else Outcome.CONFLICT
+            conn.execute(
+                "INSERT INTO rounds (round_id, rubric_id, status, body, digest) VALUES (?, ?, ?, ?, ?)",
+                (record["round_id"], record["rubric_id"], record["status"], _dumps(record), digest),
+            )
+            return Outcome.CREATED
+
+    @staticmethod
+    def _round_row(row: sqlite3.Row) -> dict:
+        body = json.loads(row["body"])
+        body["status"] = row["status"]
+        return body
+
+    def get_round(self, round_id: str) -> dict | None:
+        row = self._one("SELECT status, body FROM rounds WHERE round_id = ?", (round_id,))
+        return self._round_row(row) if row else None
+
+    def list_rounds(self) -> list[dict]:
+        return [self._round_row(r) for r in self._read("SELECT status, body FROM rounds ORDER BY round_id")]
+
+    def _set_round(self, conn, round_id: str, status: str, **changes) -> None:
+        row = conn.execute("SELECT body FROM rounds WHERE round_id = ?", (round_id,)).fetchone()
+        body = json.loads(row["body"])
+        body.update(changes, status=status)
+        conn.execute("UPDATE rounds SET status = ?, body = ? WHERE round_id = ?", (status, _dumps(body), round_id))
+
+    def close_round(self, round_id: str, at: str) -> Outcome:
+        with self._write() as conn:
+            row = conn.execute("SELECT status FROM rounds WHERE round_id = ?", (round_id,)).fetchone()
+            if row is None:
+                return Outcome.NOT_FOUND
+            if row["status"] == "published":
+                return Outcome.ROUND_PUBLISHED
+            if row["status"] == "closed":
+                return Outcome.DUPLICATE
+            self._set_round(conn, round_id, "closed", closed_at=at)
+            return Outcome.CREATED
+
+    def publish_round(self, round_id: str, snapshot: bytes, sha256: str, at: str) -> Outcome:
+        with self._write() as conn:
+            row = conn.execute("SELECT status, body FROM rounds WHERE round_id = ?", (round_id,)).fetchone()
+            if row is None:
+                return Outcome.NOT_FOUND
+            if row["status"] == "published":
+                return Outcome.DUPLICATE
+            changes = {"published_at": at, "snapshot_sha256": sha256}
+            if row["status"] == "open":
+                changes["closed_at"] = at
+            self._set_round(conn, round_id, "published", **changes)
+            conn.execute("INSERT INTO snapshots (round_id, body, sha256) VALUES (?, ?, ?)", (round_id, snapshot, sha256))
+            return Outcome.CREATED
+
+    def get_snapshot(self, round_id: str) -> tuple[bytes, str] | None:
+        row = self._one("SELECT body, sha256 FROM snapshots WHERE round_id = ?", (round_id,))
+        return (bytes(row["body"]), row["sha256"]) if row else None
+
+    def rubric_in_use(self, rubric_id: str) -> bool:
+        return self._one("SELECT 1 FROM rounds WHERE rubric_id = ? LIMIT 1", (rubric_id,)) is not None
+
+    @staticmethod
+    def _round_gate(conn, round_id: str) -> Outcome | None:
+        row = conn.execute("SELECT status FROM rounds WHERE round_id = ?", (round_id,)).fetchone()
+        if row is None:
+            return Outcome.NOT_FOUND
+        if row["status"] == "closed":
+            return Outcome.ROUND_CLOSED
+        if row["status"] == "published":
+            return Outcome.ROUND_PUBLISHED
+        return None
+
+    # -- surveys ------------------------------------------------------------
+    def _add_counts(self, conn, round_id: str, deltas: dict[tuple[str, str], list], n_items: int) -> None:
+        for (community_id, respondent_type), (delta, responses) in deltas.items():
+            row = conn.execute(
+                "SELECT responses, counts FROM survey_stats"
+                " WHERE round_id = ? AND community_id = ? AND respondent_type = ?",
+                (round_id, community_id, respondent_type),
+            ).fetchone()
+            if row is None:
+                counts, total = delta, responses
+            else:
+                counts = np.frombuffer(row["counts"], dtype=np.int64).reshape(n_items + 1, 5) + delta
+                total = row["responses"] + responses
+            conn.execute(
+                "INSERT OR REPLACE INTO survey_stats (round_id, community_id, respondent_type, responses, counts)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (round_id, community_id, respondent_type, int(total), counts.astype(np.int64).tobytes()),
+            )
+
+    def add_responses(self, round_id: str, records: list[Mapping], n_items: int) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        deltas: dict[tuple[str, str], list] = {}
+        with self._write() as conn:
+            gate = self._round_gate(conn, round_id)
+            if gate is not None:
+                return [gate] * len(records)
+            for record in records:
+                outcome = self._insert_response(conn, round_id, record)
+                outcomes.append(outcome)
+                if outcome is Outcome.CREATED:
+                    key = (record["community_id"], record["respondent_type"])
+                    entry = deltas.setdefault(key, [np.zeros((n_items + 1, 5), dtype=np.int64), 0])
+                    entry[0] += response_count_rows(record["levels"], n_items)
+                    entry[1] += 1
+            self._add_counts(conn, round_id, deltas, n_items)
+        return outcomes
+
+    def _insert_response(self, conn, round_id: str, record: Mapping) -> Outcome:
+        row = conn.execute(
+            "SELECT round_id, content_hash, voided_at FROM responses WHERE response_id = ?", (record["response_id"],)
+        ).fetchone()
+        if row is not None:
+            if row["voided_at"] is not None:
+                return Outcome.VOIDED
+            if row["round_id"] == round_id and row["content_hash"] == record["content_hash"]:
+                return Outcome.DUPLICATE
+            return Outcome.CONFLICT
+        if record.get("household_hash"):
+            taken = conn.execute(
+                "SELECT 1 FROM responses WHERE round_id = ? AND community_id = ? AND household_hash = ?",
+                (round_id, record["community_id"], record["household_hash"]),
+            ).fetchone()
+            if taken:
+                return Outcome.HOUSEHOLD
+        body = {k: v for k, v in record.items() if k != "levels"}
+        conn.execute(
+            "INSERT INTO responses (response_id, round_id, community_id, respondent_type, household_hash,"
+            " content_hash, levels, voided_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+            (
+                record["response_id"],
+                round_id,
+                record["community_id"],
+                record["respondent_type"],
+                record.get("household_hash"),
+                record["content_hash"],
+                _dumps(list(record["levels"])),
+                _dumps(body),
+            ),
+        )
+        return Outcome.CREATED
+
+    @staticmethod
+    def _response_row(row: sqlite3.Row) -> dict:
+        body = json.loads(row["body"])
+        body["levels"] = json.loads(row["levels"])
+        for name in ("voided_at", "void_reason", "voided_by"):
+            body.setdefault(name, None)
+        return body
+
+    def get_response(self, round_id: str, response_id: str) -> dict | None:
+        row = self._one(
+            "SELECT body, levels FROM responses WHERE round_id = ? AND response_id = ?", (round_id, response_id)
+        )
+        return self._response_row(row) if row else None
+
+    def void_response(self, round_id: str, response_id: str, reason: str, key_id: str, at: str, n_items: int) -> Outcome:
+        with self._write() as conn:
+            gate = self._round_gate(conn, round_id)
+            if gate is Outcome.ROUND_PUBLISHED or gate is Outcome.NOT_FOUND:
+                return gate
+            row = conn.execute(
+                "SELECT community_id, respondent_type, levels, voided_at, body FROM responses"
+                " WHERE round_id = ? AND response_id = ?",
+                (round_id, response_id),
+            ).fetchone()
+            if row is None:
+                return Outcome.NOT_FOUND
+            if row["voided_at"] is not None:
+                return Outcome.DUPLICATE
+            body = json.loads(row["body"])
+            body.update(voided_at=at, void_reason=reason, voided_by=key_id)
+            conn.execute(
+                "UPDATE responses SET voided_at = ?, body = ? WHERE response_id = ?", (at, _dumps(body), response_id)
+            )
+            delta = -response_count_rows(json.loads(row["levels"]), n_items)
+            self._add_counts(conn, round_id, {(row["community_id"], row["respondent_type"]): [delta, -1]}, n_items)
+            return Outcome.CREATED
+
+    def survey_counts(self, round_id: str, n_items: int) -> RoundCounts:
+        result = RoundCounts(n_items=n_items)
+        for row in self._read(
+            "SELECT community_id, respondent_type, responses, counts FROM survey_stats WHERE round_id = ?", (round_id,)
+        ):
+            counts = np.frombuffer(row["counts"], dtype=np.int64).reshape(n_items + 1, 5)
+            result.by_type[row["respondent_type"]][row["community_id"]] = CommunityCounts(counts, row["responses"])
+        return result
+
+    def iter_responses(self, round_id: str) -> Iterator[dict]:
+        cur = self._conn().execute("SELECT body, levels FROM responses WHERE round_id = ? ORDER BY seq", (round_id,))
+        for row in cur:
+            yield self._response_row(row)
+
+    def count_responses(self, round_id: str, include_voided: bool = False) -> int:
+        sql = "SELECT COUNT(*) AS n FROM responses WHERE round_id = ?"
+        if not include_voided:
+            sql += " AND voided_at IS NULL"
+        return self._one(sql, (round_id,))["n"]
+
+    # -- inspections --------------------------------------------------------
+    def add_inspection(self, record: Mapping) -> Outcome:
+        version = record["versions"][0]
+        with self._write() as conn:
+            gate = self._round_gate(conn, record["round_id"])
+            if gate is not None:
+                return gate
+            row = conn.execute(
+                "SELECT i.round_id, v.content_hash FROM inspections i JOIN inspection_versions v"
+                " ON v.inspection_id = i.inspection_id AND v.version = 1 WHERE i.inspection_id = ?",
+                (record["inspection_id"],),
+            ).fetchone()
+            if row is not None:
+                same = row["round_id"] == record["round_id"] and row["content_hash"] == version["content_hash"]
+                return Outcome.DUPLICATE if same else Outcome.CONFLICT
+            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM inspections").fetchone()["s"]
+            conn.execute(
+                "INSERT INTO inspections (inspection_id, seq, round_id, community_id, agency_id, version)"
+                " VALUES (?, ?, ?, ?, ?, 1)",
+                (record["inspection_id"], seq, record["round_id"], record["community_id"], record["agency_id"]),
+            )
+            conn.execute(
+                "INSERT INTO inspection_versions (inspection_id, version, content_hash, body) VALUES (?, 1, ?, ?)",
+                (record["inspection_id"], version["content_hash"], _dumps(version)),
+            )
+            return Outcome.CREATED
+
+    def amend_inspection(self, round_id: str, inspection_id: str, version: Mapping, agency_id: str | None) -> Outcome:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT agency_id, community_id, version FROM inspections WHERE round_id = ? AND inspection_id = ?",
+                (round_id, inspection_id),
+            ).fetchone()
+            if row is None:
+                return Outcome.NOT_FOUND
+            if agency_id is not None and row["agency_id"] != agency_id:
+                return Outcome.FORBIDDEN
+            if row["community_id"] != version["community_id"]:
+                return Outcome.CONFLICT
+            gate = self._round_gate(conn, round_id)
+            if gate is not None:
+                return gate
+            current = conn.execute(
+                "SELECT content_hash, body FROM inspection_versions WHERE inspection_id = ? AND version = ?",
+                (inspection_id, row["version"]),
+            ).fetchone()
+            if (
+                current["content_hash"] == version["content_hash"]
+                and json.loads(current["body"]).get("amend_reason") == version.get("amend_reason")
+            ):
+                return Outcome.DUPLICATE
+            number = row["version"] + 1
+            conn.execute(
+                "INSERT INTO inspection_versions (inspection_id, version, content_hash, body) VALUES (?, ?, ?, ?)",
+                (inspection_id, number, version["content_hash"], _dumps({**version, "version": number})),
+            )
+            conn.execute("UPDATE inspections SET version = ? WHERE inspection_id = ?", (number, inspection_id))
+            return Outcome.CREATED
+
+    def get_inspection(self, round_id: str, inspection_id: str) -> dict | None:
+        row = self._one(
+            "SELECT * FROM inspections WHERE round_id = ? AND inspection_id = ?", (round_id, inspection_id)
+        )
+        if row is None:
+            return None
+        versions = [
+            json.loads(v["body"])
+            for v in self._read(
+                "SELECT body FROM inspection_versions WHERE inspection_id = ? ORDER BY version", (inspection_id,)
+            )
+        ]
+        return {**dict(row), "versions": versions}
+
+    def current_inspections(self, round_id: str) -> list[dict]:
+        rows = self._read(
+            "SELECT i.inspection_id, i.seq, i.community_id, i.agency_id, v.body FROM inspections i"
+            " JOIN inspection_versions v ON v.inspection_id = i.inspection_id AND v.version = i.version"
+            " WHERE i.round_id = ? ORDER BY i.seq",
+            (round_id,),
+        )
+        return [
+            {**json.loads(r["body"]), "inspection_id": r["inspection_id"], "seq": r["seq"],
+             "community_id": r["community_id"], "agency_id": r["agency_id"]}
+            for r in rows
+        ]
+
+    # -- audit ----------------------------------------------------------------
+    def append_audit(self, event: Mapping) -> None:
+        conn = self._conn()
+        # Its own short transaction; the generation token is not bumped since
+        # audit events do not change any score.
+        conn.execute(
+            "INSERT INTO audit (at, key_id, round_id, entity_id, body) VALUES (?, ?, ?, ?, ?)",
+            (event["at"], event.get("key_id"), event.get("round_id"), event.get("entity_id"), _dumps(event)),
+        )
+
+    def list_audit(self, filters: Mapping[str, Any], limit: int) -> list[dict]:
+        sql, params = "SELECT seq, body FROM audit WHERE 1 = 1", []
+        for column in ("key_id", "round_id", "entity_id"):
+            if filters.get(column):
+                sql += f" AND {column} = ?"
+                params.append(filters[column])
+        if filters.get("since"):
+            sql += " AND at >= ?"
+            params.append(filters["since"])
+        if filters.get("until"):
+            sql += " AND at < ?"
+            params.append(filters["until"])
+        if filters.get("after_seq"):
+            sql += " AND seq > ?"
+            params.append(int(filters["after_seq"]))
+        rows = self._read(sql + " ORDER BY seq LIMIT ?", (*params, int(limit)))
+        return [{**json.loads(r["body"]), "seq": r["seq"]} for r in rows]
+
+    # -- maintenance --------------------------------------------------------
+    def recount(self, round_id: str, n_items: int, fix: bool = True) -> list[dict]:
+        with self._write() as conn:
+            rebuilt: dict[tuple[str, str], list] = {}
+            for row in conn.execute(
+                "SELECT community_id, respondent_type, levels FROM responses WHERE round_id = ? AND voided_at IS NULL",
+                (round_id,),
+            ):
+                entry = rebuilt.setdefault(
+                    (row["community_id"], row["respondent_type"]), [np.zeros((n_items + 1, 5), dtype=np.int64), 0]
+                )
+                entry[0] += response_count_rows(json.loads(row["levels"]), n_items)
+                entry[1] += 1
+            kept = {
+                (r["community_id"], r["respondent_type"]): (
+                    np.frombuffer(r["counts"], dtype=np.int64).reshape(n_items + 1, 5), r["responses"])
+                for r in conn.execute(
+                    "SELECT community_id, respondent_type, responses, counts FROM survey_stats WHERE round_id = ?",
+                    (round_id,),
+                )
+            }
+            differences = []
+            for key in sorted(set(rebuilt) | set(kept)):
+                want_counts, want_n = rebuilt.get(key, [np.zeros((n_items + 1, 5), dtype=np.int64), 0])
+                have_counts, have_n = kept.get(key, (np.zeros((n_items + 1, 5), dtype=np.int64), 0))
+                if want_n != have_n or not np.array_equal(want_counts, have_counts):
+                    differences.append({
+                        "community_id": key[0], "respondent_type": key[1],
+                        "kept_responses": int(have_n), "raw_responses": int(want_n),
+                        "cells_differing": int(np.count_nonzero(want_counts != have_counts)),
+                    })
+            if fix and differences:
+                conn.execute("DELETE FROM survey_stats WHERE round_id = ?", (round_id,))
+                for (community_id, respondent_type), (counts, n) in rebuilt.items():
+                    conn.execute(
+                        "INSERT INTO survey_stats (round_id, community_id, respondent_type, responses, counts)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (round_id, community_id, respondent_type, n, counts.tobytes()),
+                    )
+            return differences

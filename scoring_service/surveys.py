@@ -1,0 +1,112 @@
+"""Resident and public survey responses: from validated input to stored record."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from .canonical import digest
+from .rubric import Rubric
+from .timeutil import to_stored, utcnow
+
+
+class SubmissionError(Exception):
+    """A submission that cannot be accepted: ``status`` and field ``errors``."""
+
+    def __init__(self, errors: dict[str, list[str]], status: int = 422):
+        super().__init__(errors)
+        self.errors = errors
+        self.status = status
+
+
+@dataclass
+class RoundContext:
+    """What checking a submission needs to know about its round (one request's worth)."""
+
+    round: dict
+    rubric: Rubric
+    load_community: Callable[[str], dict | None]
+    secret_key: str
+    future_tolerance: timedelta
+    _communities: dict[str, dict | None] = field(default_factory=dict)
+
+    def community(self, community_id: str) -> dict | None:
+        """The community if it belongs to this round (its renovation year is the round's year)."""
+        if community_id not in self._communities:
+            record = self.load_community(community_id)
+            in_round = record is not None and record["renovation_year"] == self.round["year"]
+            self._communities[community_id] = record if in_round else None
+        return self._communities[community_id]
+
+
+def household_hash(secret_key: str, round_id: str, community_id: str, household_ref: str) -> str:
+    """Keyed hash of a household reference: never stored in clear, unlinkable across rounds."""
+    message = "\x1f".join((round_id, community_id, household_ref.strip())).encode("utf-8")
+    return hmac.new(secret_key.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def check_time(name: str, moment: datetime, ctx: RoundContext) -> None:
+    if moment > utcnow() + ctx.future_tolerance:
+        raise SubmissionError({name: ["is more than 10 minutes in the future"]})
+
+
+def community_of_round(community_id: str, ctx: RoundContext) -> dict:
+    community = ctx.community(community_id)
+    if community is None:
+        raise SubmissionError(
+            {"community_id": [f"community {community_id!r} is not part of round {ctx.round['round_id']!r}"]}
+        )
+    return community
+
+
+def prepare_response(data: dict, ctx: RoundContext, key_id: str) -> dict:
+    """The stored record of a validated response, with its content hash and count levels.
+
+    Raises :class:`SubmissionError` when the response does not fit the round.
+    """
+    rubric = ctx.rubric
+    community_of_round(data["community_id"], ctx)
+    answers = {code: level for code, level in (data.get("answers") or {}).items() if level is not None}
+    unknown = sorted(set(data.get("answers") or {}) - set(rubric.item_codes))
+    if unknown:
+        raise SubmissionError({"answers": [f"unknown item codes: {', '.join(unknown)}"]})
+    overall = data.get("overall")
+    if not answers and overall is None:
+        raise SubmissionError({"answers": ["at least one answer or overall is required"]})
+    check_time("submitted_at", data["submitted_at"], ctx)
+    ref = data.get("household_ref")
+    content = {
+        "response_id": str(data["response_id"]),
+        "community_id": data["community_id"],
+        "respondent_type": data.get("respondent_type", "resident"),
+        "channel": data.get("channel", "kiosk"),
+        "household_hash": household_hash(ctx.secret_key, ctx.round["round_id"], data["community_id"], ref)
+        if ref and ref.strip() else None,
+        "submitted_at": to_stored(data["submitted_at"]),
+        "answers": dict(sorted(answers.items())),
+        "overall": overall,
+        "comment": data.get("comment") or None,
+    }
+    levels = [answers.get(code, 0) for code in rubric.item_codes] + [overall or 0]
+    return {
+        **content,
+        "round_id": ctx.round["round_id"],
+        "content_hash": digest(content),
+        "received_at": to_stored(utcnow()),
+        "key_id": key_id,
+        "levels": levels,
+    }
+
+
+def public_response(record: dict) -> dict:
+    """A stored response as the API shows it (no household hash, no internals)."""
+    shown = {
+        k: record.get(k)
+        for k in ("response_id", "round_id", "community_id", "respondent_type", "channel", "submitted_at",
+                  "received_at", "answers", "overall", "comment", "voided_at", "void_reason")
+    }
+    shown["household_ref_given"] = bool(record.get("household_hash"))
+    return shown
