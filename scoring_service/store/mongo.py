@@ -1,0 +1,558 @@
+"""MongoDB store through pymongo (production), exact on FerretDB too.
+
+Design for correctness without transactions (FerretDB has none, and
+``update``/``findAndModify`` there read and write in separate steps):
+
+* raw records are insert-only with client ids as ``_id``: a unique index
+  (``_id``) is the idempotency mechanism, ``DuplicateKeyError`` the signal;
+* a household answers once through a claim document whose ``_id`` is the
+  (round, community, household hash) triple;
+* survey statistics are never kept with ``$inc``: they are computed inside
+  the database by an aggregation pipeline (``$unwind`` + ``$group``/``$sum``)
+  and cached per process, keyed by a generation token that every write
+  replaces with a fresh random value *after* its data is written — so a
+  cache filled before a write can never be mistaken for one filled after.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+from pymongo import ASCENDING, IndexModel, MongoClient, ReplaceOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.write_concern import WriteConcern
+
+from .base import CommunityCounts, Outcome, RoundCounts, Store, StoreError, response_count_rows
+
+DUPLICATE_KEY = 11000
+
+#: named indexes, created idempotently at start
+INDEXES: dict[str, list[IndexModel]] = {
+    "communities": [IndexModel([("renovation_year", ASCENDING), ("district_id", ASCENDING)], name="by_year")],
+    "rounds": [IndexModel([("rubric_id", ASCENDING)], name="by_rubric")],
+    "responses": [
+        IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING)], name="by_round_community"),
+        IndexModel([("round_id", ASCENDING), ("seq", ASCENDING)], name="by_round_seq"),
+    ],
+    "inspections": [IndexModel([("round_id", ASCENDING)], name="by_round")],
+    "inspection_versions": [IndexModel([("round_id", ASCENDING)], name="by_round")],
+    "audit": [
+        IndexModel([("seq", ASCENDING)], name="by_seq"),
+        IndexModel([("key_id", ASCENDING), ("seq", ASCENDING)], name="by_key"),
+        IndexModel([("entity_id", ASCENDING), ("seq", ASCENDING)], name="by_entity"),
+        IndexModel([("round_id", ASCENDING), ("seq", ASCENDING)], name="by_round"),
+    ],
+}
+
+
+def _plain(doc: Mapping | None, id_field: str | None = None) -> dict | None:
+    """A document without Mongo's ``_id`` (renamed to ``id_field`` when given)."""
+    if doc is None:
+        return None
+    out = {k: v for k, v in doc.items() if k != "_id"}
+    if id_field:
+        out[id_field] = doc["_id"]
+    return out
+
+
+def response_cells(record: Mapping) -> list[str]:
+    """The count cells one response adds to: ``"<k·5+level−1>|<type>|<community>"`` and ``"n|…"``.
+
+    Community and type are part of the value because FerretDB's ``$unwind``
+    keeps only ``_id`` and the unwound field, so a ``$group`` cannot key on
+    other fields after it.
+    """
+    suffix = f"|{record['respondent_type']}|{record['community_id']}"
+    cells = [f"{k * 5 + level - 1}{suffix}" for k, level in enumerate(record["levels"]) if level]
+    return cells + [f"n{suffix}"]
+
+
+def _seq() -> int:
+    """Arrival order across processes without a shared counter (FerretDB's $inc is not atomic)."""
+    return time.time_ns()
+
+
+class MongoStore(Store):
+    def __init__(self, url: str, write_concern: str | int = "majority", timeout_ms: int = 5000):
+        self.url = url
+        self.write_concern = write_concern
+        self.timeout_ms = timeout_ms
+        self._client: MongoClient | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+        self._counts_cache: dict[str, tuple[str, RoundCounts]] = {}
+
+    # -- client per process, created after fork ---------------------------------
+    @property
+    def db(self):
+        if self._client is None or self._pid != os.getpid():
+            with self._lock:
+                if self._client is None or self._pid != os.getpid():
+                    self._client = MongoClient(
+                        self.url, connect=False, serverSelectionTimeoutMS=self.timeout_ms, tz_aware=False,
+                        appname="scoring-service",
+                    )
+                    self._pid = os.getpid()
+                    self._counts_cache = {}
+        w = WriteConcern(w=self.write_concern)
+        return self._client.get_default_database(default="scoring", write_concern=w)
+
+    def close(self) -> None:
+        if self._client is not None and self._pid == os.getpid():
+            self._client.close()
+        self._client = None
+
+    def _bump(self) -> None:
+        self.db.meta.replace_one({"_id": "generation"}, {"_id": "generation", "token": uuid.uuid4().hex}, upsert=True)
+
+    # -- life cycle -------------------------------------------------------------
+    def init(self) -> None:
+        db = self.db
+        try:
+            for collection, indexes in INDEXES.items():
+                db[collection].create_indexes(indexes)
+            db.meta.update_one({"_id": "schema_version"}, {"$setOnInsert": {"value": 1}}, upsert=True)
+            db.meta.update_one({"_id": "generation"}, {"$setOnInsert": {"token": uuid.uuid4().hex}}, upsert=True)
+        except PyMongoError as exc:
+            raise StoreError(f"cannot initialise MongoDB store: {exc}") from exc
+
+    def ping(self) -> None:
+        try:
+            self.db.command("ping")
+            if self.db.meta.find_one({"_id": "schema_version"}) is None:
+                raise StoreError("MongoDB store not initialised")
+        except PyMongoError as exc:
+            raise StoreError(f"MongoDB not reachable: {exc}") from exc
+
+    def generation(self) -> str:
+        doc = self.db.meta.find_one({"_id": "generation"})
+        return doc["token"] if doc else ""
+
+    # -- keys -------------------------------------------------------------------
+    def create_key(self, record: Mapping[str, Any]) -> None:
+        doc = {"agency_id": None, "community_id": None, "revoked_at": None, **record}
+        doc["_id"] = doc.pop("key_id")
+        self.db.keys.insert_one(doc)
+
+    def get_key(self, key_id: str) -> dict | None:
+        return _plain(self.db.keys.find_one({"_id": key_id}), "key_id")
+
+    def list_keys(self) -> list[dict]:
+        return [_plain(d, "key_id") for d in self.db.keys.find().sort([("created_at", 1), ("_id", 1)])]
+
+    def revoke_key(self, key_id: str, at: str) -> bool:
+        if self.db.keys.find_one({"_id": key_id}, {"_id": 1}) is None:
+            return False
+        self.db.keys.update_one({"_id": key_id, "revoked_at": None}, {"$set": {"revoked_at": at}})
+        return True
+
+    # -- rubrics ----------------------------------------------------------------
+    def put_rubric(self, rubric_id: str, body: Mapping, digest: str, at: str) -> Outcome:
+        try:
+            self.db.rubrics.insert_one({"_id": rubric_id, "body": dict(body), "digest": digest, "created_at": at})
+        except DuplicateKeyError:
+            existing = self.db.rubrics.find_one({"_id": rubric_id}, {"digest": 1})
+            return Outcome.DUPLICATE if existing["digest"] == digest else Outcome.CONFLICT
+        self._bump()
+        return Outcome.CREATED
+
+    def get_rubric(self, rubric_id: str) -> dict | None:
+        doc = self.db.rubrics.find_one({"_id": rubric_id})
+        return doc["body"] if doc else None
+
+    def list_rubrics(self) -> list[dict]:
+        return [d["body"] for d in self.db.rubrics.find().sort("_id", 1)]
+
+    # -- reference data ---------------------------------------------------------
+    def _replace(self, collection: str, id_field: str, record: Mapping) -> bool:
+        doc = dict(record)
+        doc["_id"] = doc.pop(id_field)
+        result = self.db[collection].replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        self._bump()
+        return result.upserted_id is not None
+
+    def put_district(self, record: Mapping) -> bool:
+        return self._replace("districts", "district_id", record)
+
+    def get_district(self, district_id: str) -> dict | None:
+        return _plain(self.db.districts.find_one({"_id": district_id}), "district_id")
+
+    def list_districts(self) -> list[dict]:
+        return [_plain(d, "district_id") for d in self.db.districts.find().sort("_id", 1)]
+
+    def put_communities(self, records: list[Mapping]) -> list[bool]:
+        # Validated before this call; one ordered bulk of idempotent replaces,
+        # so a crash mid-way is completed by retrying the same import.
+        ids = [r["community_id"] for r in records]
+        existing = {d["_id"] for d in self.db.communities.find({"_id": {"$in": ids}}, {"_id": 1})}
+        operations = []
+        for record in records:
+            doc = dict(record)
+            doc["_id"] = doc.pop("community_id")
+            operations.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
+        for start in range(0, len(operations), 1000):
+            self.db.communities.bulk_write(operations[start:start + 1000], ordered=True)
+        self._bump()
+        return [cid not in existing for cid in ids]
+
+    def get_community(self, community_id: str) -> dict | None:
+        return _plain(self.db.communities.find_one({"_id": community_id}), "community_id")
+
+    def list_communities(self, district_id: str | None = None, renovation_year: int | None = None) -> list[dict]:
+        query: dict[str, Any] = {}
+        if district_id is not None:
+            query["district_id"] = district_id
+        if renovation_year is not None:
+            query["renovation_year"] = int(renovation_year)
+        return [_plain(d, "community_id") for d in self.db.communities.find(query).sort("_id", 1)]
+
+    def put_agency(self, record: Mapping) -> bool:
+        return self._replace("agencies", "agency_id", record)
+
+    def get_agency(self, agency_id: str) -> dict | None:
+        return _plain(self.db.agencies.find_one({"_id": agency_id}), "agency_id")
+
+    def list_agencies(self) -> list[dict]:
+        return [_plain(d, "agency_id") for d in self.db.agencies.find().sort("_id", 1)]
+
+    # -- rounds -----------------------------------------------------------------
+    def create_round(self, record: Mapping) -> Outcome:
+        doc = dict(record)
+        doc["_id"] = doc["round_id"]
+        try:
+            self.db.rounds.insert_one(doc)
+        except DuplicateKeyError:
+            existing = self.db.rounds.find_one({"_id": record["round_id"]}, {"digest": 1})
+            return Outcome.DUPLICATE if existing["digest"] == record["digest"] else Outcome.CONFLICT
+        self._bump()
+        return Outcome.CREATED
+
+    def get_round(self, round_id: str) -> dict | None:
+        return _plain(self.db.rounds.find_one({"_id": round_id}))
+
+    def list_rounds(self) -> list[dict]:
+        return [_plain(d) for d in self.db.rounds.find().sort("_id", 1)]
+
+    def close_round(self, round_id: str, at: str) -> Outcome:
+        result = self.db.rounds.update_one({"_id": round_id, "status": "open"},
+                                           {"$set": {"status": "closed", "closed_at": at}})
+        if result.modified_count:
+            self._bump()
+            return Outcome.CREATED
+        current = self.db.rounds.find_one({"_id": round_id}, {"status": 1})
+        if current is None:
+            return Outcome.NOT_FOUND
+        return Outcome.ROUND_PUBLISHED if current["status"] == "published" else Outcome.DUPLICATE
+
+    def publish_round(self, round_id: str, snapshot: bytes, sha256: str, at: str) -> Outcome:
+        current = self.db.rounds.find_one({"_id": round_id})
+        if current is None:
+            return Outcome.NOT_FOUND
+        try:
+            # The snapshot document is the commit point: written once, never replaced.
+            self.db.snapshots.insert_one({"_id": round_id, "body": snapshot, "sha256": sha256})
+            outcome = Outcome.CREATED
+        except DuplicateKeyError:
+            outcome = Outcome.DUPLICATE
+        stored = self.db.snapshots.find_one({"_id": round_id}, {"sha256": 1})
+        changes = {"status": "published", "published_at": at, "snapshot_sha256": stored["sha256"]}
+        if current.get("status") == "open":
+            changes["closed_at"] = at
+        self.db.rounds.update_one({"_id": round_id, "status": {"$ne": "published"}}, {"$set": changes})
+        self._bump()
+        return outcome
+
+    def get_snapshot(self, round_id: str) -> tuple[bytes, str] | None:
+        doc = self.db.snapshots.find_one({"_id": round_id})
+        return (bytes(doc["body"]), doc["sha256"]) if doc else None
+
+    def rubric_in_use(self, rubric_id: str) -> bool:
+        return self.db.rounds.find_one({"rubric_id": rubric_id}, {"_id": 1}) is not None
+
+    def _round_gate(self, round_id: str) -> Outcome | None:
+        current = self.db.rounds.find_one({"_id": round_id}, {"status": 1})
+        if current is None:
+            return Outcome.NOT_FOUND
+        return {"closed": Outcome.ROUND_CLOSED, "published": Outcome.ROUND_PUBLISHED}.get(current["status"])
+
+    # -- surveys ----------------------------------------------------------------
+    @staticmethod
+    def _compare(existing: Mapping, record: Mapping, round_id: str) -> Outcome:
+        if existing.get("voided_at"):
+            return Outcome.VOIDED
+        if existing["round_id"] == round_id and existing["content_hash"] == record["content_hash"]:
+            return Outcome.DUPLICATE
+        return Outcome.CONFLICT
+
+    @staticmethod
+    def _failed_indexes(exc: BulkWriteError) -> dict[int, int]:
+        return {e["index"]: e["code"] for e in exc.details.get("writeErrors", [])}
+
+    def add_responses(self, round_id: str, records: list[Mapping], n_items: int) -> list[Outcome]:
+        gate = self._round_gate(round_id)
+        if gate is not None:
+            return [gate] * len(records)
+        db = self.db
+        outcomes: list[Outcome | None] = [None] * len(records)
+        ids = [r["response_id"] for r in records]
+        existing = {d["_id"]: d for d in db.responses.find(
+            {"_id": {"$in": ids}}, {"round_id": 1, "content_hash": 1, "voided_at": 1})}
+        first: dict[str, int] = {}
+        for i, record in enumerate(records):
+            rid = record["response_id"]
+            if rid in existing:
+                outcomes[i] = self._compare(existing[rid], record, round_id)
+            elif rid in first:  # the same id twice in one batch
+                same = records[first[rid]]["content_hash"] == record["content_hash"]
+                outcomes[i] = Outcome.DUPLICATE if same else Outcome.CONFLICT
+            else:
+                first[rid] = i
+
+        # Household claims: one per (round, community, household hash).
+        claims = [(i, f"{round_id}|{records[i]['community_id']}|{records[i]['household_hash']}")
+                  for i in first.values() if records[i].get("household_hash")]
+        if claims:
+            failed: dict[int, int] = {}
+            try:
+                db.households.insert_many(
+                    [{"_id": key, "response_id": records[i]["response_id"]} for i, key in claims], ordered=False)
+            except BulkWriteError as exc:
+                failed = self._failed_indexes(exc)
+                if any(code != DUPLICATE_KEY for code in failed.values()):
+                    raise
+            if failed:
+                owners = {d["_id"]: d["response_id"] for d in db.households.find(
+                    {"_id": {"$in": [claims[j][1] for j in failed]}})}
+                for j in failed:
+                    i, key = claims[j]
+                    if owners.get(key) != records[i]["response_id"]:  # not a retry of our own claim
+                        outcomes[i] = Outcome.HOUSEHOLD
+
+        pending = [i for i in first.values() if outcomes[i] is None]
+        docs = []
+        for i in pending:
+            doc = {k: v for k, v in records[i].items() if k != "levels"}
+            doc.update(_id=records[i]["response_id"], round_id=round_id, seq=_seq(), voided_at=None,
+                       levels=list(records[i]["levels"]),
+                       cells=response_cells(records[i]))
+            docs.append(doc)
+        failed = {}
+        if docs:
+            try:
+                db.responses.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                failed = self._failed_indexes(exc)
+                if any(code != DUPLICATE_KEY for code in failed.values()):
+                    raise
+        raced = {pending[j] for j in failed}
+        if raced:  # a concurrent request stored the same id first
+            now = {d["_id"]: d for d in db.responses.find(
+                {"_id": {"$in": [records[i]["response_id"] for i in raced]}},
+                {"round_id": 1, "content_hash": 1, "voided_at": 1})}
+            for i in raced:
+                outcomes[i] = self._compare(now[records[i]["response_id"]], records[i], round_id)
+        for i in pending:
+            if i not in raced:
+                outcomes[i] = Outcome.CREATED
+        if any(o is Outcome.CREATED for o in outcomes):
+            self._bump()
+        return outcomes
+
+    @staticmethod
+    def _response(doc: Mapping) -> dict:
+        out = {k: v for k, v in doc.items() if k not in ("_id", "cells", "seq")}
+        for name in ("voided_at", "void_reason", "voided_by"):
+            out.setdefault(name, None)
+        return out
+
+    def get_response(self, round_id: str, response_id: str) -> dict | None:
+        doc = self.db.responses.find_one({"_id": response_id, "round_id": round_id})
+        return self._response(doc) if doc else None
+
+    def void_response(self, round_id: str, response_id: str, reason: str, key_id: str, at: str, n_items: int) -> Outcome:
+        gate = self._round_gate(round_id)
+        if gate in (Outcome.ROUND_PUBLISHED, Outcome.NOT_FOUND):
+            return gate
+        result = self.db.responses.update_one(
+            {"_id": response_id, "round_id": round_id, "voided_at": None},
+            {"$set": {"voided_at": at, "void_reason": reason, "voided_by": key_id}},
+        )
+        if result.modified_count:
+            self._bump()
+            return Outcome.CREATED
+        exists = self.db.responses.find_one({"_id": response_id, "round_id": round_id}, {"_id": 1})
+        return Outcome.DUPLICATE if exists else Outcome.NOT_FOUND
+
+    def _aggregate_counts(self, round_id: str, n_items: int) -> RoundCounts:
+        pipeline = [
+            {"$match": {"round_id": round_id, "voided_at": None}},
+            {"$unwind": "$cells"},
+            {"$group": {"_id": "$cells", "n": {"$sum": 1}}},
+        ]
+        result = RoundCounts(n_items=n_items)
+        for row in self.db.responses.aggregate(pipeline):
+            cell, respondent_type, community_id = row["_id"].split("|", 2)
+            by_community = result.by_type[respondent_type]
+            entry = by_community.get(community_id)
+            if entry is None:
+                entry = by_community[community_id] = CommunityCounts(np.zeros((n_items + 1, 5), dtype=np.int64), 0)
+            if cell == "n":
+                entry.responses = int(row["n"])
+            else:
+                entry.counts[divmod(int(cell), 5)] = int(row["n"])
+        return result
+
+    def survey_counts(self, round_id: str, n_items: int) -> RoundCounts:
+        token = self.generation()  # read before aggregating: see the module docstring
+        cached = self._counts_cache.get(round_id)
+        if cached is not None and cached[0] == token and cached[1].n_items == n_items:
+            return cached[1]
+        counts = self._aggregate_counts(round_id, n_items)
+        self._counts_cache[round_id] = (token, counts)
+        return counts
+
+    def iter_responses(self, round_id: str) -> Iterator[dict]:
+        for doc in self.db.responses.find({"round_id": round_id}).sort("seq", 1):
+            yield self._response(doc)
+
+    def count_responses(self, round_id: str, include_voided: bool = False) -> int:
+        query: dict[str, Any] = {"round_id": round_id}
+        if not include_voided:
+            query["voided_at"] = None
+        return self.db.responses.count_documents(query)
+
+    # -- inspections -------------------------------------------------------------
+    def add_inspection(self, record: Mapping) -> Outcome:
+        gate = self._round_gate(record["round_id"])
+        if gate is not None:
+            return gate
+        version = dict(record["versions"][0])
+        iid = record["inspection_id"]
+        doc = {**version, "_id": f"{iid}:1", "inspection_id": iid, "round_id": record["round_id"], "version": 1}
+        outcome = Outcome.CREATED
+        try:
+            self.db.inspection_versions.insert_one(doc)
+        except DuplicateKeyError:
+            first = self.db.inspection_versions.find_one({"_id": f"{iid}:1"}, {"round_id": 1, "content_hash": 1})
+            same = first["round_id"] == record["round_id"] and first["content_hash"] == version["content_hash"]
+            if not same:
+                return Outcome.CONFLICT
+            outcome = Outcome.DUPLICATE
+        try:  # the header: also completes a header lost to a crash after the version was written
+            self.db.inspections.insert_one({
+                "_id": iid, "round_id": record["round_id"], "community_id": record["community_id"],
+                "agency_id": record["agency_id"], "seq": _seq(),
+            })
+        except DuplicateKeyError:
+            pass
+        if outcome is Outcome.CREATED:
+            self._bump()
+        return outcome
+
+    def _versions(self, inspection_id: str) -> list[dict]:
+        return [_plain(d) for d in self.db.inspection_versions.find({"inspection_id": inspection_id}).sort("version", 1)]
+
+    def amend_inspection(self, round_id: str, inspection_id: str, version: Mapping, agency_id: str | None) -> Outcome:
+        header = self.db.inspections.find_one({"_id": inspection_id, "round_id": round_id})
+        if header is None:
+            return Outcome.NOT_FOUND
+        if agency_id is not None and header["agency_id"] != agency_id:
+            return Outcome.FORBIDDEN
+        if header["community_id"] != version["community_id"]:
+            return Outcome.CONFLICT
+        gate = self._round_gate(round_id)
+        if gate is not None:
+            return gate
+        for _ in range(10):
+            current = self._versions(inspection_id)[-1]
+            if current["content_hash"] == version["content_hash"] and current.get("amend_reason") == version.get(
+                "amend_reason"
+            ):
+                return Outcome.DUPLICATE
+            number = current["version"] + 1
+            try:
+                # version numbers are unique _ids: two concurrent amendments cannot both be version n+1
+                self.db.inspection_versions.insert_one({
+                    **version, "_id": f"{inspection_id}:{number}", "inspection_id": inspection_id,
+                    "round_id": round_id, "version": number,
+                })
+            except DuplicateKeyError:
+                continue
+            self._bump()
+            return Outcome.CREATED
+        raise StoreError(f"inspection {inspection_id} is being amended concurrently; try again")
+
+    def get_inspection(self, round_id: str, inspection_id: str) -> dict | None:
+        header = self.db.inspections.find_one({"_id": inspection_id, "round_id": round_id})
+        if header is None:
+            return None
+        versions = self._versions(inspection_id)
+        return {**_plain(header, "inspection_id"), "version": versions[-1]["version"], "versions": versions}
+
+    def current_inspections(self, round_id: str) -> list[dict]:
+        headers = {d["_id"]: d for d in self.db.inspections.find({"round_id": round_id})}
+        latest: dict[str, dict] = {}
+        for doc in self.db.inspection_versions.find({"round_id": round_id}):
+            iid = doc["inspection_id"]
+            if iid in headers and (iid not in latest or doc["version"] > latest[iid]["version"]):
+                latest[iid] = doc
+        rows = []
+        for iid, doc in latest.items():
+            header = headers[iid]
+            rows.append({**_plain(doc), "inspection_id": iid, "seq": header["seq"],
+                         "community_id": header["community_id"], "agency_id": header["agency_id"]})
+        return sorted(rows, key=lambda r: r["seq"])
+
+    # -- audit ---------------------------------------------------------------------
+    def append_audit(self, event: Mapping) -> None:
+        self.db.audit.insert_one({**event, "seq": _seq()})
+
+    def list_audit(self, filters: Mapping[str, Any], limit: int) -> list[dict]:
+        query: dict[str, Any] = {}
+        for name in ("key_id", "round_id", "entity_id"):
+            if filters.get(name):
+                query[name] = filters[name]
+        at: dict[str, Any] = {}
+        if filters.get("since"):
+            at["$gte"] = filters["since"]
+        if filters.get("until"):
+            at["$lt"] = filters["until"]
+        if at:
+            query["at"] = at
+        if filters.get("after_seq"):
+            query["seq"] = {"$gt": int(filters["after_seq"])}
+        return [_plain(d) for d in self.db.audit.find(query).sort("seq", 1).limit(int(limit))]
+
+    # -- maintenance ----------------------------------------------------------------
+    def recount(self, round_id: str, n_items: int, fix: bool = True) -> list[dict]:
+        """Count raw responses in Python and compare with the database's aggregation."""
+        raw: dict[tuple[str, str], list] = {}
+        for doc in self.db.responses.find({"round_id": round_id, "voided_at": None},
+                                          {"community_id": 1, "respondent_type": 1, "levels": 1}):
+            entry = raw.setdefault((doc["community_id"], doc["respondent_type"]),
+                                   [np.zeros((n_items + 1, 5), dtype=np.int64), 0])
+            entry[0] += response_count_rows(doc["levels"], n_items)
+            entry[1] += 1
+        self._counts_cache.pop(round_id, None)
+        aggregated = self._aggregate_counts(round_id, n_items)
+        differences = []
+        keys = set(raw) | {(c, t) for t, by in aggregated.by_type.items() for c in by}
+        for community_id, respondent_type in sorted(keys):
+            want_counts, want_n = raw.get((community_id, respondent_type),
+                                          [np.zeros((n_items + 1, 5), dtype=np.int64), 0])
+            have = aggregated.get(respondent_type, community_id)
+            have_counts = have.counts if have else np.zeros((n_items + 1, 5), dtype=np.int64)
+            have_n = have.responses if have else 0
+            if want_n != have_n or not np.array_equal(want_counts, have_counts):
+                differences.append({
+                    "community_id": community_id, "respondent_type": respondent_type,
+                    "kept_responses": int(have_n), "raw_responses": int(want_n),
+                    "cells_differing": int(np.count_nonzero(want_counts != have_counts)),
+                })
+        return differences
