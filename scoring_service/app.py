@@ -20,6 +20,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.from_object(Config)
     app.config.update(from_environment())
     app.config.update(overrides)
+    app.json.ensure_ascii = False  # Chinese as Chinese, not \uXXXX escapes
+    app.json.sort_keys = False
 
     register_state(app)
     register_logging(app)

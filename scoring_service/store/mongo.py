@@ -73,6 +73,19 @@ def response_cells(record: Mapping) -> list[str]:
     return cells + [f"n{suffix}"]
 
 
+def _encode_version(version: Mapping) -> dict:
+    """Check codes contain dots, which field names may not (FerretDB also has no nested arrays)."""
+    doc = dict(version)
+    doc["checks"] = [{"code": code, "points": value} for code, value in sorted(version.get("checks", {}).items())]
+    return doc
+
+
+def _decode_version(doc: Mapping) -> dict:
+    out = _plain(doc)
+    out["checks"] = {pair["code"]: pair["points"] for pair in doc.get("checks", [])}
+    return out
+
+
 def _seq() -> int:
     """Arrival order across processes without a shared counter (FerretDB's $inc is not atomic)."""
     return time.time_ns()
@@ -116,7 +129,12 @@ class MongoStore(Store):
         db = self.db
         try:
             for collection, indexes in INDEXES.items():
-                db[collection].create_indexes(indexes)
+                # Only the missing ones, one at a time: FerretDB 1.24 drops the
+                # connection when one createIndexes names several existing indexes.
+                existing = set(db[collection].index_information())
+                for index in indexes:
+                    if index.document["name"] not in existing:
+                        db[collection].create_indexes([index])
             db.meta.update_one({"_id": "schema_version"}, {"$setOnInsert": {"value": 1}}, upsert=True)
             db.meta.update_one({"_id": "generation"}, {"$setOnInsert": {"token": uuid.uuid4().hex}}, upsert=True)
         except PyMongoError as exc:
@@ -432,7 +450,7 @@ class MongoStore(Store):
         gate = self._round_gate(record["round_id"])
         if gate is not None:
             return gate
-        version = dict(record["versions"][0])
+        version = _encode_version(record["versions"][0])
         iid = record["inspection_id"]
         doc = {**version, "_id": f"{iid}:1", "inspection_id": iid, "round_id": record["round_id"], "version": 1}
         outcome = Outcome.CREATED
@@ -456,7 +474,8 @@ class MongoStore(Store):
         return outcome
 
     def _versions(self, inspection_id: str) -> list[dict]:
-        return [_plain(d) for d in self.db.inspection_versions.find({"inspection_id": inspection_id}).sort("version", 1)]
+        cursor = self.db.inspection_versions.find({"inspection_id": inspection_id}).sort("version", 1)
+        return [_decode_version(d) for d in cursor]
 
     def amend_inspection(self, round_id: str, inspection_id: str, version: Mapping, agency_id: str | None) -> Outcome:
         header = self.db.inspections.find_one({"_id": inspection_id, "round_id": round_id})
@@ -479,7 +498,7 @@ class MongoStore(Store):
             try:
                 # version numbers are unique _ids: two concurrent amendments cannot both be version n+1
                 self.db.inspection_versions.insert_one({
-                    **version, "_id": f"{inspection_id}:{number}", "inspection_id": inspection_id,
+                    **_encode_version(version), "_id": f"{inspection_id}:{number}", "inspection_id": inspection_id,
                     "round_id": round_id, "version": number,
                 })
             except DuplicateKeyError:
@@ -505,7 +524,7 @@ class MongoStore(Store):
         rows = []
         for iid, doc in latest.items():
             header = headers[iid]
-            rows.append({**_plain(doc), "inspection_id": iid, "seq": header["seq"],
+            rows.append({**_decode_version(doc), "inspection_id": iid, "seq": header["seq"],
                          "community_id": header["community_id"], "agency_id": header["agency_id"]})
         return sorted(rows, key=lambda r: r["seq"])
 

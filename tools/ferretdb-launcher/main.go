@@ -15,10 +15,13 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -64,6 +67,25 @@ func main() {
 		close(done)
 	}()
 
-	fmt.Println(f.MongoDBURI())
+	// Print the URI only once the listener accepts connections, so a client
+	// that reads this line can connect at once.
+	uri := f.MongoDBURI()
+	u, err := url.Parse(uri)
+	if err != nil {
+		log.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", u.Host, time.Second)
+		if err == nil {
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			log.Fatalf("FerretDB did not start listening on %s: %v", u.Host, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fmt.Println(uri)
 	<-done
 }

@@ -1,0 +1,173 @@
+"""The store contract, run against every backend (SQLite and a real MongoDB-wire server)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scoring_service.store import Outcome
+
+N_ITEMS = 3
+AT = "2018-09-10T02:00:00.000000Z"
+
+
+def response(rid, community="c1", levels=(4, 5, 0, 3), household=None, content="h", respondent_type="resident"):
+    return {"response_id": rid, "round_id": "R", "community_id": community, "respondent_type": respondent_type,
+            "household_hash": household, "content_hash": content, "levels": list(levels),
+            "submitted_at": AT, "answers": {}, "overall": levels[-1] or None}
+
+
+def open_round(store, round_id="R"):
+    record = {"round_id": round_id, "year": 2018, "rubric_id": "rb", "status": "open", "digest": "d1",
+              "quotas": {"d1": 1}, "reward": {"pool_fen": 0, "district_share_pct": 0, "top_districts": 0}}
+    assert store.create_round(record) is Outcome.CREATED
+    return record
+
+
+def test_init_is_idempotent_and_ping_works(store):
+    store.init()
+    store.ping()
+    assert isinstance(store.generation(), str)
+
+
+def test_keys_round_trip_and_revocation(store):
+    store.create_key({"key_id": "k1", "role": "admin", "name": "ops", "secret_hash": "x", "created_at": AT})
+    assert store.get_key("k1")["role"] == "admin"
+    assert store.get_key("nope") is None
+    assert [k["key_id"] for k in store.list_keys()] == ["k1"]
+    assert store.revoke_key("k1", "2018-01-01T00:00:00.000000Z")
+    assert store.revoke_key("k1", "2019-01-01T00:00:00.000000Z")  # second time keeps the first time
+    assert store.get_key("k1")["revoked_at"] == "2018-01-01T00:00:00.000000Z"
+    assert not store.revoke_key("nope", AT)
+
+
+def test_rubric_versions_are_immutable(store):
+    assert store.put_rubric("rb", {"rubric_id": "rb", "x": 1}, "d1", AT) is Outcome.CREATED
+    assert store.put_rubric("rb", {"rubric_id": "rb", "x": 1}, "d1", AT) is Outcome.DUPLICATE
+    assert store.put_rubric("rb", {"rubric_id": "rb", "x": 2}, "d2", AT) is Outcome.CONFLICT
+    assert store.get_rubric("rb") == {"rubric_id": "rb", "x": 1}
+    assert store.rubric_in_use("rb") is False
+    open_round(store)
+    assert store.rubric_in_use("rb") is True
+
+
+def test_reference_data_create_replace_and_filters(store):
+    assert store.put_district({"district_id": "d1", "name_zh": "甲区", "name_en": "A"}) is True
+    assert store.put_district({"district_id": "d1", "name_zh": "甲区", "name_en": "A2"}) is False
+    assert store.get_district("d1")["name_en"] == "A2"
+    made = store.put_communities([
+        {"community_id": "c1", "district_id": "d1", "renovation_year": 2018, "households": 10, "name_zh": "一"},
+        {"community_id": "c2", "district_id": "d2", "renovation_year": 2019, "households": 20, "name_zh": "二"},
+    ])
+    assert made == [True, True]
+    assert store.put_communities([{"community_id": "c1", "district_id": "d1", "renovation_year": 2018,
+                                   "households": 11, "name_zh": "一"}]) == [False]
+    assert store.get_community("c1")["households"] == 11
+    assert [c["community_id"] for c in store.list_communities(renovation_year=2018)] == ["c1"]
+    assert [c["community_id"] for c in store.list_communities(district_id="d2")] == ["c2"]
+    assert store.put_agency({"agency_id": "a", "name": "甲"}) is True
+    assert store.list_agencies() == [{"agency_id": "a", "name": "甲"}]
+
+
+def test_round_life_cycle(store):
+    record = open_round(store)
+    assert store.create_round(record) is Outcome.DUPLICATE
+    assert store.create_round({**record, "digest": "other"}) is Outcome.CONFLICT
+    assert store.close_round("R", AT) is Outcome.CREATED
+    assert store.close_round("R", AT) is Outcome.DUPLICATE
+    assert store.get_round("R")["status"] == "closed"
+    assert store.publish_round("R", b'{"a":1}', "sha", AT) is Outcome.CREATED
+    assert store.publish_round("R", b'{"a":2}', "sha2", AT) is Outcome.DUPLICATE
+    assert store.get_snapshot("R") == (b'{"a":1}', "sha")
+    assert store.get_round("R")["status"] == "published"
+    assert store.close_round("R", AT) is Outcome.ROUND_PUBLISHED
+    assert store.close_round("nope", AT) is Outcome.NOT_FOUND
+
+
+def test_responses_idempotency_households_and_counts(store):
+    open_round(store)
+    before = store.generation()
+    outcomes = store.add_responses("R", [
+        response("r1", household="h1"),
+        response("r2", household="h1"),              # same household → refused
+        response("r3", levels=(1, 0, 0, 5)),
+        response("r3", levels=(1, 0, 0, 5)),          # same id twice in one batch, same content
+        response("r4", content="a"),
+        response("r4", content="b"),                  # same id, other content
+        response("r5", respondent_type="public"),
+    ], N_ITEMS)
+    assert outcomes == [Outcome.CREATED, Outcome.HOUSEHOLD, Outcome.CREATED, Outcome.DUPLICATE, Outcome.CREATED,
+                        Outcome.CONFLICT, Outcome.CREATED]
+    assert store.generation() != before
+    again = store.add_responses("R", [response("r1", household="h1"), response("r3", content="other")], N_ITEMS)
+    assert again == [Outcome.DUPLICATE, Outcome.CONFLICT]
+    assert store.count_responses("R") == 4
+
+    counts = store.survey_counts("R", N_ITEMS)
+    residents = counts.get("resident", "c1")
+    assert residents.responses == 3
+    expected = np.zeros((N_ITEMS + 1, 5), dtype=int)
+    for levels in ((4, 5, 0, 3), (1, 0, 0, 5), (4, 5, 0, 3)):
+        for k, level in enumerate(levels):
+            if level:
+                expected[k, level - 1] += 1
+    np.testing.assert_array_equal(residents.counts, expected)
+    assert counts.get("public", "c1").responses == 1
+
+
+def test_void_excludes_from_counts_and_blocks_resubmission(store):
+    open_round(store)
+    store.add_responses("R", [response("r1"), response("r2")], N_ITEMS)
+    assert store.void_response("R", "r1", "fraud", "k", AT, N_ITEMS) is Outcome.CREATED
+    assert store.void_response("R", "r1", "fraud", "k", AT, N_ITEMS) is Outcome.DUPLICATE
+    assert store.void_response("R", "nope", "x", "k", AT, N_ITEMS) is Outcome.NOT_FOUND
+    assert store.survey_counts("R", N_ITEMS).get("resident", "c1").responses == 1
+    assert store.add_responses("R", [response("r1")], N_ITEMS) == [Outcome.VOIDED]
+    assert store.get_response("R", "r1")["void_reason"] == "fraud"
+    assert store.count_responses("R", include_voided=True) == 2
+    assert [r["response_id"] for r in store.iter_responses("R")] == ["r1", "r2"]
+    assert store.recount("R", N_ITEMS) == []
+
+
+def test_closed_and_published_rounds_refuse_submissions(store):
+    open_round(store)
+    store.close_round("R", AT)
+    assert store.add_responses("R", [response("r1")], N_ITEMS) == [Outcome.ROUND_CLOSED]
+    store.publish_round("R", b"{}", "sha", AT)
+    assert store.add_responses("R", [response("r1")], N_ITEMS) == [Outcome.ROUND_PUBLISHED]
+    assert store.void_response("R", "r1", "x", "k", AT, N_ITEMS) is Outcome.ROUND_PUBLISHED
+
+
+def version(content="v1", **extra):
+    return {"community_id": "c1", "content_hash": content, "inspected_at": AT, "item_points": [1.0, 2.0, 0.0],
+            "item_max": [2.0, 2.0, 0.0], "vetoes": [], "amend_reason": None, "version": 1, **extra}
+
+
+def test_inspections_versions_and_scoping(store):
+    open_round(store)
+    record = {"inspection_id": "i1", "round_id": "R", "community_id": "c1", "agency_id": "a", "versions": [version()]}
+    assert store.add_inspection(record) is Outcome.CREATED
+    assert store.add_inspection(record) is Outcome.DUPLICATE
+    assert store.add_inspection({**record, "versions": [version("other")]}) is Outcome.CONFLICT
+    assert store.amend_inspection("R", "i1", version("v2", amend_reason="typo"), "b") is Outcome.FORBIDDEN
+    assert store.amend_inspection("R", "i1", version("v2", amend_reason="typo"), "a") is Outcome.CREATED
+    assert store.amend_inspection("R", "i1", version("v2", amend_reason="typo"), None) is Outcome.DUPLICATE
+    assert store.amend_inspection("R", "nope", version("v3"), None) is Outcome.NOT_FOUND
+    stored = store.get_inspection("R", "i1")
+    assert [v["content_hash"] for v in stored["versions"]] == ["v1", "v2"]
+    assert [v["version"] for v in stored["versions"]] == [1, 2]
+    current = store.current_inspections("R")
+    assert len(current) == 1 and current[0]["content_hash"] == "v2" and current[0]["agency_id"] == "a"
+    store.close_round("R", AT)
+    assert store.amend_inspection("R", "i1", version("v3", amend_reason="late"), None) is Outcome.ROUND_CLOSED
+
+
+def test_audit_is_append_only_and_filterable(store):
+    for i, key in enumerate(("k1", "k2", "k1")):
+        store.append_audit({"at": f"2018-09-1{i}T00:00:00.000000Z", "key_id": key, "round_id": "R",
+                            "entity_id": f"e{i}", "method": "POST", "path": "/x", "status": 201})
+    assert [e["entity_id"] for e in store.list_audit({"key_id": "k1"}, 10)] == ["e0", "e2"]
+    assert [e["entity_id"] for e in store.list_audit({"since": "2018-09-11T00:00:00.000000Z"}, 10)] == ["e1", "e2"]
+    events = store.list_audit({}, 2)
+    assert len(events) == 2
+    assert [e["entity_id"] for e in store.list_audit({"after_seq": events[-1]["seq"]}, 10)] == ["e2"]
