@@ -142,3 +142,7 @@ def serve(host, port, workers):
     from .server import serve as run
 
     run(host=host, port=port, workers=workers)
+
+
+if __name__ == "__main__":  # ``python -m scoring_service.cli``
+    main()

@@ -1,0 +1,120 @@
+"""The ``scoring-service`` command: init, seed (with demo data), keys, recount."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from scoring_service.reference import SHENYANG_2018_DISTRICTS
+
+from .conftest import make_app
+
+
+def run(env, *args, check=True):
+    result = subprocess.run([sys.executable, "-m", "scoring_service.cli", *args], env=env, capture_output=True,
+                            text=True, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture
+def env(tmp_path):
+    # no SCORING_SECRET_KEY: init creates a random one in the instance folder
+    return {k: v for k, v in os.environ.items() if not k.startswith("SCORING_")} | {
+        "SCORING_INSTANCE_PATH": str(tmp_path / "instance")}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    instance = tmp_path_factory.mktemp("demo") / "instance"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORING_")} | {
+        "SCORING_INSTANCE_PATH": str(instance)}
+    run(env, "init")
+    out = run(env, "seed", "shenyang-2018", "--demo").stdout
+    return env, instance, out
+
+
+def test_init_creates_store_and_secret(env, tmp_path):
+    run(env, "init")
+    secret = (tmp_path / "instance" / "secret_key").read_text()
+    assert len(secret) >= 40
+    assert oct((tmp_path / "instance" / "secret_key").stat().st_mode & 0o777) == "0o600"
+    run(env, "init")  # idempotent
+    assert (tmp_path / "instance" / "secret_key").read_text() == secret
+
+
+def test_keys_create_prints_token_last(env, tmp_path):
+    run(env, "init")
+    result = run(env, "keys", "create", "--role", "admin", "--name", "运维")
+    token = result.stdout.strip().splitlines()[-1]
+    key_id = token.split(".")[0]
+    app = make_app(str(tmp_path / "instance" / "scoring.sqlite3"), tmp_path / "instance", SECRET_KEY=None)
+    client = app.test_client()
+    assert client.get("/api/v1/keys", headers={"Authorization": f"Bearer {token}"}).get_json()["items"][0][
+        "key_id"] == key_id
+    bad = run(env, "keys", "create", "--role", "kiosk", "--name", "x", check=False)
+    assert bad.returncode != 0 and "community_id" in bad.stderr
+
+
+def test_demo_round_matches_the_notice(demo):
+    env, instance, out = demo
+    assert "demo: 120 communities" in out
+    app = make_app(str(instance / "scoring.sqlite3"), instance, SECRET_KEY=None)
+    store = app.extensions["scoring"].store
+    communities = store.list_communities(renovation_year=2018)
+    counts = {d: sum(c["district_id"] == d for c in communities) for d, *_ in SHENYANG_2018_DISTRICTS}
+    assert counts == {d: quota for d, _, _, quota in SHENYANG_2018_DISTRICTS}
+    assert store.get_round("shenyang-2018")["quotas"] == counts
+    responses = store.count_responses("shenyang-2018")
+    assert 25_000 <= responses <= 50_000
+    assert len(store.current_inspections("shenyang-2018")) >= 150
+    names = [d["name_zh"] for d in store.list_districts()]
+    assert "铁西区（含经济技术开发区）" in names and "沈北新区" in names
+
+
+def test_demo_round_has_meaningful_results(demo):
+    env, instance, _ = demo
+    app = make_app(str(instance / "scoring.sqlite3"), instance, SECRET_KEY=None)
+    from scoring_service.results import compute_results
+
+    with app.app_context():
+        results = compute_results("shenyang-2018")
+    grades = [s["grade"] for s in results.scores.values()]
+    assert {"excellent", "good", "pass", "fail"} <= set(grades)
+    flags = {f.split(":")[0] for s in results.scores.values() for f in s["flags"]}
+    assert {"pending_inspection", "veto", "insufficient_sample"} <= flags
+    assert len(results.district_ranking["districts"]) == 9
+    assert results.rewards["districts"] and results.rewards["communities"]
+
+
+def test_seed_again_adds_nothing(demo):
+    env, instance, _ = demo
+    out = run(env, "seed", "shenyang-2018", "--demo").stdout
+    assert "already present" in out and "rubric shenyang-2018: duplicate" in out
+
+
+def test_recount_reports_and_repairs_tampered_statistics(demo):
+    env, instance, _ = demo
+    assert "0 differences" in run(env, "recount").stdout
+    with sqlite3.connect(instance / "scoring.sqlite3") as db:
+        row = db.execute("SELECT community_id, counts FROM survey_stats WHERE community_id = 'heping-001'"
+                         " AND respondent_type = 'resident'").fetchone()
+        counts = np.frombuffer(row[1], dtype=np.int64).copy()
+        counts[0] += 7
+        db.execute("UPDATE survey_stats SET counts = ?, responses = responses + 1 WHERE community_id = ?"
+                   " AND respondent_type = 'resident'", (counts.tobytes(), row[0]))
+    dry = run(env, "recount", "--dry-run", check=False)
+    assert dry.returncode == 1
+    difference = json.loads(dry.stdout.splitlines()[0])
+    assert difference["community_id"] == "heping-001" and difference["kept_responses"] == difference[
+        "raw_responses"] + 1
+    fixed = run(env, "recount")
+    assert "1 differences (fixed)" in fixed.stdout
+    assert "0 differences" in run(env, "recount", "--dry-run").stdout
