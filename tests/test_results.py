@@ -206,7 +206,9 @@ def test_csv_exports_have_bom_and_chinese_headers(client, scored):
     r = client.get(f"{R}/rewards?format=csv", headers=lead)
     rewards = list(csv.reader(io.StringIO(r.data.decode("utf-8-sig"))))
     assert rewards[1] == ["区", "heping", "和平区", "400000", "4000.00"]
-    assert 'filename="r2018-' in r.headers["Content-Disposition"]
+    assert r.headers["Content-Disposition"].encode("latin-1")  # gunicorn accepts only Latin-1 headers
+    assert 'filename="r2018-rewards.csv"' in r.headers["Content-Disposition"]
+    assert "filename*=UTF-8''r2018-%E5%A5%96" in r.headers["Content-Disposition"]
 
 
 def test_xlsx_export_opens_with_chinese_headers(client, scored):

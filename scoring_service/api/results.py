@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import marshmallow as ma
 from flask import Response
 from flask.views import MethodView
@@ -21,6 +23,7 @@ blp = Blueprint(
 )
 
 READERS = ("leadership", "admin")
+EXPORT_NAMES = {"小区排名": "community-ranking", "区排名": "district-ranking", "奖励分配": "rewards"}
 MIMETYPES = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -56,9 +59,11 @@ def json_response(document: dict) -> Response:
 
 def export(fmt: str, name: str, round_id: str, headers: list[str], rows: list[list]) -> Response:
     body = exports.to_csv(headers, rows) if fmt == "csv" else exports.to_xlsx(name, headers, rows)
-    filename = f"{round_id}-{name}.{fmt}"
-    return Response(body, mimetype=MIMETYPES[fmt],
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    # Header values must be Latin-1: an ASCII name, and the Chinese one per RFC 6266/5987.
+    ascii_name = f"{round_id}-{EXPORT_NAMES[name]}.{fmt}"
+    utf8_name = quote(f"{round_id}-{name}.{fmt}")
+    disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{utf8_name}"
+    return Response(body, mimetype=MIMETYPES[fmt], headers={"Content-Disposition": disposition})
 
 
 def check_texts(round_id: str) -> dict[str, str]:

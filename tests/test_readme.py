@@ -1,0 +1,48 @@
+"""The README's curl walk-through works as written, against gunicorn serving the demo round."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .live_server import LiveServer
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def walkthrough() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## API walk-through", 1)[1]
+    return re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.mark.skipif(not any(Path(p, "curl").exists() for p in os.environ["PATH"].split(":")), reason="no curl")
+def test_readme_walkthrough(tmp_path):
+    instance = tmp_path / "instance"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORING_")} | {
+        "SCORING_INSTANCE_PATH": str(instance)}
+    cli = [sys.executable, "-m", "scoring_service.cli"]
+    subprocess.run([*cli, "init"], env=env, check=True, capture_output=True)
+    subprocess.run([*cli, "seed", "shenyang-2018", "--demo"], env=env, check=True, capture_output=True)
+    admin = subprocess.run([*cli, "keys", "create", "--role", "admin", "--name", "readme"], env=env, check=True,
+                           capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    server = LiveServer(str(instance / "scoring.sqlite3"), instance, workers=2,
+                        extra_env={"SCORING_SECRET_KEY": (instance / "secret_key").read_text()})
+    with server:
+        result = subprocess.run(["bash", "-e", "-c", walkthrough()], cwd=tmp_path, capture_output=True, text=True,
+                                env={**os.environ, "BASE": server.url, "ADMIN": admin}, timeout=120)
+    assert result.returncode == 0, result.stderr + result.stdout
+    lines = result.stdout.splitlines()
+    assert "201" in lines and "200" in lines
+    assert lines.index("201") < lines.index("200")
+    assert (tmp_path / "rankings.csv").read_bytes().startswith("\ufeff排名".encode())
+    assert (tmp_path / "districts.xlsx").stat().st_size > 1000
+    assert '"status":"published"' in result.stdout  # the publish call
+    assert result.stdout.count('{"districts":[') == 2  # read with a key, then without one
+    assert re.search(r"^[0-9a-f]{64}  -$", result.stdout, re.M)
