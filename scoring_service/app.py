@@ -44,9 +44,13 @@ def register_state(app: Flask) -> None:
 
 
 def register_logging(app: Flask) -> None:
+    from .limits import init_rate_limits
+    from .metrics import init_metrics
     from .observability import init_observability
 
     init_observability(app)
+    init_metrics(app)
+    app.extensions["limiter"] = init_rate_limits(app)
 
 
 def register_api(app: Flask) -> None:

@@ -27,9 +27,9 @@ class Config:
     METRICS_TOKEN: str | None = None
     RATELIMIT_ENABLED = True
     RATELIMIT_STORAGE_URI = "memory://"
-    RATELIMIT_DEFAULT = "600 per minute"
-    RATELIMIT_WRITE = "120 per minute"
-    RATELIMIT_ANONYMOUS = "120 per minute"
+    RATELIMIT_DEFAULT = "1200 per minute"  # per token (or per address without one)
+    RATELIMIT_WRITE = "600 per minute"  # writes per token; a batch of 1000 responses is one write
+    RATELIMIT_PER_ADDRESS = "3000 per minute"  # per client address, all tokens together
     LOG_LEVEL = "INFO"
 
     # flask-smorest / OpenAPI
