@@ -22,7 +22,7 @@ install: $(STAMP)
 # nothing is downloaded by Playwright itself).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-microhei; \
 	  else echo "chromium missing: run 'sudo apt-get install chromium'" >&2; exit 1; fi; }
 
 # FerretDB (MongoDB wire protocol on SQLite) embedded in a tiny launcher, built

@@ -16,7 +16,9 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the service. ``config`` overrides environment settings (tests)."""
     overrides = dict(config or {})
     instance_path = overrides.pop("INSTANCE_PATH", None) or os.environ.get("SCORING_INSTANCE_PATH")
-    app = Flask(__name__, instance_path=str(Path(instance_path).resolve()) if instance_path else None)
+    # static_folder=None: the pages blueprint serves /static (the app has no static folder of its own)
+    app = Flask(__name__, static_folder=None,
+                instance_path=str(Path(instance_path).resolve()) if instance_path else None)
     app.config.from_object(Config)
     app.config.update(from_environment())
     app.config.update(overrides)

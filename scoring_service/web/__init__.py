@@ -1,12 +1,27 @@
-"""Pages served by the service itself: the kiosk survey and the leadership dashboard."""
+"""Pages served by the service itself: the kiosk survey and the leadership dashboard.
+
+Everything a page needs (scripts, styles, charts) is in this package; no page
+fetches anything from outside the service (government intranets are offline).
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, abort, render_template
+from flask import Blueprint, Flask, abort, render_template, send_from_directory
 
+from ..exports import FLAG_LABELS
 from ..state import state
 
-bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
+bp = Blueprint("web", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/static")
+
+LIKERT_LABELS = ["非常不满意", "不满意", "一般", "满意", "非常满意"]
+
+
+def open_round_for(community: dict) -> dict | None:
+    """The open round covering this community (its renovation year), the latest if several."""
+    rounds = [r for r in state().store.list_rounds()
+              if r["status"] == "open" and r["year"] == community["renovation_year"]]
+    return max(rounds, key=lambda r: r["opens_at"]) if rounds else None
 
 
 @bp.get("/")
@@ -16,15 +31,46 @@ def index():
 
 @bp.get("/kiosk/<community_id>")
 def kiosk(community_id: str):
-    community = state().store.get_community(community_id)
+    s = state()
+    community = s.store.get_community(community_id)
     if community is None:
         abort(404)
-    return render_template("kiosk.html", community=community)
+    round_ = open_round_for(community)
+    questions, overall = [], None
+    if round_:
+        rubric = s.rubric(round_["rubric_id"])
+        questions = [{"code": i["code"], "name_zh": i["name_zh"], "question_zh": i["question_zh"]}
+                     for i in rubric.items if rubric.applies(i, community)]
+        overall = rubric.body.get("overall_question_zh", "总体来说，您对本小区的改造满意吗？")
+    district = s.store.get_district(community["district_id"]) or {}
+    config = {
+        "community_id": community_id,
+        "community_name": community["name_zh"],
+        "district_name": district.get("name_zh", ""),
+        "round_id": round_["round_id"] if round_ else None,
+        "round_title": round_["title"] if round_ else None,
+        "questions": questions,
+        "overall_question": overall,
+        "labels": LIKERT_LABELS,
+    }
+    return render_template("kiosk.html", config=config, community=community, round=round_)
+
+
+@bp.get("/kiosk/sw.js")
+def kiosk_service_worker():
+    """Served under /kiosk/ so that its scope covers every kiosk page."""
+    response = send_from_directory(bp.static_folder, "kiosk-sw.js", mimetype="text/javascript", max_age=0)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 @bp.get("/dashboard")
 def dashboard():
-    return render_template("dashboard.html")
+    s = state()
+    check_texts = {code: check["text_zh"] for body in s.store.list_rubrics()
+                   for item in body["items"] for code, check in ((c["code"], c) for c in item["checks"])}
+    config = {"flag_labels": FLAG_LABELS, "check_texts": check_texts}
+    return render_template("dashboard.html", config=config)
 
 
 def register_pages(app: Flask) -> None:

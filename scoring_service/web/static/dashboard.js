@@ -1,0 +1,207 @@
+// Leadership dashboard: reads the results API (with a key, or without once published)
+// and draws tables and SVG charts locally. No external resources.
+(function () {
+  "use strict";
+  const config = JSON.parse(document.getElementById("dashboard-config").textContent);
+  const KEY = "scoring.dashboard.key";
+  const GRADES = [["excellent", "优秀", "#1a7f37"], ["good", "良好", "#5aa55a"], ["pass", "合格", "#d9a21b"],
+                  ["fail", "不合格", "#b42318"]];
+  const GRADE_ORDER = {excellent: 1, good: 2, pass: 3, fail: 4};
+  const $ = (id) => document.getElementById(id);
+  const state = {round: null, districts: [], communities: [], names: {}, sort: {key: "rank", dir: 1}};
+
+  function headers() {
+    const key = localStorage.getItem(KEY);
+    return key ? {"Authorization": "Bearer " + key} : {};
+  }
+  async function api(path) {
+    const r = await fetch("/api/v1/" + path, {headers: headers()});
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      const error = new Error(body.message || ("HTTP " + r.status));
+      error.status = r.status;
+      throw error;
+    }
+    return r.json();
+  }
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    Object.entries(attrs || {}).forEach(([k, v]) => node.setAttribute(k, v));
+    if (text !== undefined && text !== null) node.textContent = text;
+    return node;
+  }
+  const fmt = (x, digits = 2) => (x === null || x === undefined ? "—" : Number(x).toFixed(digits));
+  const pct = (x) => (x === null || x === undefined ? "—" : (100 * x).toFixed(1) + "%");
+  function flagLabel(flag) {
+    if (flag.startsWith("veto:")) return "一票否决：" + (config.check_texts[flag.slice(5)] || flag.slice(5));
+    return config.flag_labels[flag] || flag;
+  }
+
+  // -- charts (SVG) ---------------------------------------------------------------
+  const SVG = "http://www.w3.org/2000/svg";
+  function svgEl(tag, attrs, text) {
+    const node = document.createElementNS(SVG, tag);
+    Object.entries(attrs).forEach(([k, v]) => node.setAttribute(k, v));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+  function barChart(container, rows, segments, maxValue, label) {
+    const left = 240, right = 70, rowH = 28, width = 900, top = 28;
+    const height = top + rows.length * rowH + 10;
+    const svg = svgEl("svg", {viewBox: `0 0 ${width} ${height}`, role: "presentation"});
+    let x = left;
+    segments.forEach(([, name, colour]) => {
+      svg.appendChild(svgEl("rect", {x, y: 6, width: 12, height: 12, fill: colour}));
+      svg.appendChild(svgEl("text", {x: x + 16, y: 17}, name));
+      x += 16 + name.length * 14 + 24;
+    });
+    const scale = (width - left - right) / (maxValue || 1);
+    rows.forEach((row, i) => {
+      const y = top + i * rowH;
+      svg.appendChild(svgEl("text", {x: left - 8, y: y + 18, "text-anchor": "end"}, row.label));
+      let offset = left;
+      segments.forEach(([key, name, colour]) => {
+        const w = Math.max(0, (row.values[key] || 0) * scale);
+        const rect = svgEl("rect", {x: offset, y: y + 4, width: w, height: rowH - 8, fill: colour});
+        rect.appendChild(svgEl("title", {}, `${row.label} ${name}：${fmt(row.values[key])}`));
+        svg.appendChild(rect);
+        offset += w;
+      });
+      svg.appendChild(svgEl("text", {x: offset + 6, y: y + 18}, label(row)));
+    });
+    container.replaceChildren(svg);
+  }
+
+  // -- rendering ----------------------------------------------------------------------
+  function renderDistricts() {
+    const tbody = $("district-table").querySelector("tbody");
+    tbody.replaceChildren();
+    state.districts.forEach((d) => {
+      const tr = el("tr");
+      tr.append(el("td", {class: "num"}, d.rank), el("td", {}, d.name_zh || d.district_id),
+        el("td", {class: "num"}, fmt(d.index)), el("td", {class: "num"}, fmt(d.quality)),
+        el("td", {class: "num"}, fmt(d.progress)), el("td", {class: "num"}, d.quota),
+        el("td", {class: "num"}, d.graded), el("td", {class: "num"}, pct(d.share_good_or_better)));
+      tbody.append(tr);
+    });
+    barChart($("district-chart"),
+      state.districts.map((d) => ({label: `${d.rank}. ${d.name_zh || d.district_id}`,
+        values: {quality: 0.7 * d.quality, progress: 0.3 * d.progress}, index: d.index})),
+      [["quality", "质量贡献（0.7×质量得分）", "#0b5cad"], ["progress", "进度贡献（0.3×进度得分）", "#7fb2e5"]],
+      100, (row) => fmt(row.index));
+    barChart($("grade-chart"),
+      state.districts.map((d) => ({label: d.name_zh || d.district_id, values: d.grade_counts, quota: d.quota,
+        graded: d.graded})),
+      GRADES, Math.max(1, ...state.districts.map((d) => d.quota)), (row) => `${row.graded} / ${row.quota}`);
+  }
+
+  function renderCommunities() {
+    const filter = $("district-filter").value;
+    const {key, dir} = state.sort;
+    const rows = state.communities.filter((c) => !filter || c.district_id === filter).slice().sort((a, b) => {
+      const av = key === "grade_order" ? GRADE_ORDER[a.grade] || 9 : a[key];
+      const bv = key === "grade_order" ? GRADE_ORDER[b.grade] || 9 : b[key];
+      if (av === bv) return a.community_id < b.community_id ? -1 : 1;
+      if (av === null || av === undefined) return 1;
+      if (bv === null || bv === undefined) return -1;
+      return (av < bv ? -1 : 1) * dir;
+    });
+    const tbody = $("community-table").querySelector("tbody");
+    tbody.replaceChildren();
+    rows.forEach((c) => {
+      const tr = el("tr", {"data-community": c.community_id});
+      const flags = el("td");
+      c.flags.forEach((f) => flags.append(el("span", {class: "flag" + (f.startsWith("veto:") ? " veto" : "")},
+        flagLabel(f))));
+      tr.append(el("td", {class: "num"}, c.rank ?? "—"), el("td", {}, c.name_zh),
+        el("td", {}, state.names[c.district_id] || c.district_id), el("td", {class: "num"}, fmt(c.composite)),
+        el("td", {class: "grade-" + (c.grade || "none")}, c.grade_zh || "待评定"), flags);
+      tbody.append(tr);
+    });
+    document.querySelectorAll("th button[data-sort]").forEach((b) => {
+      b.setAttribute("aria-sort", b.dataset.sort === key ? (dir > 0 ? "ascending" : "descending") : "none");
+    });
+  }
+
+  function renderRewards(rewards) {
+    const yuan = (fen) => (fen / 100).toLocaleString("zh-CN", {minimumFractionDigits: 2});
+    $("reward-summary").textContent = `奖励资金共 ${yuan(rewards.pool_fen)} 元：区级 ${yuan(rewards.district_pool_fen)} 元分配给 ` +
+      `${rewards.districts.length} 个区，小区级 ${yuan(rewards.community_pool_fen)} 元分配给 ${rewards.communities.length} ` +
+      `个达到良好及以上的小区` + (rewards.unallocated_fen ? `，未分配 ${yuan(rewards.unallocated_fen)} 元。` : "。");
+  }
+
+  async function loadRound(roundId) {
+    $("message").textContent = "";
+    state.round = state.rounds.find((r) => r.round_id === roundId) || {round_id: roundId};
+    const status = {open: "测评进行中", closed: "已截止", published: "已发布"}[state.round.status] || "";
+    $("round-status").textContent = status;
+    $("round-status").classList.toggle("published", state.round.status === "published");
+    try {
+      const [districts, communities, rewards] = await Promise.all([
+        api(`rounds/${roundId}/rankings/districts`), api(`rounds/${roundId}/rankings/communities`),
+        api(`rounds/${roundId}/rewards`)]);
+      state.districts = districts.districts;
+      state.communities = communities.communities.concat(communities.unranked || []);
+      state.names = Object.fromEntries(state.districts.map((d) => [d.district_id, d.name_zh]));
+      $("snapshot").textContent = districts.published ? `结果已发布并冻结，快照 SHA-256：${districts.snapshot_sha256}` : "";
+      const select = $("district-filter"), current = select.value;
+      select.replaceChildren(el("option", {value: ""}, "全部"));
+      state.districts.forEach((d) => select.append(el("option", {value: d.district_id}, d.name_zh || d.district_id)));
+      select.value = current;
+      renderDistricts(); renderCommunities(); renderRewards(rewards);
+    } catch (e) {
+      $("message").textContent = e.status === 401 || e.status === 403
+        ? "该轮次结果尚未发布，请输入领导小组或管理员密钥。" : "加载失败：" + e.message;
+    }
+  }
+
+  async function loadRounds() {
+    try {
+      state.rounds = (await api("rounds")).items;
+    } catch (e) {
+      state.rounds = [];
+      $("message").textContent = "请输入访问密钥以选择测评轮次。";
+      return;
+    }
+    const select = $("round");
+    select.replaceChildren(...state.rounds.map((r) => el("option", {value: r.round_id}, `${r.title}（${r.round_id}）`)));
+    const wanted = new URLSearchParams(location.search).get("round");
+    if (wanted) select.value = wanted;
+    if (select.value) loadRound(select.value);
+  }
+
+  async function download(path, format) {
+    const roundId = state.round && state.round.round_id;
+    const r = await fetch(`/api/v1/rounds/${roundId}/${path}?format=${format}`, {headers: headers()});
+    if (!r.ok) { $("message").textContent = "导出失败：HTTP " + r.status; return; }
+    const blob = await r.blob();
+    const match = /filename\*=UTF-8''([^;]+)/.exec(r.headers.get("Content-Disposition") || "");
+    const a = el("a", {href: URL.createObjectURL(blob), download: match ? decodeURIComponent(match[1]) : `export.${format}`});
+    document.body.append(a); a.click(); a.remove();
+  }
+
+  $("key-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const key = $("key").value.trim();
+    if (key) localStorage.setItem(KEY, key); else localStorage.removeItem(KEY);
+    $("key").value = "";
+    loadRounds();
+  });
+  $("round").addEventListener("change", (e) => loadRound(e.target.value));
+  $("district-filter").addEventListener("change", renderCommunities);
+  document.querySelectorAll("th button[data-sort]").forEach((b) => b.addEventListener("click", () => {
+    state.sort = {key: b.dataset.sort, dir: state.sort.key === b.dataset.sort ? -state.sort.dir : 1};
+    renderCommunities();
+  }));
+  document.querySelectorAll("button[data-export]").forEach((b) =>
+    b.addEventListener("click", () => download(b.dataset.export, b.dataset.format)));
+
+  const wanted = new URLSearchParams(location.search).get("round");
+  if (wanted && !localStorage.getItem(KEY)) {  // a published round needs no key
+    state.rounds = [{round_id: wanted}];
+    $("round").replaceChildren(el("option", {value: wanted}, wanted));
+    loadRound(wanted);
+  } else {
+    loadRounds();
+  }
+})();

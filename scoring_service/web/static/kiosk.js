@@ -1,0 +1,168 @@
+// Resident survey kiosk: answers are queued on the device with their response_id
+// and uploaded (batch endpoint) with retries and backoff until acknowledged, so a
+// kiosk that is offline loses nothing and a retried upload is never counted twice.
+(function () {
+  "use strict";
+  const config = JSON.parse(document.getElementById("kiosk-config").textContent);
+  const TOKEN_KEY = "scoring.kiosk.token." + config.community_id;
+  const QUEUE_KEY = "scoring.kiosk.queue." + config.community_id;
+  const BATCH = 100;
+  const $ = (id) => document.getElementById(id);
+
+  // -- the queue, kept in localStorage so a reload or power cut loses nothing --
+  function loadQueue() {
+    try { return JSON.parse(localStorage.getItem(QUEUE_KEY)) || []; } catch (e) { return []; }
+  }
+  function saveQueue(queue) { localStorage.setItem(QUEUE_KEY, JSON.stringify(queue)); showPending(); }
+  function showPending() { $("pending").textContent = String(loadQueue().length); }
+
+  function uuid4() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
+    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+
+  // -- uploading with exponential backoff --------------------------------------
+  let delay = 1000, timer = null, uploading = false;
+  function setOnline(online) {
+    const net = $("net");
+    net.textContent = online ? "联网" : "离线，稍后自动上传";
+    net.classList.toggle("offline", !online);
+  }
+  function schedule(ms) { clearTimeout(timer); timer = setTimeout(upload, ms); }
+  async function upload() {
+    const token = localStorage.getItem(TOKEN_KEY);
+    const queue = loadQueue();
+    if (uploading || !token || !queue.length || !config.round_id) { schedule(5000); return; }
+    uploading = true;
+    const batch = queue.slice(0, BATCH);
+    try {
+      const r = await fetch(`/api/v1/rounds/${encodeURIComponent(config.round_id)}/surveys/batch`, {
+        method: "POST",
+        headers: {"Content-Type": "application/json", "Authorization": "Bearer " + token},
+        body: JSON.stringify({responses: batch}),
+      });
+      if (r.status === 200) {
+        const body = await r.json();
+        const done = new Set(body.results.map((x) => x.response_id));  // every status is final
+        saveQueue(loadQueue().filter((x) => !done.has(x.response_id)));
+        setOnline(true);
+        delay = 1000;
+        schedule(loadQueue().length ? 200 : 5000);
+      } else if (r.status === 401 || r.status === 403) {
+        setOnline(true);
+        $("net").textContent = "终端密钥无效，请联系管理员";
+        schedule(30000);
+      } else {
+        throw new Error("HTTP " + r.status);  // 409 closed round, 429, 5xx: keep and retry
+      }
+    } catch (e) {
+      setOnline(navigator.onLine && !(e instanceof TypeError));
+      delay = Math.min(delay * 2, 60000);
+      schedule(delay * (0.75 + Math.random() / 2));
+    } finally {
+      uploading = false;
+    }
+  }
+  window.addEventListener("online", () => { delay = 1000; schedule(100); });
+  window.addEventListener("offline", () => setOnline(false));
+
+  // -- screens -------------------------------------------------------------------
+  function show(id) {
+    document.querySelectorAll(".screen").forEach((s) => s.classList.toggle("active", s.id === id));
+    const focusable = $(id) && $(id).querySelector("input, button");
+    if (focusable) focusable.focus();
+  }
+
+  if (!config.round_id) { showPending(); return; }
+
+  const steps = config.questions.concat([{code: null, name_zh: "总体评价", question_zh: config.overall_question}]);
+  let answers = {}, step = 0, resetTimer = null;
+
+  function renderStep() {
+    const q = steps[step];
+    $("q-progress").textContent = `第 ${step + 1} 题 / 共 ${steps.length} 题`;
+    $("q-title").textContent = q.name_zh;
+    $("q-text").textContent = q.question_zh;
+    $("back").disabled = step === 0;
+    show("question");
+  }
+  function answer(level) {
+    const q = steps[step];
+    if (q.code) answers[q.code] = level; else answers.__overall = level;
+    step += 1;
+    if (step < steps.length) renderStep(); else finish();
+  }
+  function finish() {
+    const overall = answers.__overall || null;
+    delete answers.__overall;
+    const household = $("household").value.trim();
+    if (Object.values(answers).some((v) => v !== null) || overall) {
+      const response = {
+        response_id: uuid4(),
+        community_id: config.community_id,
+        respondent_type: "resident",
+        channel: "kiosk",
+        submitted_at: new Date().toISOString(),
+        answers: answers,
+        overall: overall,
+      };
+      if (household) response.household_ref = household;
+      const queue = loadQueue(); queue.push(response); saveQueue(queue);
+      schedule(50);
+    }
+    show("thanks");
+    let left = 8;
+    $("thanks-countdown").textContent = `${left} 秒后返回首页`;
+    clearInterval(resetTimer);
+    resetTimer = setInterval(() => {
+      left -= 1;
+      $("thanks-countdown").textContent = `${left} 秒后返回首页`;
+      if (left <= 0) restart();
+    }, 1000);
+  }
+  function restart() {
+    clearInterval(resetTimer);
+    answers = {}; step = 0; $("household").value = "";
+    show(localStorage.getItem(TOKEN_KEY) ? "welcome" : "setup");
+  }
+
+  document.querySelectorAll(".answer").forEach((b) =>
+    b.addEventListener("click", () => answer(Number(b.dataset.level))));
+  document.addEventListener("keydown", (e) => {
+    if ($("question").classList.contains("active") && /^[1-5]$/.test(e.key)) answer(Number(e.key));
+  });
+  $("skip").addEventListener("click", () => answer(null));
+  $("back").addEventListener("click", () => { if (step > 0) { step -= 1; renderStep(); } });
+  $("start").addEventListener("click", () => { answers = {}; step = 0; renderStep(); });
+  $("next-resident").addEventListener("click", restart);
+  $("save-token").addEventListener("click", async () => {
+    const token = $("token-input").value.trim();
+    if (!token) { $("setup-error").textContent = "请输入密钥"; return; }
+    const r = await fetch(`/api/v1/communities/${encodeURIComponent(config.community_id)}`,
+      {headers: {"Authorization": "Bearer " + token}}).catch(() => null);
+    if (r && !r.ok) { $("setup-error").textContent = "密钥无效或不属于本小区"; return; }
+    localStorage.setItem(TOKEN_KEY, token);
+    $("token-input").value = "";
+    restart();
+    schedule(100);
+  });
+  $("reset-token").addEventListener("click", () => {
+    if (confirm("确定要更换终端密钥吗？未上传的评价会保留。")) { localStorage.removeItem(TOKEN_KEY); restart(); }
+  });
+
+  if ("serviceWorker" in navigator) {
+    // needs https or localhost; the first visit did not pass through the worker, so cache this page now
+    navigator.serviceWorker.register("/kiosk/sw.js")
+      .then(() => navigator.serviceWorker.ready)
+      .then(() => caches.open("scoring-kiosk-v1"))
+      .then((cache) => cache.add(location.pathname))
+      .catch(() => {});
+  }
+  showPending();
+  setOnline(navigator.onLine);
+  restart();
+  schedule(500);
+})();
