@@ -27,7 +27,7 @@ def main():
 
 def register_commands(app) -> None:
     """Commands are also reachable as ``flask --app scoring_service …``."""
-    for command in (init, seed, keys, recount, serve):
+    for command in (init, seed, keys, recount, serve, export_round, import_round):
         app.cli.add_command(command)
 
 
@@ -133,6 +133,39 @@ def recount(round_id, dry_run):
     sys.exit(1 if total and dry_run else 0)
 
 
+@click.command("export-round")
+@click.argument("round_id")
+@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), required=True)
+@with_appcontext
+def export_round(round_id, out):
+    """Back up a round (raw submissions, every version, audit) as JSON Lines."""
+    from .backup import RestoreError, export_round as export, write_jsonl
+
+    state = current_app.extensions["scoring"]
+    try:
+        with open(out, "w", encoding="utf-8") as fh:
+            n = write_jsonl(export(state.store, round_id), fh)
+    except RestoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"exported {n} records of round {round_id} to {out}")
+
+
+@click.command("import-round")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@with_appcontext
+def import_round(path):
+    """Restore a round from ``export-round`` output into a store that lacks it."""
+    from .backup import RestoreError, import_round as restore
+
+    state = current_app.extensions["scoring"]
+    try:
+        with open(path, encoding="utf-8") as fh:
+            counts = restore(state.store, fh)
+    except RestoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("restored: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -143,6 +176,11 @@ def serve(host, port, workers):
 
     run(host=host, port=port, workers=workers)
 
+
+# On the group itself, so that ``serve`` runs without building an app in the
+# gunicorn master (each worker builds its own after the fork).
+for _command in (init, seed, keys, recount, serve, export_round, import_round):
+    main.add_command(_command)
 
 if __name__ == "__main__":  # ``python -m scoring_service.cli``
     main()

@@ -24,6 +24,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        entry["pid"] = record.process
         for name in ("request_id", "method", "path", "status", "duration_ms", "key_id", "remote_addr"):
             value = getattr(record, name, None)
             if value is not None:

@@ -11,11 +11,14 @@ import shutil
 import tempfile
 
 from gunicorn.app.base import BaseApplication
-from prometheus_client import multiprocess
 
 
 def prepare_metrics_dir() -> str:
-    """A clean ``PROMETHEUS_MULTIPROC_DIR`` shared by the workers (set before they fork)."""
+    """A clean ``PROMETHEUS_MULTIPROC_DIR`` shared by the workers (set before they fork).
+
+    Must run before anything imports ``prometheus_client``: it picks its
+    multiprocess value class from this variable at import time.
+    """
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="scoring-metrics-")
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path, exist_ok=True)
@@ -25,6 +28,8 @@ def prepare_metrics_dir() -> str:
 
 def child_exit(server, worker) -> None:
     """A worker's gauges die with it; its counters stay summed in the files."""
+    from prometheus_client import multiprocess
+
     multiprocess.mark_process_dead(worker.pid)
 
 

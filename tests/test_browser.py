@@ -6,6 +6,7 @@ Screenshots are saved in ``test-artifacts/`` for review.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from playwright.sync_api import expect
 
 from .conftest import ARTIFACTS, make_app, skip_or_fail
 from .live_server import LiveServer
@@ -151,7 +153,8 @@ def test_kiosk_refuses_a_wrong_key(page, demo_server):
     page.goto(f"{demo_server['url']}/kiosk/heping-001")
     page.get_by_label("终端密钥").fill("k_0000.wrong")
     page.get_by_role("button", name="保存并开始").click()
-    assert "密钥无效" in page.locator("#setup-error").inner_text()
+    expect(page.locator("#setup-error")).to_contain_text("密钥无效")
+    expect(page.locator("#setup")).to_have_class(re.compile(r"\bactive\b"))  # still asking for a key
 
 
 def test_dashboard_shows_the_same_ranking_as_the_api(page, demo_server):

@@ -1,0 +1,126 @@
+"""Backup and restore of one round as JSON Lines: raw submissions, every version, the audit trail.
+
+Each line is ``{"type": …, "data": …}``. Restoring into an empty store
+replays the records through the store interface in their original order,
+so every kept statistic is rebuilt and every score and ranking comes out
+identical. Keys are not exported (their secrets are not recoverable anyway);
+household hashes are, so the restored store must use the same
+``SCORING_SECRET_KEY`` to keep refusing repeated households.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Iterator
+
+from .store import Outcome, Store
+
+FORMAT = "scoring-service/round-backup/1"
+
+
+class RestoreError(Exception):
+    pass
+
+
+def export_round(store: Store, round_id: str) -> Iterator[dict]:
+    round_ = store.get_round(round_id)
+    if round_ is None:
+        raise RestoreError(f"unknown round {round_id!r}")
+    yield {"type": "header", "data": {"format": FORMAT, "round_id": round_id}}
+    yield {"type": "rubric", "data": store.get_rubric(round_["rubric_id"])}
+    for district in store.list_districts():
+        yield {"type": "district", "data": district}
+    for agency in store.list_agencies():
+        yield {"type": "agency", "data": agency}
+    for community in store.list_communities(renovation_year=round_["year"]):
+        yield {"type": "community", "data": community}
+    yield {"type": "round", "data": round_}
+    for response in store.iter_responses(round_id):
+        yield {"type": "response", "data": response}
+    for current in store.current_inspections(round_id):
+        full = store.get_inspection(round_id, current["inspection_id"])
+        yield {"type": "inspection", "data": {k: full[k] for k in ("inspection_id", "round_id", "community_id",
+                                                                   "agency_id", "versions")}}
+    for event in store.list_audit({"round_id": round_id}, limit=10**9):
+        yield {"type": "audit", "data": {k: v for k, v in event.items() if k != "seq"}}
+    snapshot = store.get_snapshot(round_id)
+    if snapshot is not None:
+        yield {"type": "snapshot", "data": {"body": base64.b64encode(snapshot[0]).decode(), "sha256": snapshot[1]}}
+
+
+def write_jsonl(records: Iterable[dict], fh) -> int:
+    n = 0
+    for record in records:
+        fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+        n += 1
+    return n
+
+
+def import_round(store: Store, lines: Iterable[str]) -> dict[str, int]:
+    """Restore a round into a store that does not have it yet."""
+    records = (json.loads(line) for line in lines if line.strip())
+    header = next(records, None)
+    if not header or header.get("type") != "header" or header["data"].get("format") != FORMAT:
+        raise RestoreError("not a round backup (missing header)")
+    round_id = header["data"]["round_id"]
+    if store.get_round(round_id) is not None:
+        raise RestoreError(f"round {round_id!r} already exists; restore into an empty store")
+    from .canonical import digest
+
+    counts: dict[str, int] = {}
+    round_ = rubric = None
+    voided: list[dict] = []
+    pending: list[dict] = []
+
+    def flush():
+        if pending:
+            outcomes = store.add_responses(round_id, pending, len(rubric["items"]))
+            if any(o is not Outcome.CREATED for o in outcomes):
+                raise RestoreError("a response could not be restored as new")
+            pending.clear()
+
+    for record in records:
+        kind, data = record["type"], record["data"]
+        counts[kind] = counts.get(kind, 0) + 1
+        if kind == "rubric":
+            rubric = data
+            store.put_rubric(data["rubric_id"], data, digest(data), data.get("created_at", ""))
+        elif kind == "district":
+            store.put_district(data)
+        elif kind == "agency":
+            store.put_agency(data)
+        elif kind == "community":
+            store.put_communities([data])
+        elif kind == "round":
+            round_ = data
+            store.create_round({**data, "status": "open"})
+        elif kind == "response":
+            pending.append({k: v for k, v in data.items() if k not in ("voided_at", "void_reason", "voided_by")})
+            if data.get("voided_at"):
+                voided.append(data)
+            if len(pending) >= 1000:
+                flush()
+        elif kind == "inspection":
+            flush()
+            first, *later = data["versions"]
+            store.add_inspection({**data, "versions": [first]})
+            for version in later:
+                store.amend_inspection(round_id, data["inspection_id"], version, None)
+        elif kind == "audit":
+            store.append_audit(data)
+        elif kind == "snapshot":
+            flush()
+            for response in voided:
+                store.void_response(round_id, response["response_id"], response["void_reason"],
+                                    response["voided_by"], response["voided_at"], len(rubric["items"]))
+            voided.clear()
+            body = base64.b64decode(data["body"])
+            store.publish_round(round_id, body, data["sha256"], round_["published_at"])
+    flush()
+    for response in voided:
+        store.void_response(round_id, response["response_id"], response["void_reason"], response["voided_by"],
+                            response["voided_at"], len(rubric["items"]))
+    if round_ and round_["status"] == "closed":
+        store.close_round(round_id, round_["closed_at"])
+    return counts
