@@ -8,13 +8,12 @@ freezes them into the published snapshot.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from .canonical import canonical_bytes, digest
-from .rubric import Rubric
 from .scoring import round_rate, round_score
 from .scoring.engine import (
     CommunityInputs,
@@ -26,202 +25,264 @@ from .scoring.engine import (
     score_communities,
 )
 from .state import state
-from .store import Outcome, Store
+from .store import InspectionRows, Outcome, RoundCounts
 from .timeutil import now_stored
 
 
-@dataclass
-class RoundResults:
-    """Everything the results endpoints serve for one round."""
-
-    round_id: str
-    published: bool
-    scores: dict[str, dict]
-    community_ranking: dict
-    district_ranking: dict
-    rewards: dict
-    snapshot_sha256: str | None = None
+def select_latest(rows: InspectionRows) -> list[int]:
+    """Row indices of the considered inspections: for each community and agency, the latest
+    ``inspected_at``, ties going to the one submitted last; ordered by (community, agency)."""
+    best: dict[tuple[str, str], int] = {}
+    for m, key in enumerate(zip(rows.community_ids, rows.agency_ids)):
+        b = best.get(key)
+        if b is None or (rows.inspected_at[m], rows.seq[m]) > (rows.inspected_at[b], rows.seq[b]):
+            best[key] = m
+    return [best[k] for k in sorted(best)]
 
 
-def select_inspections(current: list[dict]) -> list[dict]:
-    """Per community and agency, the latest inspection (latest ``inspected_at``; ties: submitted last)."""
-    latest: dict[tuple[str, str], dict] = {}
-    for record in current:
-        key = (record["community_id"], record["agency_id"])
-        best = latest.get(key)
-        if best is None or (record["inspected_at"], record["seq"]) > (best["inspected_at"], best["seq"]):
-            latest[key] = record
-    return [latest[k] for k in sorted(latest)]
-
-
-def survey_arrays(store: Store, round_id: str, rubric: Rubric, ids: list[str]) -> tuple[SurveyCounts, SurveyCounts]:
-    n_items = len(rubric.item_codes)
-    counts = store.survey_counts(round_id, n_items)
+def survey_arrays(counts: RoundCounts, ids: list[str]) -> tuple[SurveyCounts, SurveyCounts]:
+    """Kept statistics placed in the round's community order, one table per respondent type."""
+    n_items = counts.n_items
+    position = {cid: i for i, cid in enumerate(ids)}
+    rows = np.array([position.get(cid, -1) for cid in counts.community_ids], dtype=np.int64)
+    types = np.array(counts.respondent_types, dtype=object)
     arrays = []
     for respondent_type in ("resident", "public"):
-        result = SurveyCounts.zeros(len(ids), n_items)
-        for c, community_id in enumerate(ids):
-            kept = counts.get(respondent_type, community_id)
-            if kept is not None:
-                result.items[c] = kept.counts[:n_items]
-                result.overall[c] = kept.counts[n_items]
-                result.responses[c] = kept.responses
-        arrays.append(result)
+        mask = (rows >= 0) & (types == respondent_type) if len(rows) else np.zeros(0, dtype=bool)
+        cells = np.zeros((len(ids), n_items + 1, 5), dtype=np.int64)
+        responses = np.zeros(len(ids), dtype=np.int64)
+        cells[rows[mask]] = counts.counts[mask]
+        responses[rows[mask]] = counts.responses[mask]
+        arrays.append(SurveyCounts(items=cells[:, :n_items], overall=cells[:, n_items], responses=responses))
     return arrays[0], arrays[1]
 
 
-def inspection_arrays(store: Store, round_id: str, rubric: Rubric, ids: list[str]) -> InspectionInputs:
+def inspection_arrays(rows: InspectionRows, ids: list[str]) -> InspectionInputs:
     position = {cid: i for i, cid in enumerate(ids)}
-    chosen = [r for r in select_inspections(store.current_inspections(round_id)) if r["community_id"] in position]
+    chosen = [m for m in select_latest(rows) if rows.community_ids[m] in position]
     agencies: list[list[str]] = [[] for _ in ids]
     vetoes: list[list[str]] = [[] for _ in ids]
-    for record in chosen:
-        c = position[record["community_id"]]
-        agencies[c].append(record["agency_id"])
-        vetoes[c].extend(record.get("vetoes", []))
-    n_items = len(rubric.item_codes)
+    for m in chosen:
+        c = position[rows.community_ids[m]]
+        agencies[c].append(rows.agency_ids[m])
+        if rows.vetoes[m]:
+            vetoes[c].extend(rows.vetoes[m])
     return InspectionInputs(
-        community=np.array([position[r["community_id"]] for r in chosen], dtype=np.int64),
-        points=np.array([r["item_points"] for r in chosen], dtype=float).reshape(len(chosen), n_items),
-        max_points=np.array([r["item_max"] for r in chosen], dtype=float).reshape(len(chosen), n_items),
+        community=np.array([position[rows.community_ids[m]] for m in chosen], dtype=np.int64),
+        points=rows.points[chosen],
+        max_points=rows.maxima[chosen],
         agencies=agencies,
         vetoes=vetoes,
     )
 
 
-def _score(x) -> float | None:
-    return round_score(float(x)) if x is not None and not math.isnan(x) else None
+@dataclass
+class Reference:
+    """A round's communities and names; cached until reference data changes."""
+
+    communities: list[dict]
+    inputs: CommunityInputs
+    district_names: dict[str, str | None]
 
 
-def _rate(x) -> float | None:
-    return round_rate(float(x)) if x is not None and not math.isnan(x) else None
+def _plain(values: np.ndarray) -> list:
+    """Array → nested Python lists with NaN as None (for JSON)."""
+    def fix(v):
+        return [fix(x) for x in v] if isinstance(v, list) else (None if v != v else v)
+
+    return fix(values.tolist())
 
 
-def compute_results(round_id: str) -> RoundResults:
-    """Score every community of the round and build rankings and rewards."""
+def compute_results(round_id: str) -> LiveResults:
+    """Score every community of the round; rankings, rewards and breakdowns are shaped on demand."""
     s = state()
     store = s.store
     round_ = store.get_round(round_id)
     rubric = s.rubric(round_["rubric_id"])
-    communities = store.list_communities(renovation_year=round_["year"])
-    inputs = CommunityInputs.build(rubric, communities)
-    ids = list(inputs.ids)
-    residents, public = survey_arrays(store, round_id, rubric, ids)
-    inspections = inspection_arrays(store, round_id, rubric, ids)
-    scores = score_communities(rubric, inputs, residents, public, inspections)
-    districts = district_index(rubric, round_.get("quotas", {}), inputs, scores)
-    rewards = allocate_rewards(round_.get("reward", {}), rubric, inputs, scores, districts)
-    district_names = {d["district_id"]: d.get("name_zh") for d in store.list_districts()}
-    return shape_results(round_, rubric, communities, inputs, inspections, scores, districts, rewards, district_names)
+    n_items = len(rubric.item_codes)
+
+    # Reference data and inspections change rarely during acceptance, surveys all the
+    # time: each part is cached under the generation token of its own kind of write.
+    reference_token = store.generation("reference")
+
+    def load_reference() -> Reference:
+        communities = store.list_communities(renovation_year=round_["year"])
+        return Reference(communities, CommunityInputs.build(rubric, communities),
+                         {d["district_id"]: d.get("name_zh") for d in store.list_districts()})
+
+    reference = s.cached_results(("reference", round_["year"], rubric.rubric_id, reference_token), load_reference)
+    ids = list(reference.inputs.ids)
+    inspections = s.cached_results(
+        ("inspections", round_id, reference_token, store.generation("inspections")),
+        lambda: inspection_arrays(store.inspection_sums(round_id, n_items), ids),
+    )
+    residents, public = survey_arrays(store.survey_counts(round_id, n_items), ids)
+    scores = score_communities(rubric, reference.inputs, residents, public, inspections)
+    districts = district_index(rubric, round_.get("quotas", {}), reference.inputs, scores)
+    rewards = allocate_rewards(round_.get("reward", {}), rubric, reference.inputs, scores, districts)
+    return LiveResults(round_, rubric, reference.communities, reference.inputs, inspections, scores, districts,
+                       rewards, reference.district_names)
 
 
-def shape_results(
-    round_, rubric, communities, inputs, inspections, scores, districts, rewards, district_names
-) -> RoundResults:
-    round_id = round_["round_id"]
-    labels = rubric.grade_labels
-    codes = rubric.item_codes
+class SectionCache:
+    """Canonical JSON bytes of each section, encoded once per results object."""
 
-    def items(values, c):
-        return {code: _score(values[c, k]) for k, code in enumerate(codes) if inputs.applicable[c, k]}
+    def section_bytes(self, name: str) -> bytes:
+        cache = self.__dict__.setdefault("_bytes", {})
+        if name not in cache:
+            cache[name] = canonical_bytes(getattr(self, name))
+        return cache[name]
 
-    breakdowns: dict[str, dict] = {}
-    rows: dict[str, dict] = {}
-    for c, community in enumerate(communities):
-        cid = community["community_id"]
-        ranked = scores.rank[c] > 0
-        lo, hi = scores.satisfaction_low[c], scores.satisfaction_high[c]
-        breakdowns[cid] = {
-            "round_id": round_id,
-            "community_id": cid,
+
+class LiveResults(SectionCache):
+    """Results computed from the store's current statistics."""
+
+    published = False
+    snapshot_sha256 = None
+
+    def __init__(self, round_, rubric, communities, inputs, inspections, scores, districts, rewards, district_names):
+        self.round_id = round_["round_id"]
+        self.rubric = rubric
+        self.communities = communities
+        self.inputs = inputs
+        self.inspections = inspections
+        self.raw = scores
+        self.districts_raw = districts
+        self.rewards_raw = rewards
+        self.district_names = district_names
+        self.position = {cid: i for i, cid in enumerate(inputs.ids)}
+        self.labels = rubric.grade_labels
+        # rounded once, as plain Python values
+        self.composite = _plain(round_score(scores.composite))
+        self.rank = [int(r) if r > 0 else None for r in scores.rank.tolist()]
+        self.rank_in_district = [int(r) if r > 0 else None for r in scores.rank_in_district.tolist()]
+
+    def _row(self, c: int) -> dict:
+        community = self.communities[c]
+        grade = self.raw.grade[c]
+        return {
+            "community_id": community["community_id"],
             "name_zh": community["name_zh"],
             "district_id": community["district_id"],
-            "households": int(community["households"]),
+            "composite": self.composite[c],
+            "grade": grade,
+            "grade_zh": self.labels.get(grade) if grade else None,
+            "rank": self.rank[c],
+            "rank_in_district": self.rank_in_district[c],
+            "flags": self.raw.flags[c],
+        }
+
+    def breakdown(self, community_id: str) -> dict | None:
+        """The score breakdown of SPEC §6 for one community."""
+        c = self.position.get(community_id)
+        if c is None:
+            return None
+        sc, codes, applicable = self.raw, self.rubric.item_codes, self.inputs.applicable[c]
+
+        def items(values: np.ndarray) -> dict:
+            rounded = _plain(round_score(values[c]))
+            return {code: rounded[k] for k, code in enumerate(codes) if applicable[k]}
+
+        def score(x: float):
+            return None if np.isnan(x) else float(round_score(float(x)))
+
+        def rate(x: float):
+            return None if np.isnan(x) else float(round_rate(float(x)))
+
+        row = self._row(c)
+        return {
+            "round_id": self.round_id,
+            "community_id": community_id,
+            "name_zh": row["name_zh"],
+            "district_id": row["district_id"],
+            "households": int(self.communities[c]["households"]),
             "professional": {
-                "score": _score(scores.professional[c]),
-                "items": items(scores.professional_items, c),
-                "agencies": sorted(inspections.agencies[c]),
+                "score": score(sc.professional[c]),
+                "items": items(sc.professional_items),
+                "agencies": sorted(self.inspections.agencies[c]),
             },
             "resident": {
-                "score": _score(scores.resident[c]),
-                "items": items(scores.resident_items, c),
-                "responses": int(scores.resident_responses[c]),
-                "required_responses": int(scores.required_responses[c]),
-                "satisfaction_rate": _rate(scores.satisfaction_rate[c]),
-                "satisfaction_ci95": None if math.isnan(lo) else [_rate(lo), _rate(hi)],
+                "score": score(sc.resident[c]),
+                "items": items(sc.resident_items),
+                "responses": int(sc.resident_responses[c]),
+                "required_responses": int(sc.required_responses[c]),
+                "satisfaction_rate": rate(sc.satisfaction_rate[c]),
+                "satisfaction_ci95": None if np.isnan(sc.satisfaction_low[c])
+                else [rate(sc.satisfaction_low[c]), rate(sc.satisfaction_high[c])],
             },
-            "public": None
-            if scores.public_responses[c] == 0
-            else {
-                "score": _score(scores.public[c]),
-                "items": items(scores.public_items, c),
-                "responses": int(scores.public_responses[c]),
+            "public": None if sc.public_responses[c] == 0 else {
+                "score": score(sc.public[c]),
+                "items": items(sc.public_items),
+                "responses": int(sc.public_responses[c]),
             },
-            "composite": _score(scores.composite[c]),
-            "grade": scores.grade[c],
-            "grade_zh": labels.get(scores.grade[c]) if scores.grade[c] else None,
-            "flags": scores.flags[c],
-            "rank": int(scores.rank[c]) if ranked else None,
-            "rank_in_district": int(scores.rank_in_district[c]) if ranked else None,
+            "composite": row["composite"],
+            "grade": row["grade"],
+            "grade_zh": row["grade_zh"],
+            "flags": row["flags"],
+            "rank": row["rank"],
+            "rank_in_district": row["rank_in_district"],
         }
-        rows[cid] = {
-            "community_id": cid,
-            "name_zh": community["name_zh"],
-            "district_id": community["district_id"],
-            "composite": _score(scores.composite[c]),
-            "grade": scores.grade[c],
-            "grade_zh": labels.get(scores.grade[c]) if scores.grade[c] else None,
-            "rank": int(scores.rank[c]) if ranked else None,
-            "rank_in_district": int(scores.rank_in_district[c]) if ranked else None,
-            "flags": scores.flags[c],
-        }
-    return RoundResults(
-        round_id=round_id,
-        published=False,
-        scores=breakdowns,
-        community_ranking={
-            "round_id": round_id,
+
+    @cached_property
+    def scores(self) -> dict[str, dict]:
+        return {cid: self.breakdown(cid) for cid in self.inputs.ids}
+
+    @cached_property
+    def community_ranking(self) -> dict:
+        order = community_order(self.inputs, self.raw).tolist()
+        return {
+            "round_id": self.round_id,
             "published": False,
-            "communities": [rows[inputs.ids[c]] for c in community_order(inputs, scores)],
-            "unranked": [rows[cid] for cid in sorted(rows) if rows[cid]["rank"] is None],
-        },
-        district_ranking={
-            "round_id": round_id,
+            "communities": [self._row(c) for c in order],
+            "unranked": [self._row(c) for c in sorted(range(len(self.communities)),
+                                                      key=lambda i: self.inputs.ids[i]) if self.rank[c] is None],
+        }
+
+    @cached_property
+    def district_ranking(self) -> dict:
+        d = self.districts_raw
+        index, quality, progress = (_plain(round_score(x)) for x in (d.index, d.quality, d.progress))
+        share = _plain(round_rate(d.share_good_or_better))
+        return {
+            "round_id": self.round_id,
             "published": False,
             "districts": [
                 {
-                    "district_id": districts.district_ids[i],
-                    "name_zh": district_names.get(districts.district_ids[i]),
-                    "rank": int(districts.rank[i]),
-                    "index": _score(districts.index[i]),
-                    "quality": _score(districts.quality[i]),
-                    "progress": _score(districts.progress[i]),
-                    "quota": int(districts.quota[i]),
-                    "graded": int(districts.graded[i]),
-                    "grade_counts": districts.grade_counts[i],
-                    "share_good_or_better": _rate(districts.share_good_or_better[i]),
+                    "district_id": d.district_ids[i],
+                    "name_zh": self.district_names.get(d.district_ids[i]),
+                    "rank": int(d.rank[i]),
+                    "index": index[i],
+                    "quality": quality[i],
+                    "progress": progress[i],
+                    "quota": int(d.quota[i]),
+                    "graded": int(d.graded[i]),
+                    "grade_counts": d.grade_counts[i],
+                    "share_good_or_better": share[i],
                 }
-                for i in districts.order
+                for i in d.order.tolist()
             ],
-        },
-        rewards={
-            "round_id": round_id,
+        }
+
+    @cached_property
+    def rewards(self) -> dict:
+        r = self.rewards_raw
+        return {
+            "round_id": self.round_id,
             "published": False,
-            "pool_fen": rewards.pool_fen,
-            "district_pool_fen": rewards.district_pool_fen,
-            "community_pool_fen": rewards.community_pool_fen,
+            "pool_fen": r.pool_fen,
+            "district_pool_fen": r.district_pool_fen,
+            "community_pool_fen": r.community_pool_fen,
             "districts": [
-                {"district_id": d, "name_zh": district_names.get(d), "amount_fen": amount}
-                for d, amount in sorted(rewards.districts.items(), key=lambda kv: (-kv[1], kv[0]))
+                {"district_id": d, "name_zh": self.district_names.get(d), "amount_fen": amount}
+                for d, amount in sorted(r.districts.items(), key=lambda kv: (-kv[1], kv[0]))
             ],
             "communities": [
-                {"community_id": cid, "name_zh": rows[cid]["name_zh"], "district_id": rows[cid]["district_id"],
-                 "grade": rows[cid]["grade"], "amount_fen": amount}
-                for cid, amount in sorted(rewards.communities.items(), key=lambda kv: (-kv[1], kv[0]))
+                {**{k: row[k] for k in ("community_id", "name_zh", "district_id", "grade")}, "amount_fen": amount}
+                for cid, amount in sorted(r.communities.items(), key=lambda kv: (-kv[1], kv[0]))
+                for row in (self._row(self.position[cid]),)
             ],
-            "unallocated_fen": rewards.unallocated_fen,
-        },
-    )
+            "unallocated_fen": r.unallocated_fen,
+        }
 
 
 # -- live results, snapshot and publishing ------------------------------------
@@ -229,30 +290,38 @@ def shape_results(
 SECTIONS = ("scores", "community_ranking", "district_ranking", "rewards")
 
 
-def _from_snapshot(snapshot: bytes, sha256: str) -> RoundResults:
-    body = json.loads(snapshot)
-    return RoundResults(
-        round_id=body["round_id"],
-        published=True,
-        scores=body["scores"],
-        community_ranking=body["community_ranking"],
-        district_ranking={**body["district_ranking"], "snapshot_sha256": sha256},
-        rewards=body["rewards"],
-        snapshot_sha256=sha256,
-    )
+class PublishedResults(SectionCache):
+    """Results frozen in a round's snapshot; served identically on every request."""
+
+    published = True
+
+    def __init__(self, snapshot: bytes, sha256: str):
+        body = json.loads(snapshot)
+        self.round_id = body["round_id"]
+        self.snapshot_sha256 = sha256
+        self.scores = body["scores"]
+        self.community_ranking = body["community_ranking"]
+        self.district_ranking = {**body["district_ranking"], "snapshot_sha256": sha256}
+        self.rewards = body["rewards"]
+
+    def breakdown(self, community_id: str) -> dict | None:
+        return self.scores.get(community_id)
 
 
-def round_results(round_id: str) -> RoundResults:
+Results = LiveResults | PublishedResults
+
+
+def round_results(round_id: str) -> Results:
     """Results of a round: the frozen snapshot once published, else live (cached per store generation)."""
     s = state()
     record = s.store.get_round(round_id)
     if record["status"] == "published":
-        return s.cached_results(("snapshot", round_id), lambda: _from_snapshot(*s.store.get_snapshot(round_id)))
+        return s.cached_results(("snapshot", round_id), lambda: PublishedResults(*s.store.get_snapshot(round_id)))
     generation = s.store.generation()
     return s.cached_results((round_id, generation), lambda: compute_results(round_id))
 
 
-def snapshot_document(results: RoundResults, round_: dict, published_at: str) -> dict:
+def snapshot_document(results: LiveResults, round_: dict, published_at: str) -> dict:
     """The frozen document whose canonical JSON is hashed (SPEC §5 Publishing)."""
     def mark(section: dict) -> dict:
         return {**section, "published": True}

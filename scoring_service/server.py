@@ -54,9 +54,10 @@ def gunicorn_settings(host: str | None = None, port: int | None = None, workers:
 class GunicornServer(BaseApplication):
     """gunicorn with the app factory; each worker builds its own app after the fork."""
 
-    def __init__(self, options: dict, app_config: dict | None = None):
+    def __init__(self, options: dict, app_config: dict | None = None, app_factory=None):
         self.options = options
         self.app_config = app_config
+        self.app_factory = app_factory
         super().__init__()
 
     def load_config(self):
@@ -65,6 +66,8 @@ class GunicornServer(BaseApplication):
                 self.cfg.set(key, value)
 
     def load(self):
+        if self.app_factory is not None:
+            return self.app_factory()
         from . import create_app
 
         return create_app(self.app_config)

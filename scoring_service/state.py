@@ -46,7 +46,7 @@ class ServiceState:
         value = compute()
         with self._lock:
             self._results[key] = value
-            while len(self._results) > 16:
+            while len(self._results) > 64:
                 self._results.popitem(last=False)
         return value
 

@@ -168,3 +168,18 @@ def test_batch_to_closed_round_is_409(client, keys, world):
     client.post("/api/v1/rounds/r2018/close", headers=keys.header("admin"))
     r = client.post(f"{URL}/batch", json={"responses": [survey()]}, headers=keys.header("kiosk_1"))
     assert r.status_code == 409 and r.get_json()["error"] == "round_closed"
+
+
+def test_each_submission_is_audited_once(client, keys, world):
+    kiosk, admin = keys.header("kiosk_1"), keys.header("admin")
+    body = survey()
+    client.post(URL, json=body, headers=kiosk)
+    client.post(URL, json=body, headers=kiosk)
+    client.post(f"{URL}/batch", json={"responses": [survey(), body]}, headers=kiosk)
+    client.post(URL, json=survey(overall=7), headers=kiosk)
+    events = [e for e in client.get("/api/v1/audit?round_id=r2018", headers=admin).get_json()["items"]
+              if e["path"].startswith(URL)]
+    assert [(e["status"], e["outcome"]) for e in events] == [
+        (201, "created"), (200, "duplicate"), (200, "batch"), (422, "refused")]
+    assert events[0]["entity_id"] == body["response_id"] and events[0]["key_id"] == keys.ids["kiosk_1"]
+    assert events[2]["detail"] == {"created": 1, "duplicate": 1, "rejected": 0}

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scoring_service.results import select_inspections
+from scoring_service.results import select_latest
+from scoring_service.store import InspectionRows
 from scoring_service.scoring import competition_rank, largest_remainder, ranking_order, required_responses, wilson_interval
 from scoring_service.scoring.engine import (
     CommunityInputs,
@@ -261,13 +262,15 @@ def test_applicability_uses_community_flags():
 # -- inspection choice -------------------------------------------------------------
 
 def test_latest_inspection_per_agency_ties_by_submission_order():
-    rows = [
-        {"community_id": "c", "agency_id": "A", "inspected_at": "2018-09-01", "seq": 1, "id": "old"},
-        {"community_id": "c", "agency_id": "A", "inspected_at": "2018-09-05", "seq": 2, "id": "new"},
-        {"community_id": "c", "agency_id": "A", "inspected_at": "2018-09-05", "seq": 3, "id": "newest-tie"},
-        {"community_id": "c", "agency_id": "B", "inspected_at": "2018-09-02", "seq": 4, "id": "b"},
-    ]
-    assert [r["id"] for r in select_inspections(rows)] == ["newest-tie", "b"]
+    rows = InspectionRows(
+        community_ids=["c", "c", "c", "c", "d"],
+        agency_ids=["A", "A", "A", "B", "A"],
+        inspected_at=["2018-09-05", "2018-09-01", "2018-09-05", "2018-09-02", "2018-09-01"],
+        seq=[3, 1, 2, 4, 5],
+        points=np.zeros((5, K)), maxima=np.zeros((5, K)), vetoes=[[]] * 5,
+    )
+    # c/A: two on 09-05, the one submitted last (seq 3) wins over seq 2 and the older 09-01
+    assert select_latest(rows) == [0, 3, 4]
 
 
 # -- district index and rewards, by hand ---------------------------------------------
@@ -405,3 +408,41 @@ def test_rewards_sum_to_pool_for_any_round(data, pool, pct, top):
     total = sum(rewards.districts.values()) + sum(rewards.communities.values()) + rewards.unallocated_fen
     assert total == pool
     assert rewards.district_pool_fen == pool * pct // 100
+
+
+@given(st.lists(st.integers(1, 100_000), min_size=1, max_size=50),
+       st.sampled_from([0.1, 0.07, 0.15, 0.333, 0.05]))
+def test_vectorised_sample_rule_equals_the_scalar_one(households, share):
+    from scoring_service.scoring.stats import required_responses_array
+
+    assert required_responses_array(households, share, 10, 100).tolist() == [
+        required_responses(h, share, 10, 100) for h in households]
+
+
+@given(st.lists(st.integers(0, 400).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))), max_size=40))
+def test_vectorised_wilson_equals_the_scalar_one(pairs):
+    from scoring_service.scoring.stats import below_rate, below_rate_array, wilson_arrays
+
+    successes = np.array([s for s, _ in pairs], dtype=np.int64)
+    n = np.array([t for _, t in pairs], dtype=np.int64)
+    rate, low, high = wilson_arrays(successes, n)
+    flags = below_rate_array(successes, n, 0.8)
+    for i, (s, t) in enumerate(pairs):
+        expected = wilson_interval(s, t)
+        if t == 0:
+            assert np.isnan(rate[i]) and not flags[i]
+        else:
+            assert (rate[i], low[i], high[i]) == pytest.approx(tuple(expected), abs=1e-12)
+            assert flags[i] == below_rate(s, t, 0.8)
+
+
+@given(st.lists(st.tuples(st.sampled_from([70.0, 80.5, 80.5, 90.0, 65.25]), st.sampled_from("abc")), max_size=30))
+def test_rank_within_group_equals_ranking_each_group_alone(pairs):
+    from scoring_service.scoring.ranking import competition_rank_within
+
+    scores = np.array([s for s, _ in pairs])
+    groups = np.array([g for _, g in pairs])
+    ranks = competition_rank_within(scores, groups)
+    for g in set(groups.tolist()):
+        members = groups == g
+        assert ranks[members].tolist() == competition_rank(scores[members]).tolist()

@@ -61,27 +61,46 @@ class AuditEvents(MethodView):
         return {"items": state().store.list_audit(filters, limit)}
 
 
+def build_event(status: int, note: dict | None = None) -> dict:
+    """The audit event of the current request."""
+    note = note or {}
+    principal = g.get("principal")
+    detail = {k: v for k, v in note.items() if k not in ("entity_type", "entity_id", "outcome")}
+    return {
+        "at": now_stored(),
+        "key_id": principal.key_id if principal else None,
+        "role": principal.role if principal else None,
+        "method": request.method,
+        "path": request.path,
+        "round_id": (request.view_args or {}).get("round_id"),
+        "entity_type": note.get("entity_type"),
+        "entity_id": note.get("entity_id"),
+        "status": status,
+        "outcome": note.get("outcome") or ("ok" if status < 400 else "refused"),
+        "request_id": g.get("request_id"),
+        "detail": detail or None,
+    }
+
+
+def audit_in_transaction(status_for, note_for):
+    """A callback for a store write: it builds this request's audit event from the write's
+    outcomes, so the store can commit the event in the same transaction as the data."""
+
+    def callback(outcomes):
+        note = note_for(outcomes)
+        g.audit = note
+        g.audit_written = True
+        return build_event(status_for(outcomes), note)
+
+    return callback
+
+
 def register_audit(app: Flask) -> None:
     @app.after_request
     def record_write(response):
         if request.method not in WRITE_METHODS or not request.path.startswith("/api/v1/"):
             return response
-        note = g.get("audit") or {}
-        principal = g.get("principal")
-        detail = {k: v for k, v in note.items() if k not in ("entity_type", "entity_id", "outcome")}
-        event = {
-            "at": now_stored(),
-            "key_id": principal.key_id if principal else None,
-            "role": principal.role if principal else None,
-            "method": request.method,
-            "path": request.path,
-            "round_id": (request.view_args or {}).get("round_id"),
-            "entity_type": note.get("entity_type"),
-            "entity_id": note.get("entity_id"),
-            "status": response.status_code,
-            "outcome": note.get("outcome") or ("ok" if response.status_code < 400 else "refused"),
-            "request_id": g.get("request_id"),
-            "detail": detail or None,
-        }
-        state().store.append_audit(event)
+        if g.get("audit_written") and response.status_code < 500:
+            return response  # committed with the data it describes
+        state().store.append_audit(build_event(response.status_code, g.get("audit")))
         return response

@@ -13,7 +13,7 @@ from .. import exports
 from ..auth import current_principal
 from ..canonical import canonical_bytes
 from ..errors import abort, not_found
-from ..results import RoundResults, round_results
+from ..results import Results, round_results
 from ..state import state
 from .common import StrictSchema
 from .rounds import get_round_or_404
@@ -38,7 +38,7 @@ class CommunityRankingQuerySchema(FormatQuerySchema):
     district_id = ma.fields.String()
 
 
-def results_for(round_id: str, public_once_published: bool = True) -> RoundResults:
+def results_for(round_id: str, public_once_published: bool = True) -> Results:
     """Results the caller may read: leadership/admin always, anyone once published."""
     record = get_round_or_404(round_id)
     principal = current_principal()
@@ -52,9 +52,10 @@ def results_for(round_id: str, public_once_published: bool = True) -> RoundResul
     return round_results(round_id)
 
 
-def json_response(document: dict) -> Response:
+def json_response(document: dict | bytes) -> Response:
     """Canonical JSON bytes: a published document is served identically every time."""
-    return Response(canonical_bytes(document), mimetype="application/json")
+    body = document if isinstance(document, bytes) else canonical_bytes(document)
+    return Response(body, mimetype="application/json")
 
 
 def export(fmt: str, name: str, round_id: str, headers: list[str], rows: list[list]) -> Response:
@@ -77,7 +78,7 @@ class CommunityScore(MethodView):
     def get(self, round_id, community_id):
         """Score breakdown of one community (SPEC §5)."""
         results = results_for(round_id, public_once_published=False)
-        breakdown = results.scores.get(community_id)
+        breakdown = results.breakdown(community_id)
         if breakdown is None:
             not_found("community in this round", community_id)
         return json_response(breakdown)
@@ -89,7 +90,8 @@ class CommunityRanking(MethodView):
     @blp.response(200)
     def get(self, query, round_id):
         """Ranked communities (city rank and rank within district)."""
-        ranking = results_for(round_id).community_ranking
+        results = results_for(round_id)
+        ranking = results.community_ranking
         if query.get("district_id"):
             d = query["district_id"]
             ranking = {
@@ -99,7 +101,7 @@ class CommunityRanking(MethodView):
             }
         if query["format"] != "json":
             return export(query["format"], "小区排名", round_id, *exports.community_table(ranking, check_texts(round_id)))
-        return json_response(ranking)
+        return json_response(ranking if query.get("district_id") else results.section_bytes("community_ranking"))
 
 
 @blp.route("/rankings/districts")
@@ -108,10 +110,10 @@ class DistrictRanking(MethodView):
     @blp.response(200)
     def get(self, query, round_id):
         """Districts ranked by their index D = 0.7·quality + 0.3·progress."""
-        ranking = results_for(round_id).district_ranking
+        results = results_for(round_id)
         if query["format"] != "json":
-            return export(query["format"], "区排名", round_id, *exports.district_table(ranking))
-        return json_response(ranking)
+            return export(query["format"], "区排名", round_id, *exports.district_table(results.district_ranking))
+        return json_response(results.section_bytes("district_ranking"))
 
 
 @blp.route("/rewards")
@@ -120,10 +122,10 @@ class Rewards(MethodView):
     @blp.response(200)
     def get(self, query, round_id):
         """Reward allocations in integer fen (largest-remainder method)."""
-        rewards = results_for(round_id).rewards
+        results = results_for(round_id)
         if query["format"] != "json":
-            return export(query["format"], "奖励分配", round_id, *exports.rewards_table(rewards))
-        return json_response(rewards)
+            return export(query["format"], "奖励分配", round_id, *exports.rewards_table(results.rewards))
+        return json_response(results.section_bytes("rewards"))
 
 
 @blp.route("/snapshot")

@@ -16,6 +16,7 @@ from ..state import state
 from ..store import Outcome
 from ..surveys import RoundContext, SubmissionError, prepare_response, public_response
 from ..timeutil import now_stored
+from .audit import audit_in_transaction
 from .common import StrictSchema, note_audit
 from .rounds import get_round_or_404
 
@@ -109,7 +110,12 @@ class Surveys(MethodView):
         except SubmissionError as exc:
             abort(exc.status, message="; ".join(f"{k}: {v[0]}" for k, v in exc.errors.items()), errors=exc.errors)
         store = state().store
-        outcome = store.add_responses(round_id, [record], len(ctx.rubric.item_codes))[0]
+        audit = audit_in_transaction(
+            lambda outcomes: {Outcome.CREATED: 201, Outcome.DUPLICATE: 200}.get(outcomes[0], 409),
+            lambda outcomes: {"entity_type": "survey", "entity_id": record["response_id"],
+                              "outcome": outcomes[0].value},
+        )
+        outcome = store.add_responses(round_id, [record], len(ctx.rubric.item_codes), audit=audit)[0]
         note_audit("survey", record["response_id"], outcome.value)
         if outcome in OUTCOME_REASONS:
             raise_for_outcome(outcome)
@@ -151,7 +157,15 @@ class Batch(MethodView):
                 records.append(record)
                 positions.append(len(results))
             results.append(result)
-        outcomes = state().store.add_responses(round_id, records, len(ctx.rubric.item_codes)) if records else []
+        def batch_note(outcomes):
+            created = sum(o is Outcome.CREATED for o in outcomes)
+            duplicate = sum(o is Outcome.DUPLICATE for o in outcomes)
+            return {"entity_type": "survey_batch", "entity_id": None, "outcome": "batch", "created": created,
+                    "duplicate": duplicate, "rejected": len(results) - created - duplicate}
+
+        audit = audit_in_transaction(lambda outcomes: 200, batch_note)
+        outcomes = (state().store.add_responses(round_id, records, len(ctx.rubric.item_codes), audit=audit)
+                    if records else [])
         if outcomes and outcomes[0] in (Outcome.ROUND_CLOSED, Outcome.ROUND_PUBLISHED):
             raise_for_outcome(outcomes[0])  # the round closed while this batch was checked
         for position, outcome in zip(positions, outcomes):

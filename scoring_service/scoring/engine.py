@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..rubric import Rubric
-from .ranking import competition_rank, ranking_order
+from .ranking import competition_rank, competition_rank_within, ranking_order
 from .rewards import largest_remainder
 from .rounding import round_score
-from .stats import below_rate, required_responses, wilson_interval
+from .stats import below_rate_array, required_responses_array, wilson_arrays
 
 LEVELS = 5
 
@@ -37,10 +37,14 @@ class CommunityInputs:
     @classmethod
     def build(cls, rubric: Rubric, communities: Sequence[Mapping]) -> CommunityInputs:
         ids = [c["community_id"] for c in communities]
-        applicable = np.array(
-            [[rubric.applies(item, c) for item in rubric.items] for c in communities],
-            dtype=bool,
-        ).reshape(len(communities), len(rubric.items))
+        applicable = np.ones((len(communities), len(rubric.items)), dtype=bool)
+        flags: dict[str, np.ndarray] = {}
+        for k, item in enumerate(rubric.items):
+            flag = item.get("applies_when")
+            if flag:
+                if flag not in flags:
+                    flags[flag] = np.array([bool(c.get(flag)) for c in communities], dtype=bool)
+                applicable[:, k] = flags[flag]
         return cls(
             ids=ids,
             district_ids=[c["district_id"] for c in communities],
@@ -166,18 +170,11 @@ def combine_sources(sources: Sequence[np.ndarray], weights: Sequence[float]) -> 
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
 
 
-def grade_for(score_rounded: float, rubric: Rubric) -> str:
-    """The highest grade whose threshold is at most the (rounded) score."""
-    for grade in rubric.grades:  # descending thresholds
-        if score_rounded >= grade.min:
-            return grade.grade
-    return rubric.grades[-1].grade
-
-
-def cap_grade(grade: str, cap: str, rubric: Rubric) -> str:
-    """``grade`` lowered to ``cap`` if it is better than the cap."""
-    order = [g.grade for g in rubric.grades]  # best first
-    return cap if order.index(grade) < order.index(cap) else grade
+def grade_indices(scores_rounded: np.ndarray, rubric: Rubric) -> np.ndarray:
+    """Index (into ``rubric.grades``, best first) of the highest grade each score reaches."""
+    mins = np.array([g.min for g in rubric.grades])
+    reached = np.nan_to_num(scores_rounded, nan=-1.0)[:, None] >= mins[None, :]
+    return np.where(reached.any(axis=1), reached.argmax(axis=1), len(mins) - 1)
 
 
 def score_communities(
@@ -202,16 +199,12 @@ def score_communities(
     public_score = weighted_item_mean(pub_items, weights, applicable)
 
     share, lo, hi = rubric.min_responses
-    required = np.array([required_responses(h, share, lo, hi) for h in communities.households], dtype=np.int64)
+    required = required_responses_array(communities.households, share, lo, hi)
 
     satisfied = residents.overall[:, 3] + residents.overall[:, 4]
     answered = residents.overall.sum(axis=1)
-    rate = np.full(n, np.nan)
-    ci_lo = np.full(n, np.nan)
-    ci_hi = np.full(n, np.nan)
-    for c in np.flatnonzero(answered):
-        interval = wilson_interval(int(satisfied[c]), int(answered[c]))
-        rate[c], ci_lo[c], ci_hi[c] = interval
+    rate, ci_lo, ci_hi = wilson_arrays(satisfied, answered)
+    below = below_rate_array(satisfied, answered, rubric.acceptance_satisfaction_rate)
 
     sw = rubric.source_weights
     composite = combine_sources(
@@ -220,38 +213,40 @@ def score_communities(
     composite = np.where(np.isnan(professional) | np.isnan(resident), np.nan, composite)
     composite_rounded = round_score(composite)
 
-    grades: list[str | None] = []
+    pending_inspection = np.isnan(professional)
+    pending_survey = np.isnan(resident)
+    insufficient = residents.responses < required
+    vetoes = [sorted(set(v)) for v in inspections.vetoes] if inspections.vetoes else [[] for _ in range(n)]
+    grade_index = grade_indices(composite_rounded, rubric)
+    cap = [g.grade for g in rubric.grades].index(rubric.cap_grade)
+    grade_index = np.where(insufficient | below, np.maximum(grade_index, cap), grade_index)
+    vetoed = np.array([bool(v) for v in vetoes], dtype=bool)
+    grade_index = np.where(vetoed, len(rubric.grades) - 1, grade_index)
+    names = [g.grade for g in rubric.grades]
+    defined = ~np.isnan(composite_rounded)
+    grades: list[str | None] = [names[i] if ok else None for i, ok in zip(grade_index.tolist(), defined.tolist())]
+
     flags: list[list[str]] = []
-    for c in range(n):
-        f: list[str] = []
-        if np.isnan(professional[c]):
-            f.append("pending_inspection")
-        if np.isnan(resident[c]):
+    for c, (p_missing, r_missing, few, low) in enumerate(
+        zip(pending_inspection.tolist(), pending_survey.tolist(), insufficient.tolist(), below.tolist())
+    ):
+        f = ["pending_inspection"] if p_missing else []
+        if r_missing:
             f.append("pending_survey")
-        vetoes = sorted(set(inspections.vetoes[c])) if inspections.vetoes else []
-        f.extend(f"veto:{code}" for code in vetoes)
-        if residents.responses[c] < required[c]:
+        if vetoes[c]:
+            f.extend(f"veto:{code}" for code in vetoes[c])
+        if few:
             f.append("insufficient_sample")
-        if answered[c] > 0 and below_rate(int(satisfied[c]), int(answered[c]), rubric.acceptance_satisfaction_rate):
+        if low:
             f.append("satisfaction_below_acceptance")
-        grade = None
-        if not np.isnan(composite_rounded[c]):
-            grade = grade_for(float(composite_rounded[c]), rubric)
-            if vetoes:
-                grade = rubric.grades[-1].grade
-            elif "insufficient_sample" in f or "satisfaction_below_acceptance" in f:
-                grade = cap_grade(grade, rubric.cap_grade, rubric)
-        grades.append(grade)
         flags.append(f)
 
     rank = np.zeros(n, dtype=np.int64)
     rank_in_district = np.zeros(n, dtype=np.int64)
     ranked = np.flatnonzero(~np.isnan(composite_rounded))
     rank[ranked] = competition_rank(composite_rounded[ranked])
-    districts = np.asarray(communities.district_ids, dtype=object)
-    for d in set(districts[ranked]):
-        members = ranked[districts[ranked] == d]
-        rank_in_district[members] = competition_rank(composite_rounded[members])
+    _, district_codes = np.unique(np.asarray(communities.district_ids, dtype=str), return_inverse=True)
+    rank_in_district[ranked] = competition_rank_within(composite_rounded[ranked], district_codes[ranked])
 
     return CommunityScores(
         professional=professional,

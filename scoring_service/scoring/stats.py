@@ -31,6 +31,35 @@ def required_responses(households: int, share=0.10, minimum: int = 10, maximum: 
     return max(int(minimum), min(int(maximum), needed))
 
 
+def required_responses_array(households, share=0.10, minimum: int = 10, maximum: int = 100):
+    """:func:`required_responses` for an array of household counts, in exact integer arithmetic."""
+    import numpy as np
+
+    fraction = exact_fraction(share)
+    num, den = fraction.numerator, fraction.denominator
+    # ceil(h·num/den) with Python integers: exact and free of overflow
+    needed = np.array([-(-int(h) * num // den) for h in np.asarray(households).tolist()], dtype=np.int64)
+    return np.clip(needed, int(minimum), int(maximum))
+
+
+def wilson_arrays(successes, n, z: float = Z95):
+    """Vectorised :func:`wilson_interval`: (rate, low, high) arrays, NaN where ``n`` is 0."""
+    import numpy as np
+
+    successes = np.asarray(successes, dtype=float)
+    n = np.asarray(n, dtype=float)
+    safe = np.where(n > 0, n, 1.0)
+    p = successes / safe
+    z2 = z * z
+    denom = 1.0 + z2 / safe
+    centre = (p + z2 / (2 * safe)) / denom
+    half = z * np.sqrt(np.maximum(p * (1 - p) / safe + z2 / (4 * safe * safe), 0.0)) / denom
+    low = np.where(successes == 0, 0.0, np.maximum(0.0, centre - half))
+    high = np.where(successes == n, 1.0, np.minimum(1.0, centre + half))
+    undefined = n <= 0
+    return (np.where(undefined, np.nan, p), np.where(undefined, np.nan, low), np.where(undefined, np.nan, high))
+
+
 class Interval(NamedTuple):
     rate: float | None
     low: float | None
@@ -68,3 +97,13 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> Interval:
 def below_rate(successes: int, n: int, threshold) -> bool:
     """``successes / n < threshold`` in exact rational arithmetic."""
     return Fraction(successes, n) < exact_fraction(threshold)
+
+
+def below_rate_array(successes, n, threshold):
+    """``successes / n < threshold`` per element, exactly (False where ``n`` is 0)."""
+    import numpy as np
+
+    fraction = exact_fraction(threshold)
+    # s/n < a/b  ⇔  s·b < a·n  (n > 0), in Python integers
+    return np.array([n_i > 0 and s_i * fraction.denominator < fraction.numerator * n_i
+                     for s_i, n_i in zip(np.asarray(successes).tolist(), np.asarray(n).tolist())], dtype=bool)

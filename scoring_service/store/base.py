@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,15 +54,54 @@ class CommunityCounts:
 
 @dataclass
 class RoundCounts:
-    """Survey statistics of a round: ``by_type[type][community_id]``."""
+    """Survey statistics of a round, one row per (community, respondent type) that has any.
+
+    ``counts[r]`` is the ``(n_items + 1, 5)`` table of row ``r`` (overall last).
+    """
 
     n_items: int
-    by_type: dict[str, dict[str, CommunityCounts]] = field(
-        default_factory=lambda: {t: {} for t in RESPONDENT_TYPES}
-    )
+    community_ids: list[str] = field(default_factory=list)
+    respondent_types: list[str] = field(default_factory=list)
+    responses: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    counts: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.counts is None:
+            self.counts = np.zeros((0, self.n_items + 1, 5), dtype=np.int64)
+
+    @classmethod
+    def from_tables(cls, n_items: int, tables: dict[tuple[str, str], CommunityCounts]) -> RoundCounts:
+        keys = sorted(tables)
+        return cls(
+            n_items=n_items,
+            community_ids=[c for c, _ in keys],
+            respondent_types=[t for _, t in keys],
+            responses=np.array([tables[k].responses for k in keys], dtype=np.int64),
+            counts=np.stack([tables[k].counts for k in keys]) if keys
+            else np.zeros((0, n_items + 1, 5), dtype=np.int64),
+        )
 
     def get(self, respondent_type: str, community_id: str) -> CommunityCounts | None:
-        return self.by_type[respondent_type].get(community_id)
+        for r, (c, t) in enumerate(zip(self.community_ids, self.respondent_types)):
+            if c == community_id and t == respondent_type:
+                return CommunityCounts(self.counts[r], int(self.responses[r]))
+        return None
+
+
+@dataclass
+class InspectionRows:
+    """What scoring needs of the current version of each inspection of a round (``M`` rows)."""
+
+    community_ids: list[str]
+    agency_ids: list[str]
+    inspected_at: list[str]
+    seq: list[int]
+    points: np.ndarray  # float[M, K]: Σ points of checks not "na", per rubric item
+    maxima: np.ndarray  # float[M, K]: Σ max_points of those checks
+    vetoes: list[list[str]]  # critical checks scored 0
+
+    def __len__(self) -> int:
+        return len(self.community_ids)
 
 
 def response_count_rows(levels: Iterable[int], n_items: int) -> np.ndarray:
@@ -90,8 +129,12 @@ class Store(abc.ABC):
         pass
 
     @abc.abstractmethod
-    def generation(self) -> str:
-        """A token that changes after every committed write (cache invalidation)."""
+    def generation(self, scope: str | None = None) -> str:
+        """A token that changes after every committed write (cache invalidation).
+
+        With ``scope`` ("reference", "inspections" or "surveys") only writes of
+        that kind change it, so a survey does not invalidate cached reference data.
+        """
 
     # -- keys -------------------------------------------------------------
     @abc.abstractmethod
@@ -175,8 +218,12 @@ class Store(abc.ABC):
 
     # -- surveys ----------------------------------------------------------
     @abc.abstractmethod
-    def add_responses(self, round_id: str, records: list[Mapping], n_items: int) -> list[Outcome]:
+    def add_responses(self, round_id: str, records: list[Mapping], n_items: int,
+                      audit: Callable[[list[Outcome]], Mapping] | None = None) -> list[Outcome]:
         """Store new responses and update statistics atomically; one outcome per record.
+
+        ``audit(outcomes)``, when given, returns the audit event of this write; it is
+        stored in the same transaction where the backend has transactions (SQLite).
 
         Each record carries ``levels`` (``n_items + 1`` Likert levels, 0 = no
         answer, overall last). A record whose ``response_id`` exists is a
@@ -219,6 +266,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def current_inspections(self, round_id: str) -> list[dict]:
         """Current version of every inspection of the round, with ``seq`` (arrival order)."""
+
+    @abc.abstractmethod
+    def inspection_sums(self, round_id: str, n_items: int) -> InspectionRows:
+        """What scoring needs of each current inspection, and nothing else (read on recomputation)."""
 
     # -- audit ------------------------------------------------------------
     @abc.abstractmethod

@@ -20,7 +20,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ from pymongo import ASCENDING, IndexModel, MongoClient, ReplaceOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from pymongo.write_concern import WriteConcern
 
-from .base import CommunityCounts, Outcome, RoundCounts, Store, StoreError, response_count_rows
+from .base import CommunityCounts, InspectionRows, Outcome, RoundCounts, Store, StoreError, response_count_rows
 
 DUPLICATE_KEY = 11000
 
@@ -121,8 +121,12 @@ class MongoStore(Store):
             self._client.close()
         self._client = None
 
-    def _bump(self) -> None:
-        self.db.meta.replace_one({"_id": "generation"}, {"_id": "generation", "token": uuid.uuid4().hex}, upsert=True)
+    def _bump(self, scope: str | None = None) -> None:
+        """Replace the generation tokens after a write (never ``$inc``: see the module docstring)."""
+        token = uuid.uuid4().hex
+        if scope:
+            self.db.meta.replace_one({"_id": f"generation:{scope}"}, {"token": token}, upsert=True)
+        self.db.meta.replace_one({"_id": "generation"}, {"token": token}, upsert=True)
 
     # -- life cycle -------------------------------------------------------------
     def init(self) -> None:
@@ -148,8 +152,8 @@ class MongoStore(Store):
         except PyMongoError as exc:
             raise StoreError(f"MongoDB not reachable: {exc}") from exc
 
-    def generation(self) -> str:
-        doc = self.db.meta.find_one({"_id": "generation"})
+    def generation(self, scope: str | None = None) -> str:
+        doc = self.db.meta.find_one({"_id": f"generation:{scope}" if scope else "generation"})
         return doc["token"] if doc else ""
 
     # -- keys -------------------------------------------------------------------
@@ -177,7 +181,7 @@ class MongoStore(Store):
         except DuplicateKeyError:
             existing = self.db.rubrics.find_one({"_id": rubric_id}, {"digest": 1})
             return Outcome.DUPLICATE if existing["digest"] == digest else Outcome.CONFLICT
-        self._bump()
+        self._bump("reference")
         return Outcome.CREATED
 
     def get_rubric(self, rubric_id: str) -> dict | None:
@@ -192,7 +196,7 @@ class MongoStore(Store):
         doc = dict(record)
         doc["_id"] = doc.pop(id_field)
         result = self.db[collection].replace_one({"_id": doc["_id"]}, doc, upsert=True)
-        self._bump()
+        self._bump("reference")
         return result.upserted_id is not None
 
     def put_district(self, record: Mapping) -> bool:
@@ -216,7 +220,7 @@ class MongoStore(Store):
             operations.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
         for start in range(0, len(operations), 1000):
             self.db.communities.bulk_write(operations[start:start + 1000], ordered=True)
-        self._bump()
+        self._bump("reference")
         return [cid not in existing for cid in ids]
 
     def get_community(self, community_id: str) -> dict | None:
@@ -312,7 +316,8 @@ class MongoStore(Store):
     def _failed_indexes(exc: BulkWriteError) -> dict[int, int]:
         return {e["index"]: e["code"] for e in exc.details.get("writeErrors", [])}
 
-    def add_responses(self, round_id: str, records: list[Mapping], n_items: int) -> list[Outcome]:
+    def add_responses(self, round_id: str, records: list[Mapping], n_items: int,
+                      audit: Callable[[list[Outcome]], Mapping] | None = None) -> list[Outcome]:
         gate = self._round_gate(round_id)
         if gate is not None:
             return [gate] * len(records)
@@ -379,7 +384,9 @@ class MongoStore(Store):
             if i not in raced:
                 outcomes[i] = Outcome.CREATED
         if any(o is Outcome.CREATED for o in outcomes):
-            self._bump()
+            self._bump("surveys")
+        if audit is not None:  # no transactions here: written right after the data
+            self.append_audit(audit(outcomes))
         return outcomes
 
     @staticmethod
@@ -402,7 +409,7 @@ class MongoStore(Store):
             {"$set": {"voided_at": at, "void_reason": reason, "voided_by": key_id}},
         )
         if result.modified_count:
-            self._bump()
+            self._bump("surveys")
             return Outcome.CREATED
         exists = self.db.responses.find_one({"_id": response_id, "round_id": round_id}, {"_id": 1})
         return Outcome.DUPLICATE if exists else Outcome.NOT_FOUND
@@ -413,18 +420,18 @@ class MongoStore(Store):
             {"$unwind": "$cells"},
             {"$group": {"_id": "$cells", "n": {"$sum": 1}}},
         ]
-        result = RoundCounts(n_items=n_items)
+        tables: dict[tuple[str, str], CommunityCounts] = {}
         for row in self.db.responses.aggregate(pipeline):
             cell, respondent_type, community_id = row["_id"].split("|", 2)
-            by_community = result.by_type[respondent_type]
-            entry = by_community.get(community_id)
+            entry = tables.get((community_id, respondent_type))
             if entry is None:
-                entry = by_community[community_id] = CommunityCounts(np.zeros((n_items + 1, 5), dtype=np.int64), 0)
+                entry = tables[(community_id, respondent_type)] = CommunityCounts(
+                    np.zeros((n_items + 1, 5), dtype=np.int64), 0)
             if cell == "n":
                 entry.responses = int(row["n"])
             else:
                 entry.counts[divmod(int(cell), 5)] = int(row["n"])
-        return result
+        return RoundCounts.from_tables(n_items, tables)
 
     def survey_counts(self, round_id: str, n_items: int) -> RoundCounts:
         token = self.generation()  # read before aggregating: see the module docstring
@@ -470,7 +477,7 @@ class MongoStore(Store):
         except DuplicateKeyError:
             pass
         if outcome is Outcome.CREATED:
-            self._bump()
+            self._bump("inspections")
         return outcome
 
     def _versions(self, inspection_id: str) -> list[dict]:
@@ -503,7 +510,7 @@ class MongoStore(Store):
                 })
             except DuplicateKeyError:
                 continue
-            self._bump()
+            self._bump("inspections")
             return Outcome.CREATED
         raise StoreError(f"inspection {inspection_id} is being amended concurrently; try again")
 
@@ -514,19 +521,34 @@ class MongoStore(Store):
         versions = self._versions(inspection_id)
         return {**_plain(header, "inspection_id"), "version": versions[-1]["version"], "versions": versions}
 
-    def current_inspections(self, round_id: str) -> list[dict]:
+    def _current_versions(self, round_id: str, fields: dict | None = None) -> list[tuple[dict, dict]]:
+        """(header, current version document) of every inspection of the round, in arrival order."""
         headers = {d["_id"]: d for d in self.db.inspections.find({"round_id": round_id})}
         latest: dict[str, dict] = {}
-        for doc in self.db.inspection_versions.find({"round_id": round_id}):
+        for doc in self.db.inspection_versions.find({"round_id": round_id}, fields):
             iid = doc["inspection_id"]
             if iid in headers and (iid not in latest or doc["version"] > latest[iid]["version"]):
                 latest[iid] = doc
-        rows = []
-        for iid, doc in latest.items():
-            header = headers[iid]
-            rows.append({**_decode_version(doc), "inspection_id": iid, "seq": header["seq"],
-                         "community_id": header["community_id"], "agency_id": header["agency_id"]})
-        return sorted(rows, key=lambda r: r["seq"])
+        return sorted(((headers[iid], doc) for iid, doc in latest.items()), key=lambda pair: pair[0]["seq"])
+
+    def current_inspections(self, round_id: str) -> list[dict]:
+        return [{**_decode_version(doc), "inspection_id": header["_id"], "seq": header["seq"],
+                 "community_id": header["community_id"], "agency_id": header["agency_id"]}
+                for header, doc in self._current_versions(round_id)]
+
+    def inspection_sums(self, round_id: str, n_items: int) -> InspectionRows:
+        fields = {"inspection_id": 1, "version": 1, "inspected_at": 1, "item_points": 1, "item_max": 1, "vetoes": 1}
+        pairs = self._current_versions(round_id, fields)
+        shape = (len(pairs), n_items)
+        return InspectionRows(
+            community_ids=[h["community_id"] for h, _ in pairs],
+            agency_ids=[h["agency_id"] for h, _ in pairs],
+            seq=[h["seq"] for h, _ in pairs],
+            inspected_at=[d["inspected_at"] for _, d in pairs],
+            points=np.array([d["item_points"] for _, d in pairs], dtype=np.float64).reshape(shape),
+            maxima=np.array([d["item_max"] for _, d in pairs], dtype=np.float64).reshape(shape),
+            vetoes=[list(d.get("vetoes", [])) for _, d in pairs],
+        )
 
     # -- audit ---------------------------------------------------------------------
     def append_audit(self, event: Mapping) -> None:
@@ -561,7 +583,7 @@ class MongoStore(Store):
         self._counts_cache.pop(round_id, None)
         aggregated = self._aggregate_counts(round_id, n_items)
         differences = []
-        keys = set(raw) | {(c, t) for t, by in aggregated.by_type.items() for c in by}
+        keys = set(raw) | set(zip(aggregated.community_ids, aggregated.respondent_types))
         for community_id, respondent_type in sorted(keys):
             want_counts, want_n = raw.get((community_id, respondent_type),
                                           [np.zeros((n_items + 1, 5), dtype=np.int64), 0])

@@ -14,14 +14,14 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .base import CommunityCounts, Outcome, RoundCounts, Store, StoreError, response_count_rows
+from .base import InspectionRows, Outcome, RoundCounts, Store, StoreError, response_count_rows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -108,6 +108,10 @@ CREATE TABLE IF NOT EXISTS inspection_versions (
     inspection_id TEXT NOT NULL,
     version INTEGER NOT NULL,
     content_hash TEXT NOT NULL,
+    inspected_at TEXT NOT NULL,
+    points BLOB NOT NULL,   -- float64 per rubric item: Σ points of checks not "na"
+    maxima BLOB NOT NULL,   -- float64 per rubric item: Σ max_points of those checks
+    vetoes TEXT NOT NULL,   -- JSON list of critical checks scored 0
     body TEXT NOT NULL,
     PRIMARY KEY (inspection_id, version)
 );
@@ -152,7 +156,8 @@ class SQLiteStore(Store):
         return conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, scope: str | None = None) -> Iterator[sqlite3.Connection]:
+        """One write transaction; its commit replaces the generation tokens (all, and ``scope``'s)."""
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -160,7 +165,10 @@ class SQLiteStore(Store):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        conn.execute("UPDATE meta SET value = ? WHERE name = 'generation'", (uuid.uuid4().hex,))
+        token = uuid.uuid4().hex
+        conn.execute("UPDATE meta SET value = ? WHERE name = 'generation'", (token,))
+        if scope:
+            conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (f"generation:{scope}", token))
         conn.execute("COMMIT")
 
     def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
@@ -192,8 +200,9 @@ class SQLiteStore(Store):
         if row is None:
             raise StoreError("SQLite store not initialised (run `scoring-service init`)")
 
-    def generation(self) -> str:
-        return self._one("SELECT value FROM meta WHERE name = 'generation'")["value"]
+    def generation(self, scope: str | None = None) -> str:
+        row = self._one("SELECT value FROM meta WHERE name = ?", (f"generation:{scope}" if scope else "generation",))
+        return row["value"] if row else ""
 
     # -- keys ---------------------------------------------------------------
     def create_key(self, record: Mapping[str, Any]) -> None:
@@ -220,7 +229,7 @@ class SQLiteStore(Store):
 
     # -- rubrics ------------------------------------------------------------
     def put_rubric(self, rubric_id: str, body: Mapping, digest: str, at: str) -> Outcome:
-        with self._write() as conn:
+        with self._write("reference") as conn:
             row = conn.execute("SELECT digest FROM rubrics WHERE rubric_id = ?", (rubric_id,)).fetchone()
             if row:
                 return Outcome.DUPLICATE if row["digest"] == digest else Outcome.CONFLICT
@@ -241,7 +250,7 @@ class SQLiteStore(Store):
     def _put_body(self, table: str, id_column: str, record: Mapping, extra: Mapping | None = None) -> bool:
         extra = dict(extra or {})
         columns = [id_column, *extra, "body"]
-        with self._write() as conn:
+        with self._write("reference") as conn:
             existed = conn.execute(f"SELECT 1 FROM {table} WHERE {id_column} = ?", (record[id_column],)).fetchone()
             conn.execute(
                 f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
@@ -261,7 +270,7 @@ class SQLiteStore(Store):
 
     def put_communities(self, records: list[Mapping]) -> list[bool]:
         created = []
-        with self._write() as conn:
+        with self._write("reference") as conn:
             for record in records:
                 existed = conn.execute(
                     "SELECT 1 FROM communities WHERE community_id = ?", (record["community_id"],)
@@ -393,57 +402,71 @@ class SQLiteStore(Store):
                 (round_id, community_id, respondent_type, int(total), counts.astype(np.int64).tobytes()),
             )
 
-    def add_responses(self, round_id: str, records: list[Mapping], n_items: int) -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        deltas: dict[tuple[str, str], list] = {}
-        with self._write() as conn:
+    def add_responses(self, round_id: str, records: list[Mapping], n_items: int,
+                      audit: Callable[[list[Outcome]], Mapping] | None = None) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(records)
+        with self._write("surveys") as conn:
             gate = self._round_gate(conn, round_id)
             if gate is not None:
                 return [gate] * len(records)
-            for record in records:
-                outcome = self._insert_response(conn, round_id, record)
-                outcomes.append(outcome)
-                if outcome is Outcome.CREATED:
-                    key = (record["community_id"], record["respondent_type"])
-                    entry = deltas.setdefault(key, [np.zeros((n_items + 1, 5), dtype=np.int64), 0])
-                    entry[0] += response_count_rows(record["levels"], n_items)
-                    entry[1] += 1
+            # one look-up for every id and household of the batch, then one insert
+            existing = self._select_in(conn, "SELECT response_id, round_id, content_hash, voided_at FROM responses"
+                                       " WHERE response_id IN ({})", [r["response_id"] for r in records])
+            households = sorted({r["household_hash"] for r in records if r.get("household_hash")})
+            taken_pairs = {(row[0], row[1]) for row in self._select_in(
+                conn, "SELECT community_id, household_hash FROM responses WHERE round_id = ?"
+                " AND household_hash IN ({})", households, leading=[round_id])}
+            known = {row[0]: row for row in existing}
+            fresh: dict[str, Mapping] = {}
+            rows, deltas = [], {}
+            for i, record in enumerate(records):
+                rid = record["response_id"]
+                if rid in known:
+                    row = known[rid]
+                    if row[3] is not None:
+                        outcomes[i] = Outcome.VOIDED
+                    elif row[1] == round_id and row[2] == record["content_hash"]:
+                        outcomes[i] = Outcome.DUPLICATE
+                    else:
+                        outcomes[i] = Outcome.CONFLICT
+                    continue
+                if rid in fresh:  # the same id twice in one batch
+                    same = fresh[rid]["content_hash"] == record["content_hash"]
+                    outcomes[i] = Outcome.DUPLICATE if same else Outcome.CONFLICT
+                    continue
+                household = record.get("household_hash")
+                if household and (record["community_id"], household) in taken_pairs:
+                    outcomes[i] = Outcome.HOUSEHOLD
+                    continue
+                if household:
+                    taken_pairs.add((record["community_id"], household))
+                fresh[rid] = record
+                outcomes[i] = Outcome.CREATED
+                body = {k: v for k, v in record.items() if k != "levels"}
+                rows.append((rid, round_id, record["community_id"], record["respondent_type"], household,
+                             record["content_hash"], _dumps(list(record["levels"])), _dumps(body)))
+                key = (record["community_id"], record["respondent_type"])
+                entry = deltas.setdefault(key, [np.zeros((n_items + 1, 5), dtype=np.int64), 0])
+                entry[0] += response_count_rows(record["levels"], n_items)
+                entry[1] += 1
+            conn.executemany(
+                "INSERT INTO responses (response_id, round_id, community_id, respondent_type, household_hash,"
+                " content_hash, levels, voided_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)", rows)
             self._add_counts(conn, round_id, deltas, n_items)
+            if audit is not None:  # one commit, one fsync, for the data and its audit event
+                self._insert_audit(conn, audit(outcomes))
         return outcomes
 
-    def _insert_response(self, conn, round_id: str, record: Mapping) -> Outcome:
-        row = conn.execute(
-            "SELECT round_id, content_hash, voided_at FROM responses WHERE response_id = ?", (record["response_id"],)
-        ).fetchone()
-        if row is not None:
-            if row["voided_at"] is not None:
-                return Outcome.VOIDED
-            if row["round_id"] == round_id and row["content_hash"] == record["content_hash"]:
-                return Outcome.DUPLICATE
-            return Outcome.CONFLICT
-        if record.get("household_hash"):
-            taken = conn.execute(
-                "SELECT 1 FROM responses WHERE round_id = ? AND community_id = ? AND household_hash = ?",
-                (round_id, record["community_id"], record["household_hash"]),
-            ).fetchone()
-            if taken:
-                return Outcome.HOUSEHOLD
-        body = {k: v for k, v in record.items() if k != "levels"}
-        conn.execute(
-            "INSERT INTO responses (response_id, round_id, community_id, respondent_type, household_hash,"
-            " content_hash, levels, voided_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
-            (
-                record["response_id"],
-                round_id,
-                record["community_id"],
-                record["respondent_type"],
-                record.get("household_hash"),
-                record["content_hash"],
-                _dumps(list(record["levels"])),
-                _dumps(body),
-            ),
-        )
-        return Outcome.CREATED
+    @staticmethod
+    def _select_in(conn, sql: str, values: list, chunk: int = 500, leading: list | None = None) -> list[tuple]:
+        """``sql`` with its ``IN ({})`` filled, over chunks of ``values`` (after ``leading`` parameters)."""
+        rows: list[tuple] = []
+        for start in range(0, len(values), chunk):
+            part = values[start:start + chunk]
+            cur = conn.execute(sql.format(", ".join("?" * len(part))), [*(leading or []), *part])
+            cur.row_factory = None
+            rows += cur.fetchall()
+        return rows
 
     @staticmethod
     def _response_row(row: sqlite3.Row) -> dict:
@@ -460,7 +483,7 @@ class SQLiteStore(Store):
         return self._response_row(row) if row else None
 
     def void_response(self, round_id: str, response_id: str, reason: str, key_id: str, at: str, n_items: int) -> Outcome:
-        with self._write() as conn:
+        with self._write("surveys") as conn:
             gate = self._round_gate(conn, round_id)
             if gate is Outcome.ROUND_PUBLISHED or gate is Outcome.NOT_FOUND:
                 return gate
@@ -483,13 +506,18 @@ class SQLiteStore(Store):
             return Outcome.CREATED
 
     def survey_counts(self, round_id: str, n_items: int) -> RoundCounts:
-        result = RoundCounts(n_items=n_items)
-        for row in self._read(
-            "SELECT community_id, respondent_type, responses, counts FROM survey_stats WHERE round_id = ?", (round_id,)
-        ):
-            counts = np.frombuffer(row["counts"], dtype=np.int64).reshape(n_items + 1, 5)
-            result.by_type[row["respondent_type"]][row["community_id"]] = CommunityCounts(counts, row["responses"])
-        return result
+        cur = self._conn().execute(
+            "SELECT community_id, respondent_type, responses, counts FROM survey_stats WHERE round_id = ?"
+            " ORDER BY community_id, respondent_type", (round_id,))
+        cur.row_factory = None  # plain tuples: this reads one row per community
+        rows = cur.fetchall()
+        return RoundCounts(
+            n_items=n_items,
+            community_ids=[r[0] for r in rows],
+            respondent_types=[r[1] for r in rows],
+            responses=np.array([r[2] for r in rows], dtype=np.int64),
+            counts=np.frombuffer(b"".join(r[3] for r in rows), dtype=np.int64).reshape(len(rows), n_items + 1, 5),
+        )
 
     def iter_responses(self, round_id: str) -> Iterator[dict]:
         cur = self._conn().execute("SELECT body, levels FROM responses WHERE round_id = ? ORDER BY seq", (round_id,))
@@ -505,7 +533,7 @@ class SQLiteStore(Store):
     # -- inspections --------------------------------------------------------
     def add_inspection(self, record: Mapping) -> Outcome:
         version = record["versions"][0]
-        with self._write() as conn:
+        with self._write("inspections") as conn:
             gate = self._round_gate(conn, record["round_id"])
             if gate is not None:
                 return gate
@@ -523,14 +551,22 @@ class SQLiteStore(Store):
                 " VALUES (?, ?, ?, ?, ?, 1)",
                 (record["inspection_id"], seq, record["round_id"], record["community_id"], record["agency_id"]),
             )
-            conn.execute(
-                "INSERT INTO inspection_versions (inspection_id, version, content_hash, body) VALUES (?, 1, ?, ?)",
-                (record["inspection_id"], version["content_hash"], _dumps(version)),
-            )
+            self._insert_version(conn, record["inspection_id"], 1, version)
             return Outcome.CREATED
 
+    @staticmethod
+    def _insert_version(conn, inspection_id: str, number: int, version: Mapping) -> None:
+        conn.execute(
+            "INSERT INTO inspection_versions (inspection_id, version, content_hash, inspected_at, points, maxima,"
+            " vetoes, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (inspection_id, number, version["content_hash"], version["inspected_at"],
+             np.asarray(version["item_points"], dtype=np.float64).tobytes(),
+             np.asarray(version["item_max"], dtype=np.float64).tobytes(),
+             _dumps(list(version.get("vetoes", []))), _dumps(version)),
+        )
+
     def amend_inspection(self, round_id: str, inspection_id: str, version: Mapping, agency_id: str | None) -> Outcome:
-        with self._write() as conn:
+        with self._write("inspections") as conn:
             row = conn.execute(
                 "SELECT agency_id, community_id, version FROM inspections WHERE round_id = ? AND inspection_id = ?",
                 (round_id, inspection_id),
@@ -554,10 +590,7 @@ class SQLiteStore(Store):
             ):
                 return Outcome.DUPLICATE
             number = row["version"] + 1
-            conn.execute(
-                "INSERT INTO inspection_versions (inspection_id, version, content_hash, body) VALUES (?, ?, ?, ?)",
-                (inspection_id, number, version["content_hash"], _dumps({**version, "version": number})),
-            )
+            self._insert_version(conn, inspection_id, number, {**version, "version": number})
             conn.execute("UPDATE inspections SET version = ? WHERE inspection_id = ?", (number, inspection_id))
             return Outcome.CREATED
 
@@ -588,15 +621,38 @@ class SQLiteStore(Store):
             for r in rows
         ]
 
+    def inspection_sums(self, round_id: str, n_items: int) -> InspectionRows:
+        cur = self._conn().execute(
+            "SELECT i.community_id, i.agency_id, i.seq, v.inspected_at, v.points, v.maxima, v.vetoes"
+            " FROM inspections i JOIN inspection_versions v"
+            " ON v.inspection_id = i.inspection_id AND v.version = i.version WHERE i.round_id = ? ORDER BY i.seq",
+            (round_id,),
+        )
+        cur.row_factory = None
+        rows = cur.fetchall()
+        shape = (len(rows), n_items)
+        return InspectionRows(
+            community_ids=[r[0] for r in rows],
+            agency_ids=[r[1] for r in rows],
+            seq=[r[2] for r in rows],
+            inspected_at=[r[3] for r in rows],
+            points=np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float64).reshape(shape),
+            maxima=np.frombuffer(b"".join(r[5] for r in rows), dtype=np.float64).reshape(shape),
+            vetoes=[json.loads(r[6]) if r[6] != "[]" else [] for r in rows],
+        )
+
     # -- audit ----------------------------------------------------------------
-    def append_audit(self, event: Mapping) -> None:
-        conn = self._conn()
-        # Its own short transaction; the generation token is not bumped since
-        # audit events do not change any score.
+    @staticmethod
+    def _insert_audit(conn, event: Mapping) -> None:
         conn.execute(
             "INSERT INTO audit (at, key_id, round_id, entity_id, body) VALUES (?, ?, ?, ?, ?)",
             (event["at"], event.get("key_id"), event.get("round_id"), event.get("entity_id"), _dumps(event)),
         )
+
+    def append_audit(self, event: Mapping) -> None:
+        # Its own short transaction (autocommit); the generation token is not
+        # bumped since audit events change no score.
+        self._insert_audit(self._conn(), event)
 
     def list_audit(self, filters: Mapping[str, Any], limit: int) -> list[dict]:
         sql, params = "SELECT seq, body FROM audit WHERE 1 = 1", []
@@ -618,7 +674,7 @@ class SQLiteStore(Store):
 
     # -- maintenance --------------------------------------------------------
     def recount(self, round_id: str, n_items: int, fix: bool = True) -> list[dict]:
-        with self._write() as conn:
+        with self._write("surveys") as conn:
             rebuilt: dict[tuple[str, str], list] = {}
             for row in conn.execute(
                 "SELECT community_id, respondent_type, levels FROM responses WHERE round_id = ? AND voided_at IS NULL",

@@ -1,0 +1,347 @@
+"""Run the benchmarks and write ``bench/RESULTS.md``.
+
+    python -m bench            # everything (national size takes a few minutes to generate)
+    python -m bench --quick    # smaller national round, shorter load phases
+
+Every figure is reported as a ratio against a baseline measured in the same
+run, because the machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.load import post_load  # noqa: E402
+from bench.synthetic import ROUND_ID, make_round  # noqa: E402
+from scoring_service.rubric import Rubric  # noqa: E402
+
+RUBRIC = Rubric.from_file(ROOT / "rubrics" / "shenyang-2018.json")
+PY = sys.executable
+
+
+def log(*args):
+    print(*args, flush=True)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, kind: str, env: dict, workers: int = 2):
+        self.port = free_port()
+        self.proc = subprocess.Popen([PY, "-m", "bench.serve", kind, str(self.port), str(workers)], cwd=ROOT,
+                                     env={**os.environ, **env, "SCORING_RATELIMIT_ENABLED": "false",
+                                          "SCORING_LOG_LEVEL": "WARNING"},
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        for _ in range(300):
+            try:
+                requests.get(self.url + ("/healthz" if kind != "bare" else "/"), timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.1)
+        time.sleep(1.0)  # let every worker boot
+
+    def workers(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+
+    def stop(self):
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(30)
+
+
+def cli(env, *args) -> str:
+    return subprocess.run([PY, "-m", "scoring_service.cli", *args], env={**os.environ, **env}, check=True,
+                          capture_output=True, text=True, cwd=ROOT).stdout
+
+
+def demo_instance(base: Path, database_url: str | None = None) -> dict:
+    instance = base / "instance"
+    env = {"SCORING_INSTANCE_PATH": str(instance), "SCORING_SECRET_KEY": "bench-secret"}
+    if database_url:
+        env["SCORING_DATABASE_URL"] = database_url
+    cli(env, "init")
+    cli(env, "seed", "shenyang-2018", "--demo")
+    env["KIOSK"] = cli(env, "keys", "create", "--role", "kiosk", "--name", "bench", "--community",
+                       "heping-001").strip().splitlines()[-1]
+    env["ADMIN"] = cli(env, "keys", "create", "--role", "admin", "--name", "bench").strip().splitlines()[-1]
+    return env
+
+
+# -- 1. single-survey POST throughput ---------------------------------------------------
+
+def bench_post(env: dict, seconds: float) -> dict:
+    bare = Server("bare", {})
+    base = post_load(bare.port, "/echo", None, seconds)
+    bare.stop()
+    scoring = Server("scoring", env)
+    target = post_load(scoring.port, "/api/v1/rounds/shenyang-2018/surveys", env["KIOSK"], seconds)
+    scoring.stop()
+    return {"bare_rps": base["rps"], "scoring_rps": target["rps"], "ratio": target["rps"] / base["rps"],
+            "scoring_p50_ms": target["p50_ms"], "errors": target["errors"]}
+
+
+# -- 2. batch ingest ---------------------------------------------------------------------
+
+def batch_payload(n: int = 1000) -> dict:
+    rng = np.random.default_rng(int(time.time()))
+    codes = RUBRIC.item_codes
+    return {"responses": [
+        {"response_id": str(uuid.uuid4()), "community_id": "heping-001", "submitted_at": "2018-09-20T10:00:00+08:00",
+         "answers": {c: int(rng.integers(1, 6)) for c in codes}, "overall": int(rng.integers(1, 6)),
+         "channel": "kiosk"} for _ in range(n)]}
+
+
+def bench_batch(env: dict, batches: int) -> dict:
+    from scoring_service.api.surveys import BatchSchema, SurveySchema
+
+    payloads = [batch_payload() for _ in range(batches)]
+    # baseline: marshmallow validation alone of the same payloads
+    schema, envelope = SurveySchema(), BatchSchema()
+    started = time.perf_counter()
+    for payload in payloads:
+        for item in envelope.load(payload)["responses"]:
+            schema.load(item)
+    validation = batches * 1000 / (time.perf_counter() - started)
+
+    server = Server("scoring", env)
+    session = requests.Session()
+    headers = {"Authorization": f"Bearer {env['KIOSK']}"}
+    started = time.perf_counter()
+    for payload in payloads:
+        r = session.post(f"{server.url}/api/v1/rounds/shenyang-2018/surveys/batch", json=payload, headers=headers,
+                         timeout=60)
+        assert r.status_code == 200 and r.json()["created"] == 1000, r.text[:300]
+    ingest = batches * 1000 / (time.perf_counter() - started)
+    server.stop()
+    return {"validation_rps": validation, "ingest_rps": ingest, "ratio": ingest / validation}
+
+
+# -- 3/4. ranking latency ------------------------------------------------------------------
+
+def ranking_latency(env: dict, round_id: str, repeats: int) -> dict:
+    """District ranking through the app: cold (a write just invalidated every cache) and warm."""
+    from scoring_service import create_app
+    from scoring_service.auth import new_key
+
+    app = create_app({"INSTANCE_PATH": env["SCORING_INSTANCE_PATH"], "SECRET_KEY": "bench-secret",
+                      "DATABASE_URL": env.get("SCORING_DATABASE_URL"), "RATELIMIT_ENABLED": False,
+                      "LOG_LEVEL": "WARNING"})
+    store = app.extensions["scoring"].store
+    record, token = new_key("leadership", "bench")
+    store.create_key(record)
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"/api/v1/rounds/{round_id}/rankings/districts"
+    assert client.get(url, headers=headers).status_code == 200
+    cold, warm = [], []
+    for _ in range(repeats):
+        store.put_agency({"agency_id": "bench-touch", "name": uuid.uuid4().hex})  # any write invalidates
+        started = time.perf_counter()
+        assert client.get(url, headers=headers).status_code == 200
+        cold.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        client.get(url, headers=headers)
+        warm.append(time.perf_counter() - started)
+    store.close()
+
+    def pct(xs, q):
+        return 1000 * float(np.percentile(xs, q))
+
+    return {"cold_p50_ms": pct(cold, 50), "cold_p99_ms": pct(cold, 99), "warm_p50_ms": pct(warm, 50)}
+
+
+def national_instance(base: Path, communities: int, responses: int) -> dict:
+    from scoring_service.store.sqlite import SQLiteStore
+
+    instance = base / f"national-{responses}"
+    instance.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(instance / "scoring.sqlite3")
+    store.init()
+    started = time.perf_counter()
+    make_round(store, RUBRIC, communities, responses, log=lambda *a: None)
+    log(f"    generated {communities} communities / {responses} responses in {time.perf_counter() - started:.0f} s")
+    store.close()
+    return {"SCORING_INSTANCE_PATH": str(instance), "SCORING_SECRET_KEY": "bench-secret"}
+
+
+# -- 5. peak memory of one worker ------------------------------------------------------------
+
+def worker_memory(env: dict, round_id: str) -> dict:
+    admin = None
+    from scoring_service import create_app
+    from scoring_service.auth import new_key
+
+    app = create_app({"INSTANCE_PATH": env["SCORING_INSTANCE_PATH"], "SECRET_KEY": "bench-secret"})
+    record, admin = new_key("admin", "bench")
+    app.extensions["scoring"].store.create_key(record)
+    server = Server("scoring", env, workers=1)
+    headers = {"Authorization": f"Bearer {admin}"}
+    for path in ("rankings/districts", "rankings/communities", "rewards", "communities/c000001/score"):
+        r = requests.get(f"{server.url}/api/v1/rounds/{round_id}/{path}", headers=headers, timeout=300)
+        assert r.status_code == 200, (path, r.status_code)
+    pid = server.workers()[0]
+    status = Path(f"/proc/{pid}/status").read_text()
+    peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
+    server.stop()
+    return {"peak_mb": peak_kb / 1024}
+
+
+# -- 6. MongoDB store (FerretDB) -------------------------------------------------------------------
+
+def ferretdb(base: Path):
+    launcher = ROOT / "tools" / "ferretdb-launcher" / "bin" / "ferretdb-launcher"
+    if not launcher.exists():
+        return None, None
+    proc = subprocess.Popen([str(launcher), "-dir", str(base / "ferretdb")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    return proc, proc.stdout.readline().decode().strip()
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    import flask
+    import pymongo
+
+    return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu,
+            "cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+            "flask": flask.__version__, "pymongo": pymongo.__version__, "sqlite": sqlite3.sqlite_version,
+            "kernel": platform.release()}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    seconds = 4.0 if args.quick else 10.0
+    national = (2000, 300_000) if args.quick else (20_000, 3_000_000)
+    results: dict = {"machine": machine()}
+    with tempfile.TemporaryDirectory(prefix="scoring-bench-") as tmp:
+        base = Path(tmp)
+        log("demo round (SQLite) …")
+        demo = demo_instance(base / "demo")
+        log("1. single-survey POST vs bare Flask …")
+        results["post"] = bench_post(demo, seconds)
+        log(f"   {results['post']}")
+        log("2. batch ingest vs validation alone …")
+        results["batch"] = bench_batch(demo, 10 if args.quick else 20)
+        log(f"   {results['batch']}")
+        log("3. district ranking latency, demo round …")
+        results["rank_demo"] = ranking_latency(demo, "shenyang-2018", 30)
+        log(f"   {results['rank_demo']}")
+        log("3/4. national rounds …")
+        small = national_instance(base, national[0], national[1] // 10)
+        results["rank_small"] = ranking_latency(small, ROUND_ID, 5)
+        log(f"   {national[1] // 10}: {results['rank_small']}")
+        big = national_instance(base, *national)
+        results["rank_national"] = ranking_latency(big, ROUND_ID, 10)
+        log(f"   {national[1]}: {results['rank_national']}")
+        results["growth"] = results["rank_national"]["cold_p50_ms"] / results["rank_small"]["cold_p50_ms"]
+        log("5. peak memory of one worker at national size …")
+        results["memory"] = worker_memory(big, ROUND_ID)
+        log(f"   {results['memory']}")
+        log("6. MongoDB store on FerretDB …")
+        proc, uri = ferretdb(base)
+        if proc:
+            mongo = demo_instance(base / "mongo", uri.rstrip("/") + "/bench")
+            results["mongo_batch"] = bench_batch(mongo, 5)
+            results["mongo_rank"] = ranking_latency(mongo, "shenyang-2018", 10)
+            log(f"   {results['mongo_batch']} {results['mongo_rank']}")
+            proc.stdin.close()
+            proc.wait(10)
+        results["national_size"] = {"communities": national[0], "responses": national[1]}
+    write_results(results, args.quick)
+
+
+def write_results(r: dict, quick: bool) -> None:
+    m = r["machine"]
+    n = r["national_size"]
+    target = {"post": 0.50, "batch": 0.60, "demo": 20.0, "national": 500.0, "growth": 1.3, "memory": 300.0}
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    rows = [
+        ("1. single-survey POST throughput / bare Flask endpoint (same gunicorn, 2 workers)",
+         f"{r['post']['scoring_rps']:.0f} / {r['post']['bare_rps']:.0f} req/s = **{r['post']['ratio']:.2f}**",
+         "≥ 0.50", verdict(r["post"]["ratio"] >= target["post"])),
+        ("2. batch ingest (1000/request) / marshmallow validation alone",
+         f"{r['batch']['ingest_rps']:.0f} / {r['batch']['validation_rps']:.0f} responses/s = "
+         f"**{r['batch']['ratio']:.2f}**", "≥ 0.60", verdict(r["batch"]["ratio"] >= target["batch"])),
+        ("3a. district ranking, demo round (120 communities), after a write: p50 / p99",
+         f"**{r['rank_demo']['cold_p50_ms']:.1f}** / {r['rank_demo']['cold_p99_ms']:.1f} ms "
+         f"(cached: {r['rank_demo']['warm_p50_ms']:.2f} ms)", "p50 ≤ 20 ms",
+         verdict(r["rank_demo"]["cold_p50_ms"] <= target["demo"])),
+        (f"3b. district ranking, national round ({n['communities']} communities, {n['responses']:,} responses), "
+         "after a write: p50 / p99",
+         f"**{r['rank_national']['cold_p50_ms']:.0f}** / {r['rank_national']['cold_p99_ms']:.0f} ms "
+         f"(cached: {r['rank_national']['warm_p50_ms']:.2f} ms)", "p50 ≤ 500 ms",
+         verdict(r["rank_national"]["cold_p50_ms"] <= target["national"])),
+        (f"4. ranking time at {n['responses']:,} / at {n['responses'] // 10:,} responses (same communities)",
+         f"{r['rank_national']['cold_p50_ms']:.0f} / {r['rank_small']['cold_p50_ms']:.0f} ms = "
+         f"**{r['growth']:.2f}×**", "≤ 1.3×", verdict(r["growth"] <= target["growth"])),
+        ("5. peak memory of one worker at national size (VmHWM)", f"**{r['memory']['peak_mb']:.0f} MB**",
+         "≤ 300 MB", verdict(r["memory"]["peak_mb"] <= target["memory"])),
+    ]
+    if "mongo_batch" in r:
+        rows.append(("6a. MongoDB store (FerretDB 1.24, SQLite backend): batch ingest / validation alone",
+                     f"{r['mongo_batch']['ingest_rps']:.0f} / {r['mongo_batch']['validation_rps']:.0f} "
+                     f"responses/s = **{r['mongo_batch']['ratio']:.2f}**", "reported", ""))
+        rows.append(("6b. MongoDB store: district ranking, demo round, after a write: p50 / p99",
+                     f"**{r['mongo_rank']['cold_p50_ms']:.0f}** / {r['mongo_rank']['cold_p99_ms']:.0f} ms "
+                     f"(cached: {r['mongo_rank']['warm_p50_ms']:.2f} ms)", "reported", ""))
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), Linux {m['kernel']}; Python {m['python']}, "
+        f"numpy {m['numpy']}, Flask {m['flask']}, pymongo {m['pymongo']}, SQLite {m['sqlite']}."
+        + (" **Quick run** (smaller national round)." if quick else ""),
+        "Load comes from separate client processes on loopback; every figure is a ratio against a baseline "
+        "measured in the same run. Regenerate with `make bench`.",
+        "",
+        "| figure | measured | target | |",
+        "| --- | --- | --- | --- |",
+        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows],
+        "",
+        "Raw numbers:",
+        "",
+        "```json",
+        json.dumps({k: v for k, v in r.items()}, indent=1, ensure_ascii=False),
+        "```",
+        "",
+    ]
+    notes = ROOT / "bench" / "NOTES.md"
+    if notes.exists():
+        lines += [notes.read_text()]
+    (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines), encoding="utf-8")
+    log("\n".join(lines[:len(rows) + 8]))
+
+
+if __name__ == "__main__":
+    main()
