@@ -313,8 +313,18 @@ class MongoStore(Store):
         return Outcome.CONFLICT
 
     @staticmethod
-    def _failed_indexes(exc: BulkWriteError) -> dict[int, int]:
-        return {e["index"]: e["code"] for e in exc.details.get("writeErrors", [])}
+    def _insert_many(collection, docs: list[dict]) -> list[int]:
+        """Insert what is new; return the indexes of documents whose _id was already taken."""
+        if not docs:
+            return []
+        try:
+            collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e["code"] != DUPLICATE_KEY for e in errors):
+                raise
+            return sorted(e["index"] for e in errors)
+        return []
 
     def add_responses(self, round_id: str, records: list[Mapping], n_items: int,
                       audit: Callable[[list[Outcome]], Mapping] | None = None) -> list[Outcome]:
@@ -323,15 +333,12 @@ class MongoStore(Store):
             return [gate] * len(records)
         db = self.db
         outcomes: list[Outcome | None] = [None] * len(records)
-        ids = [r["response_id"] for r in records]
-        existing = {d["_id"]: d for d in db.responses.find(
-            {"_id": {"$in": ids}}, {"round_id": 1, "content_hash": 1, "voided_at": 1})}
+        # No "$in" look-ups: FerretDB scans the collection for them. The unique _id
+        # does the work; only ids that collide are read back, one by one.
         first: dict[str, int] = {}
         for i, record in enumerate(records):
             rid = record["response_id"]
-            if rid in existing:
-                outcomes[i] = self._compare(existing[rid], record, round_id)
-            elif rid in first:  # the same id twice in one batch
+            if rid in first:  # the same id twice in one batch
                 same = records[first[rid]]["content_hash"] == record["content_hash"]
                 outcomes[i] = Outcome.DUPLICATE if same else Outcome.CONFLICT
             else:
@@ -340,48 +347,29 @@ class MongoStore(Store):
         # Household claims: one per (round, community, household hash).
         claims = [(i, f"{round_id}|{records[i]['community_id']}|{records[i]['household_hash']}")
                   for i in first.values() if records[i].get("household_hash")]
-        if claims:
-            failed: dict[int, int] = {}
-            try:
-                db.households.insert_many(
-                    [{"_id": key, "response_id": records[i]["response_id"]} for i, key in claims], ordered=False)
-            except BulkWriteError as exc:
-                failed = self._failed_indexes(exc)
-                if any(code != DUPLICATE_KEY for code in failed.values()):
-                    raise
-            if failed:
-                owners = {d["_id"]: d["response_id"] for d in db.households.find(
-                    {"_id": {"$in": [claims[j][1] for j in failed]}})}
-                for j in failed:
-                    i, key = claims[j]
-                    if owners.get(key) != records[i]["response_id"]:  # not a retry of our own claim
-                        outcomes[i] = Outcome.HOUSEHOLD
+        for j in self._insert_many(db.households, [{"_id": key, "response_id": records[i]["response_id"]}
+                                                   for i, key in claims]):
+            i, key = claims[j]
+            owner = db.households.find_one({"_id": key})
+            if owner and owner["response_id"] != records[i]["response_id"]:  # not a retry of our own claim
+                existing = db.responses.find_one({"_id": records[i]["response_id"]},
+                                                 {"round_id": 1, "content_hash": 1, "voided_at": 1})
+                outcomes[i] = self._compare(existing, records[i], round_id) if existing else Outcome.HOUSEHOLD
 
         pending = [i for i in first.values() if outcomes[i] is None]
         docs = []
         for i in pending:
             doc = {k: v for k, v in records[i].items() if k != "levels"}
             doc.update(_id=records[i]["response_id"], round_id=round_id, seq=_seq(), voided_at=None,
-                       levels=list(records[i]["levels"]),
-                       cells=response_cells(records[i]))
+                       levels=list(records[i]["levels"]), cells=response_cells(records[i]))
             docs.append(doc)
-        failed = {}
-        if docs:
-            try:
-                db.responses.insert_many(docs, ordered=False)
-            except BulkWriteError as exc:
-                failed = self._failed_indexes(exc)
-                if any(code != DUPLICATE_KEY for code in failed.values()):
-                    raise
-        raced = {pending[j] for j in failed}
-        if raced:  # a concurrent request stored the same id first
-            now = {d["_id"]: d for d in db.responses.find(
-                {"_id": {"$in": [records[i]["response_id"] for i in raced]}},
-                {"round_id": 1, "content_hash": 1, "voided_at": 1})}
-            for i in raced:
-                outcomes[i] = self._compare(now[records[i]["response_id"]], records[i], round_id)
+        collided = {pending[j] for j in self._insert_many(db.responses, docs)}
         for i in pending:
-            if i not in raced:
+            if i in collided:  # stored before (a replay, a conflict, or a concurrent twin)
+                existing = db.responses.find_one({"_id": records[i]["response_id"]},
+                                                 {"round_id": 1, "content_hash": 1, "voided_at": 1})
+                outcomes[i] = self._compare(existing, records[i], round_id)
+            else:
                 outcomes[i] = Outcome.CREATED
         if any(o is Outcome.CREATED for o in outcomes):
             self._bump("surveys")
