@@ -73,6 +73,7 @@ def inspection_arrays(rows: InspectionRows, ids: list[str]) -> InspectionInputs:
         max_points=rows.maxima[chosen],
         agencies=agencies,
         vetoes=vetoes,
+        row_agency=[rows.agency_ids[m] for m in chosen],
     )
 
 
@@ -120,8 +121,11 @@ def compute_results(round_id: str) -> LiveResults:
     scores = score_communities(rubric, reference.inputs, residents, public, inspections)
     districts = district_index(rubric, round_.get("quotas", {}), reference.inputs, scores)
     rewards = allocate_rewards(round_.get("reward", {}), rubric, reference.inputs, scores, districts)
-    return LiveResults(round_, rubric, reference.communities, reference.inputs, inspections, scores, districts,
-                       rewards, reference.district_names)
+    results = LiveResults(round_, rubric, reference.communities, reference.inputs, inspections, scores, districts,
+                          rewards, reference.district_names)
+    results.residents, results.public = residents, public  # kept for the evidence analyses
+    results.reward_rule = round_.get("reward", {})
+    return results
 
 
 class SectionCache:
@@ -311,14 +315,19 @@ class PublishedResults(SectionCache):
 Results = LiveResults | PublishedResults
 
 
+def live_results(round_id: str) -> LiveResults:
+    """Live results (cached per store generation), also for a published round (its data is frozen)."""
+    s = state()
+    return s.cached_results((round_id, "live", s.store.generation()), lambda: compute_results(round_id))
+
+
 def round_results(round_id: str) -> Results:
     """Results of a round: the frozen snapshot once published, else live (cached per store generation)."""
     s = state()
     record = s.store.get_round(round_id)
     if record["status"] == "published":
         return s.cached_results(("snapshot", round_id), lambda: PublishedResults(*s.store.get_snapshot(round_id)))
-    generation = s.store.generation()
-    return s.cached_results((round_id, generation), lambda: compute_results(round_id))
+    return live_results(round_id)
 
 
 def snapshot_document(results: LiveResults, round_: dict, published_at: str) -> dict:

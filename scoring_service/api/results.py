@@ -9,7 +9,7 @@ from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from .. import exports
+from .. import evidence, exports
 from ..auth import current_principal
 from ..canonical import canonical_bytes
 from ..errors import abort, not_found
@@ -34,7 +34,13 @@ class FormatQuerySchema(StrictSchema):
     format = ma.fields.String(load_default="json", validate=ma.validate.OneOf(("json", "csv", "xlsx")))
 
 
-class CommunityRankingQuerySchema(FormatQuerySchema):
+class RankingQuerySchema(FormatQuerySchema):
+    uncertainty = ma.fields.Boolean(load_default=False, metadata={"description": "add Monte Carlo rank intervals"})
+    draws = ma.fields.Integer(load_default=1000, validate=ma.validate.Range(min=10, max=5000))
+    seed = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=2**32 - 1))
+
+
+class CommunityRankingQuerySchema(RankingQuerySchema):
     district_id = ma.fields.String()
 
 
@@ -101,18 +107,25 @@ class CommunityRanking(MethodView):
             }
         if query["format"] != "json":
             return export(query["format"], "小区排名", round_id, *exports.community_table(ranking, check_texts(round_id)))
+        if query["uncertainty"]:
+            spread = evidence.uncertainty(round_id, query["draws"], query["seed"])
+            return json_response(evidence.with_uncertainty(ranking, "communities", "community_id", spread))
         return json_response(ranking if query.get("district_id") else results.section_bytes("community_ranking"))
 
 
 @blp.route("/rankings/districts")
 class DistrictRanking(MethodView):
-    @blp.arguments(FormatQuerySchema, location="query")
+    @blp.arguments(RankingQuerySchema, location="query")
     @blp.response(200)
     def get(self, query, round_id):
         """Districts ranked by their index D = 0.7·quality + 0.3·progress."""
         results = results_for(round_id)
         if query["format"] != "json":
             return export(query["format"], "区排名", round_id, *exports.district_table(results.district_ranking))
+        if query["uncertainty"]:
+            spread = evidence.uncertainty(round_id, query["draws"], query["seed"])
+            return json_response(evidence.with_uncertainty(results.district_ranking, "districts", "district_id",
+                                                           spread))
         return json_response(results.section_bytes("district_ranking"))
 
 
@@ -126,6 +139,24 @@ class Rewards(MethodView):
         if query["format"] != "json":
             return export(query["format"], "奖励分配", round_id, *exports.rewards_table(results.rewards))
         return json_response(results.section_bytes("rewards"))
+
+
+@blp.route("/evidence/funnel")
+class Funnel(MethodView):
+    @blp.response(200)
+    def get(self, round_id):
+        """Satisfaction rate against number of answers, with 95 % and 99.8 % limits around the city rate."""
+        results_for(round_id, public_once_published=False)
+        return json_response(evidence.funnel(round_id))
+
+
+@blp.route("/evidence/anomalies")
+class Anomalies(MethodView):
+    @blp.response(200)
+    def get(self, round_id):
+        """Straight-lining, bursts, duplicate-looking responses and biased agencies (flags only)."""
+        results_for(round_id, public_once_published=False)
+        return json_response(evidence.anomalies(round_id))
 
 
 @blp.route("/snapshot")

@@ -82,6 +82,7 @@ class InspectionInputs:
     max_points: np.ndarray  # float[M, K], Σ max_points over non-"na" checks (0: undefined)
     agencies: list[list[str]] = field(default_factory=list)  # per community
     vetoes: list[list[str]] = field(default_factory=list)  # per community, check codes
+    row_agency: list[str] = field(default_factory=list)  # per row: the agency of that inspection
 
     @classmethod
     def empty(cls, n_communities: int, n_items: int) -> InspectionInputs:

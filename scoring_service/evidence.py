@@ -1,0 +1,176 @@
+"""Evidence for decisions: rank uncertainty, the satisfaction funnel and anomaly flags.
+
+Nothing here changes a score: the flags are shown to administrators, who decide
+by voiding what to exclude.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from datetime import timedelta
+
+import numpy as np
+
+from .results import LiveResults, live_results
+from .scoring.uncertainty import funnel_limits, rank_uncertainty
+from .state import state
+from .timeutil import from_stored
+
+METHOD = ("Monte Carlo: resident answers resampled per community and item (multinomial bootstrap), "
+          "agencies resampled with replacement, item and source weights each × U(0.8, 1.2)")
+
+
+def uncertainty(round_id: str, draws: int, seed: int) -> dict:
+    """Rank spreads for the round's communities and districts, cached per data generation."""
+    results = live_results(round_id)
+
+    def compute() -> dict:
+        communities, districts = rank_uncertainty(
+            results.rubric, results.inputs, results.residents, results.public, results.inspections, results.raw,
+            results.districts_raw, results.reward_rule, draws=draws, seed=seed)
+        ranked = [results.inputs.ids[c] for c in np.flatnonzero(results.raw.rank > 0)]
+
+        def rows(ids, spread):
+            return {uid: {"median_rank": float(spread.median[i]),
+                          "rank_interval_90": [int(spread.low[i]), int(spread.high[i])],
+                          "reward_share": round(float(spread.reward_share[i]), 4)} for i, uid in enumerate(ids)}
+
+        return {"communities": rows(ranked, communities),
+                "districts": rows(results.districts_raw.district_ids, districts),
+                "about": {"draws": draws, "seed": seed, "method": METHOD}}
+
+    s = state()
+    return s.cached_results(("uncertainty", round_id, s.store.generation(), draws, seed), compute)
+
+
+def with_uncertainty(ranking: dict, key: str, id_field: str, spread: dict) -> dict:
+    """A ranking document with each row's rank interval attached."""
+    rows = [{**row, "uncertainty": spread[key].get(row[id_field])} for row in ranking[key]]
+    return {**ranking, key: rows, "uncertainty": spread["about"]}
+
+
+def funnel(round_id: str) -> dict:
+    """Each community's satisfaction rate against its number of answers, with 95 % and 99.8 % limits."""
+    results = live_results(round_id)
+    overall = results.residents.overall
+    satisfied = overall[:, 3] + overall[:, 4]
+    answered = overall.sum(axis=1)
+    f = funnel_limits(satisfied, answered)
+    points = []
+    for c, cid in enumerate(results.inputs.ids):
+        if answered[c] == 0:
+            continue
+        flag = None
+        if f.rates[c] < f.low998[c]:
+            flag = "satisfaction_outlier_low"
+        elif f.rates[c] > f.high998[c]:
+            flag = "satisfaction_outlier_high"
+        points.append({
+            "community_id": cid, "name_zh": results.communities[c]["name_zh"],
+            "district_id": results.communities[c]["district_id"], "answers": int(answered[c]),
+            "satisfaction_rate": round(float(f.rates[c]), 4),
+            "limits95": [round(float(f.low95[c]), 4), round(float(f.high95[c]), 4)],
+            "limits998": [round(float(f.low998[c]), 4), round(float(f.high998[c]), 4)],
+            "outside95": bool(f.rates[c] < f.low95[c] or f.rates[c] > f.high95[c]),
+            "flag": flag,
+        })
+    return {"round_id": round_id, "city_rate": None if f.centre is None else round(f.centre, 4), "points": points}
+
+
+# -- anomalies ------------------------------------------------------------------------------
+
+def straight_lining(responses: list[dict], min_answers: int = 5) -> list[dict]:
+    """Responses whose every answer (overall included) is the same level."""
+    found = []
+    for r in responses:
+        levels = [v for v in r["answers"].values() if v is not None] + ([r["overall"]] if r.get("overall") else [])
+        if len(levels) >= min_answers and len(set(levels)) == 1:
+            found.append({"response_id": r["response_id"], "community_id": r["community_id"],
+                          "level": levels[0], "answers": len(levels)})
+    return found
+
+
+def bursts(responses: list[dict], per_minute: int = 4) -> list[dict]:
+    """More responses from one device in a minute (by answer time) than a person can give."""
+    by_key: dict[tuple, list] = defaultdict(list)
+    for r in responses:
+        if r.get("channel") == "kiosk":
+            by_key[(r.get("key_id"), r["community_id"])].append((from_stored(r["submitted_at"]), r["response_id"]))
+    found = []
+    for (key_id, community_id), items in by_key.items():
+        items.sort()
+        start, flagged = 0, set()
+        for end in range(len(items)):
+            while items[end][0] - items[start][0] >= timedelta(minutes=1):
+                start += 1
+            if end - start + 1 > per_minute:
+                flagged.update(rid for _, rid in items[start:end + 1])
+        if flagged:
+            found.append({"key_id": key_id, "community_id": community_id, "responses": sorted(flagged),
+                          "limit_per_minute": per_minute})
+    return found
+
+
+def duplicates(responses: list[dict], window_minutes: int = 10) -> list[dict]:
+    """Different responses with the same answers, overall and comment, in one community within minutes."""
+    groups: dict[tuple, list] = defaultdict(list)
+    for r in responses:
+        key = (r["community_id"], tuple(sorted(r["answers"].items())), r.get("overall"), r.get("comment") or "")
+        groups[key].append((from_stored(r["submitted_at"]), r["response_id"]))
+    found = []
+    for (community_id, answers, *_), items in groups.items():
+        if len(items) < 2 or len(answers) < 3:
+            continue
+        items.sort()
+        for (t1, a), (t2, b) in zip(items, items[1:]):
+            if t2 - t1 <= timedelta(minutes=window_minutes):
+                found.append({"community_id": community_id, "response_ids": [a, b],
+                              "seconds_apart": int((t2 - t1).total_seconds())})
+    return found
+
+
+def agency_bias(results: LiveResults, min_pairs: int = 5, threshold: float = 5.0) -> list[dict]:
+    """Each agency's item scores minus the other agencies' mean on the same community and item."""
+    inspections, K = results.inspections, len(results.rubric.item_codes)
+    defined = inspections.max_points > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.where(defined, 100.0 * inspections.points / np.where(defined, inspections.max_points, 1), np.nan)
+    rows_by_community: dict[int, list[int]] = defaultdict(list)
+    for row, c in enumerate(inspections.community.tolist()):
+        rows_by_community[c].append(row)
+    deviations: dict[str, list[float]] = defaultdict(list)
+    for c, rows in rows_by_community.items():
+        if len(rows) < 2:
+            continue
+        for row in rows:
+            others = [r for r in rows if r != row]
+            with warnings.catch_warnings():  # items no other agency scored: NaN, skipped below
+                warnings.simplefilter("ignore", RuntimeWarning)
+                other_mean = np.nanmean(values[others], axis=0)
+            diff = values[row] - other_mean
+            deviations[inspections.row_agency[row]].extend(float(d) for d in diff[~np.isnan(diff)])
+    report = []
+    for agency, diffs in sorted(deviations.items()):
+        arr = np.array(diffs)
+        n = arr.size
+        mean = float(arr.mean()) if n else 0.0
+        t = float(mean / (arr.std(ddof=1) / np.sqrt(n))) if n > 1 and arr.std(ddof=1) > 0 else 0.0
+        report.append({"agency_id": agency, "mean_deviation": round(mean, 2), "pairs": n, "t": round(t, 2),
+                       "direction": "lenient" if mean > 0 else "strict",
+                       "flagged": bool(n >= min_pairs and abs(mean) >= threshold and abs(t) >= 2.0)})
+    return report
+
+
+def anomalies(round_id: str) -> dict:
+    """Every anomaly flag of the round (responses that are voided are left out)."""
+    store = state().store
+    responses = [r for r in store.iter_responses(round_id) if not r.get("voided_at")]
+    return {
+        "round_id": round_id,
+        "straight_lining": straight_lining(responses),
+        "bursts": bursts(responses),
+        "duplicates": duplicates(responses),
+        "agency_bias": agency_bias(live_results(round_id)),
+        "note": "标记仅供参考，不会自动剔除；是否作废由管理员核实后决定。",
+    }
