@@ -165,15 +165,22 @@ def test_dashboard_shows_the_same_ranking_as_the_api(page, demo_server):
     page.locator("#district-table tbody tr").first.wait_for()
     headers = {"Authorization": f"Bearer {token}"}
     api = requests.get(f"{url}/api/v1/rounds/shenyang-2018/rankings/districts", headers=headers).json()
+    spread = requests.get(f"{url}/api/v1/rounds/shenyang-2018/rankings/districts?uncertainty=1&draws=1000&seed=2018",
+                          headers=headers).json()
     rows = page.locator("#district-table tbody tr").all()
     assert len(rows) == 9
-    for row, district in zip(rows, api["districts"]):
+    for row, district, uncertain in zip(rows, api["districts"], spread["districts"]):
         cells = row.locator("td").all_inner_texts()
-        assert cells[:3] == [str(district["rank"]), district["name_zh"], f"{district['index']:.2f}"]
+        assert [cells[0], cells[3], cells[4]] == [str(district["rank"]), district["name_zh"], f"{district['index']:.2f}"]
+        assert cells[1] == "{}–{}".format(*uncertain["uncertainty"]["rank_interval_90"])
     assert page.locator("#district-chart svg rect").count() >= 18  # quality and progress per district
     communities = requests.get(f"{url}/api/v1/rounds/shenyang-2018/rankings/communities", headers=headers).json()
     first = page.locator("#community-table tbody tr").first.locator("td").all_inner_texts()
-    assert first[0] == "1" and first[1] == communities["communities"][0]["name_zh"]
+    assert first[0] == "1" and first[2] == communities["communities"][0]["name_zh"]
+    assert "排名区间说明" in page.locator("#interval-note").inner_text()
+    page.locator("#funnel-chart svg circle").first.wait_for()
+    assert page.locator("#funnel-chart svg circle").count() >= 100
+    assert page.locator("#funnel-chart svg circle[fill='#b42318']").count() == page.locator("#funnel-outliers li").count()
     assert page.locator(".flag.veto").count() >= 1 and "一票否决" in page.locator(".flag.veto").first.inner_text()
     shot(page, "dashboard")
 
@@ -181,7 +188,7 @@ def test_dashboard_shows_the_same_ranking_as_the_api(page, demo_server):
     shown = page.locator("#community-table tbody tr").count()
     assert shown == sum(c["district_id"] == "hunnan" for c in communities["communities"] + communities["unranked"])
     page.get_by_role("button", name="综合得分").click()  # sort ascending by score
-    scores = [float(t) for t in page.locator("#community-table tbody tr td:nth-child(4)").all_inner_texts()
+    scores = [float(t) for t in page.locator("#community-table tbody tr td:nth-child(5)").all_inner_texts()
               if t != "—"]
     assert scores == sorted(scores)
     with page.expect_download() as download:

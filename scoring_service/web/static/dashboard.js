@@ -32,6 +32,7 @@
   }
   const fmt = (x, digits = 2) => (x === null || x === undefined ? "—" : Number(x).toFixed(digits));
   const pct = (x) => (x === null || x === undefined ? "—" : (100 * x).toFixed(1) + "%");
+  const interval = (u) => (u ? `${u.rank_interval_90[0]}–${u.rank_interval_90[1]}` : "—");
   function flagLabel(flag) {
     if (flag.startsWith("veto:")) return "一票否决：" + (config.check_texts[flag.slice(5)] || flag.slice(5));
     return config.flag_labels[flag] || flag;
@@ -78,7 +79,9 @@
     tbody.replaceChildren();
     state.districts.forEach((d) => {
       const tr = el("tr");
-      tr.append(el("td", {class: "num"}, d.rank), el("td", {}, d.name_zh || d.district_id),
+      const u = d.uncertainty;
+      tr.append(el("td", {class: "num"}, d.rank), el("td", {class: "num interval"}, interval(u)),
+        el("td", {class: "num"}, u ? pct(u.reward_share) : "—"), el("td", {}, d.name_zh || d.district_id),
         el("td", {class: "num"}, fmt(d.index)), el("td", {class: "num"}, fmt(d.quality)),
         el("td", {class: "num"}, fmt(d.progress)), el("td", {class: "num"}, d.quota),
         el("td", {class: "num"}, d.graded), el("td", {class: "num"}, pct(d.share_good_or_better)));
@@ -113,7 +116,8 @@
       const flags = el("td");
       c.flags.forEach((f) => flags.append(el("span", {class: "flag" + (f.startsWith("veto:") ? " veto" : "")},
         flagLabel(f))));
-      tr.append(el("td", {class: "num"}, c.rank ?? "—"), el("td", {}, c.name_zh),
+      tr.append(el("td", {class: "num"}, c.rank ?? "—"), el("td", {class: "num interval"}, interval(c.uncertainty)),
+        el("td", {}, c.name_zh),
         el("td", {}, state.names[c.district_id] || c.district_id), el("td", {class: "num"}, fmt(c.composite)),
         el("td", {class: "grade-" + (c.grade || "none")}, c.grade_zh || "待评定"), flags);
       tbody.append(tr);
@@ -130,6 +134,40 @@
       `个达到良好及以上的小区` + (rewards.unallocated_fen ? `，未分配 ${yuan(rewards.unallocated_fen)} 元。` : "。");
   }
 
+  function renderFunnel(data) {
+    const width = 900, height = 420, left = 60, right = 20, top = 20, bottom = 50;
+    const points = data.points;
+    const maxN = Math.max(10, ...points.map((p) => p.answers));
+    const x = (n) => left + (width - left - right) * n / maxN;
+    const y = (r) => top + (height - top - bottom) * (1 - r);
+    const svg = svgEl("svg", {viewBox: `0 0 ${width} ${height}`, role: "presentation"});
+    [0, 0.25, 0.5, 0.75, 1].forEach((r) => {
+      svg.appendChild(svgEl("line", {x1: left, x2: width - right, y1: y(r), y2: y(r), stroke: "#e1e4e8"}));
+      svg.appendChild(svgEl("text", {x: left - 8, y: y(r) + 4, "text-anchor": "end"}, `${r * 100}%`));
+    });
+    svg.appendChild(svgEl("text", {x: (left + width) / 2, y: height - 10, "text-anchor": "middle"}, "回答人数"));
+    const sorted = points.slice().sort((a, b) => a.answers - b.answers);
+    [["limits95", "#7fb2e5"], ["limits998", "#b42318"]].forEach(([key, colour]) => [0, 1].forEach((side) => {
+      const d = sorted.map((p, i) => `${i ? "L" : "M"}${x(p.answers).toFixed(1)},${y(p[key][side]).toFixed(1)}`).join(" ");
+      svg.appendChild(svgEl("path", {d, fill: "none", stroke: colour, "stroke-dasharray": "6 4"}));
+    }));
+    if (data.city_rate !== null) {
+      svg.appendChild(svgEl("line", {x1: left, x2: width - right, y1: y(data.city_rate), y2: y(data.city_rate),
+        stroke: "#1b1f24"}));
+    }
+    points.forEach((p) => {
+      const dot = svgEl("circle", {cx: x(p.answers), cy: y(p.satisfaction_rate), r: 4,
+        fill: p.flag ? "#b42318" : "#0b5cad", "data-community": p.community_id});
+      dot.appendChild(svgEl("title", {}, `${p.name_zh}：满意率 ${pct(p.satisfaction_rate)}，${p.answers} 人回答`));
+      svg.appendChild(dot);
+    });
+    $("funnel-chart").replaceChildren(svg);
+    const list = $("funnel-outliers");
+    list.replaceChildren(...points.filter((p) => p.flag).map((p) => el("li", {},
+      `${p.name_zh}（${state.names[p.district_id] || p.district_id}）：满意率 ${pct(p.satisfaction_rate)}，` +
+      (p.flag === "satisfaction_outlier_low" ? "显著低于全市水平" : "显著高于全市水平"))));
+  }
+
   async function loadRound(roundId) {
     $("message").textContent = "";
     state.round = state.rounds.find((r) => r.round_id === roundId) || {round_id: roundId};
@@ -137,9 +175,13 @@
     $("round-status").textContent = status;
     $("round-status").classList.toggle("published", state.round.status === "published");
     try {
+      const u = "uncertainty=1&draws=1000&seed=2018";
       const [districts, communities, rewards] = await Promise.all([
-        api(`rounds/${roundId}/rankings/districts`), api(`rounds/${roundId}/rankings/communities`),
+        api(`rounds/${roundId}/rankings/districts?${u}`), api(`rounds/${roundId}/rankings/communities?${u}`),
         api(`rounds/${roundId}/rewards`)]);
+      api(`rounds/${roundId}/evidence/funnel`).then(renderFunnel).catch(() => {
+        $("funnel-chart").replaceChildren(el("p", {class: "note"}, "漏斗图需要领导小组或管理员密钥。"));
+      });
       state.districts = districts.districts;
       state.communities = communities.communities.concat(communities.unranked || []);
       state.names = Object.fromEntries(state.districts.map((d) => [d.district_id, d.name_zh]));
