@@ -119,8 +119,9 @@ class Surveys(MethodView):
         note_audit("survey", record["response_id"], outcome.value)
         if outcome in OUTCOME_REASONS:
             raise_for_outcome(outcome)
-        stored = store.get_response(round_id, record["response_id"])
-        return public_response(stored), 201 if outcome is Outcome.CREATED else 200
+        if outcome is Outcome.CREATED:
+            return public_response(record), 201  # exactly what was stored
+        return public_response(store.get_response(round_id, record["response_id"])), 200
 
 
 @blp.route("/batch")
