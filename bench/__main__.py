@@ -17,7 +17,6 @@ import os
 import platform
 import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -145,7 +144,7 @@ def bench_batch(env: dict, batches: int) -> dict:
 
 # -- 3/4. ranking latency ------------------------------------------------------------------
 
-def ranking_latency(env: dict, round_id: str, repeats: int) -> dict:
+def ranking_latency(env: dict, round_id: str, repeats: int, also: tuple[str, ...] = ()) -> dict:
     """District ranking through the app: cold (a write just invalidated every cache) and warm."""
     from scoring_service import create_app
     from scoring_service.auth import new_key
@@ -160,21 +159,47 @@ def ranking_latency(env: dict, round_id: str, repeats: int) -> dict:
     headers = {"Authorization": f"Bearer {token}"}
     url = f"/api/v1/rounds/{round_id}/rankings/districts"
     assert client.get(url, headers=headers).status_code == 200
-    cold, warm = [], []
+    round_ = store.get_round(round_id)
+    community = store.list_communities(renovation_year=round_["year"])[0]["community_id"]
+    n_items = len(RUBRIC.item_codes)
+
+    def survey_write():
+        """What happens all day during acceptance: one more resident response."""
+        store.add_responses(round_id, [{
+            "response_id": str(uuid.uuid4()), "round_id": round_id, "community_id": community,
+            "respondent_type": "resident", "household_hash": None, "content_hash": "bench",
+            "levels": [4] * (n_items + 1), "submitted_at": "2018-09-20T02:00:00.000000Z"}], n_items)
+
+    def reference_write():
+        """Rare: an administrator edits reference data (every cache is rebuilt)."""
+        store.put_agency({"agency_id": "bench-touch", "name": uuid.uuid4().hex})
+
+    def timed(path):
+        started = time.perf_counter()
+        assert client.get(path, headers=headers).status_code == 200
+        return time.perf_counter() - started
+
+    cold, warm, after_reference = [], [], []
+    others: dict[str, list[float]] = {path: [] for path in also}
     for _ in range(repeats):
-        store.put_agency({"agency_id": "bench-touch", "name": uuid.uuid4().hex})  # any write invalidates
-        started = time.perf_counter()
-        assert client.get(url, headers=headers).status_code == 200
-        cold.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        client.get(url, headers=headers)
-        warm.append(time.perf_counter() - started)
+        survey_write()
+        cold.append(timed(url))
+        warm.append(timed(url))
+        for path in also:  # other score endpoints, each after its own survey write
+            survey_write()
+            others[path].append(timed(f"/api/v1/rounds/{round_id}/{path}"))
+    for _ in range(max(2, repeats // 5)):
+        reference_write()
+        after_reference.append(timed(url))
     store.close()
 
     def pct(xs, q):
         return 1000 * float(np.percentile(xs, q))
 
-    return {"cold_p50_ms": pct(cold, 50), "cold_p99_ms": pct(cold, 99), "warm_p50_ms": pct(warm, 50)}
+    result = {"cold_p50_ms": pct(cold, 50), "cold_p99_ms": pct(cold, 99), "warm_p50_ms": pct(warm, 50),
+              "after_reference_write_p50_ms": pct(after_reference, 50)}
+    result.update({f"{path} cold_p99_ms": pct(xs, 99) for path, xs in others.items()})
+    return result
 
 
 def national_instance(base: Path, communities: int, responses: int) -> dict:
@@ -227,7 +252,6 @@ def ferretdb(base: Path):
 def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    import flask
     import pymongo
 
     return {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu,
@@ -254,7 +278,8 @@ def main():
         results["batch"] = bench_batch(demo, 10 if args.quick else 20)
         log(f"   {results['batch']}")
         log("3. district ranking latency, demo round …")
-        results["rank_demo"] = ranking_latency(demo, "shenyang-2018", 30)
+        results["rank_demo"] = ranking_latency(demo, "shenyang-2018", 30, also=(
+            "communities/heping-001/score", "rankings/communities", "rewards"))
         log(f"   {results['rank_demo']}")
         log("3/4. national rounds …")
         small = national_instance(base, national[0], national[1] // 10)
@@ -295,14 +320,16 @@ def write_results(r: dict, quick: bool) -> None:
         ("2. batch ingest (1000/request) / marshmallow validation alone",
          f"{r['batch']['ingest_rps']:.0f} / {r['batch']['validation_rps']:.0f} responses/s = "
          f"**{r['batch']['ratio']:.2f}**", "≥ 0.60", verdict(r["batch"]["ratio"] >= target["batch"])),
-        ("3a. district ranking, demo round (120 communities), after a write: p50 / p99",
+        ("3a. district ranking, demo round (120 communities), after a survey write: p50 / p99",
          f"**{r['rank_demo']['cold_p50_ms']:.1f}** / {r['rank_demo']['cold_p99_ms']:.1f} ms "
-         f"(cached: {r['rank_demo']['warm_p50_ms']:.2f} ms)", "p50 ≤ 20 ms",
+         f"(cached: {r['rank_demo']['warm_p50_ms']:.2f} ms; after a reference-data write: "
+         f"{r['rank_demo']['after_reference_write_p50_ms']:.1f} ms)", "p50 ≤ 20 ms",
          verdict(r["rank_demo"]["cold_p50_ms"] <= target["demo"])),
         (f"3b. district ranking, national round ({n['communities']} communities, {n['responses']:,} responses), "
-         "after a write: p50 / p99",
+         "after a survey write: p50 / p99",
          f"**{r['rank_national']['cold_p50_ms']:.0f}** / {r['rank_national']['cold_p99_ms']:.0f} ms "
-         f"(cached: {r['rank_national']['warm_p50_ms']:.2f} ms)", "p50 ≤ 500 ms",
+         f"(cached: {r['rank_national']['warm_p50_ms']:.2f} ms; after a reference-data write: "
+         f"{r['rank_national']['after_reference_write_p50_ms']:.0f} ms)", "p50 ≤ 500 ms",
          verdict(r["rank_national"]["cold_p50_ms"] <= target["national"])),
         (f"4. ranking time at {n['responses']:,} / at {n['responses'] // 10:,} responses (same communities)",
          f"{r['rank_national']['cold_p50_ms']:.0f} / {r['rank_small']['cold_p50_ms']:.0f} ms = "
@@ -310,11 +337,16 @@ def write_results(r: dict, quick: bool) -> None:
         ("5. peak memory of one worker at national size (VmHWM)", f"**{r['memory']['peak_mb']:.0f} MB**",
          "≤ 300 MB", verdict(r["memory"]["peak_mb"] <= target["memory"])),
     ]
+    extra = {k: v for k, v in r["rank_demo"].items() if k.endswith("cold_p99_ms") and k != "cold_p99_ms"}
+    if extra:
+        rows.append(("3c. other score endpoints, demo round, after a survey write: p99",
+                     ", ".join(f"`{k.split()[0]}` {v:.1f} ms" for k, v in extra.items()), "≪ 100 ms",
+                     verdict(max(extra.values()) < 100)))
     if "mongo_batch" in r:
         rows.append(("6a. MongoDB store (FerretDB 1.24, SQLite backend): batch ingest / validation alone",
                      f"{r['mongo_batch']['ingest_rps']:.0f} / {r['mongo_batch']['validation_rps']:.0f} "
                      f"responses/s = **{r['mongo_batch']['ratio']:.2f}**", "reported", ""))
-        rows.append(("6b. MongoDB store: district ranking, demo round, after a write: p50 / p99",
+        rows.append(("6b. MongoDB store: district ranking, demo round, after a survey write: p50 / p99",
                      f"**{r['mongo_rank']['cold_p50_ms']:.0f}** / {r['mongo_rank']['cold_p99_ms']:.0f} ms "
                      f"(cached: {r['mongo_rank']['warm_p50_ms']:.2f} ms)", "reported", ""))
     lines = [

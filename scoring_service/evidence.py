@@ -132,7 +132,7 @@ def duplicates(responses: list[dict], window_minutes: int = 10) -> list[dict]:
 
 def agency_bias(results: LiveResults, min_pairs: int = 5, threshold: float = 5.0) -> list[dict]:
     """Each agency's item scores minus the other agencies' mean on the same community and item."""
-    inspections, K = results.inspections, len(results.rubric.item_codes)
+    inspections = results.inspections
     defined = inspections.max_points > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         values = np.where(defined, 100.0 * inspections.points / np.where(defined, inspections.max_points, 1), np.nan)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest

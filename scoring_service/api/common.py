@@ -15,10 +15,6 @@ class StrictSchema(ma.Schema):
         unknown = ma.RAISE
 
 
-class MessageSchema(ma.Schema):
-    message = ma.fields.String()
-
-
 def note_audit(entity_type: str, entity_id: str | None, outcome: str | None = None, **detail) -> None:
     """Tell the audit hook what this write touched and how it ended."""
     g.audit = {"entity_type": entity_type, "entity_id": entity_id, "outcome": outcome, **detail}

@@ -37,9 +37,6 @@ class Outcome(str, enum.Enum):
     FORBIDDEN = "forbidden"
 
 
-RESPONDENT_TYPES = ("resident", "public")
-
-
 @dataclass
 class CommunityCounts:
     """Survey statistics of one community and respondent type.
