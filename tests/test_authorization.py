@@ -51,6 +51,9 @@ MATRIX = [
     ("GET", f"{R}/rankings/districts", None, {"admin", "leadership"}),
     ("GET", f"{R}/rankings/districts?format=xlsx", None, {"admin", "leadership"}),
     ("GET", f"{R}/rewards", None, {"admin", "leadership"}),
+    ("GET", f"{R}/rankings/districts?uncertainty=1&draws=20", None, {"admin", "leadership"}),
+    ("GET", f"{R}/evidence/funnel", None, {"admin", "leadership"}),
+    ("GET", f"{R}/evidence/anomalies", None, {"admin", "leadership"}),
     ("GET", "/api/v1/audit", None, ADMIN),
 ]
 
