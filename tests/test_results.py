@@ -220,3 +220,30 @@ def test_xlsx_export_opens_with_chinese_headers(client, scored):
     assert sheet["D2"].value == round(0.7 * Q_HEPING + 30, 2)
     r = client.get(f"{R}/rankings/districts?format=pdf", headers=scored.header("leadership"))
     assert r.status_code == 422 and "format" in r.get_json()["errors"]
+
+
+def test_reference_data_edits_reach_live_results(client, scored, world):
+    """Cached reference arrays are invalidated by a community edit (households → sample rule)."""
+    lead, admin = scored.header("leadership"), scored.header("admin")
+    before = client.get(f"{R}/communities/heping-001/score", headers=lead).get_json()
+    assert before["resident"]["required_responses"] == 15 and before["grade"] == "excellent"
+    body = {**world["communities"]["heping-001"], "households": 200}
+    assert client.put("/api/v1/communities/heping-001", json=body, headers=admin).status_code == 200
+    after = client.get(f"{R}/communities/heping-001/score", headers=lead).get_json()
+    assert after["resident"]["required_responses"] == 20
+    assert after["flags"] == ["insufficient_sample"] and after["grade"] == "pass"
+    # and an amended inspection reaches them too (cached inspection arrays)
+    c2 = world["communities"]["heping-002"]
+    iid = client.get("/api/v1/audit?limit=5000", headers=admin).get_json()["items"]
+    inspection_ids = [e["entity_id"] for e in iid if e["entity_type"] == "inspection" and e["path"].endswith(
+        "/inspections") and e["key_id"] == scored.ids["agency_a"]]
+    for candidate in inspection_ids:
+        current = client.get(f"{R}/inspections/{candidate}", headers=admin).get_json()
+        if current["community_id"] == "heping-002":
+            fixed = {"inspection_id": candidate, "community_id": "heping-002", "inspector": "复查",
+                     "inspected_at": current["inspected_at"].replace("Z", "+00:00")[:19] + "+00:00",
+                     "checks": full_checks(c2), "amend_reason": "违建已拆除"}
+            assert client.put(f"{R}/inspections/{candidate}", json=fixed,
+                              headers=scored.header("agency_a")).status_code == 200
+    s2 = client.get(f"{R}/communities/heping-002/score", headers=lead).get_json()
+    assert s2["flags"] == [] and s2["professional"]["score"] == 100.0
