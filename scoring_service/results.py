@@ -121,11 +121,7 @@ def compute_results(round_id: str) -> LiveResults:
     scores = score_communities(rubric, reference.inputs, residents, public, inspections)
     districts = district_index(rubric, round_.get("quotas", {}), reference.inputs, scores)
     rewards = allocate_rewards(round_.get("reward", {}), rubric, reference.inputs, scores, districts)
-    results = LiveResults(round_, rubric, reference.communities, reference.inputs, inspections, scores, districts,
-                          rewards, reference.district_names)
-    results.residents, results.public = residents, public  # kept for the evidence analyses
-    results.reward_rule = round_.get("reward", {})
-    return results
+    return LiveResults(round_, rubric, reference, inspections, residents, public, scores, districts, rewards)
 
 
 class SectionCache:
@@ -144,17 +140,20 @@ class LiveResults(SectionCache):
     published = False
     snapshot_sha256 = None
 
-    def __init__(self, round_, rubric, communities, inputs, inspections, scores, districts, rewards, district_names):
+    def __init__(self, round_, rubric, reference: Reference, inspections: InspectionInputs, residents: SurveyCounts,
+                 public: SurveyCounts, scores, districts, rewards):
         self.round_id = round_["round_id"]
+        self.reward_rule = round_.get("reward", {})
         self.rubric = rubric
-        self.communities = communities
-        self.inputs = inputs
+        self.communities = reference.communities
+        self.inputs = reference.inputs
+        self.district_names = reference.district_names
         self.inspections = inspections
+        self.residents, self.public = residents, public  # kept for the evidence analyses
         self.raw = scores
         self.districts_raw = districts
         self.rewards_raw = rewards
-        self.district_names = district_names
-        self.position = {cid: i for i, cid in enumerate(inputs.ids)}
+        self.position = {cid: i for i, cid in enumerate(self.inputs.ids)}
         self.labels = rubric.grade_labels
         # rounded once, as plain Python values
         self.composite = _plain(round_score(scores.composite))
@@ -287,11 +286,7 @@ class LiveResults(SectionCache):
             ],
             "unallocated_fen": r.unallocated_fen,
         }
-
-
 # -- live results, snapshot and publishing ------------------------------------
-
-SECTIONS = ("scores", "community_ranking", "district_ranking", "rewards")
 
 
 class PublishedResults(SectionCache):
