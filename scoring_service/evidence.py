@@ -21,9 +21,23 @@ METHOD = ("Monte Carlo: resident answers resampled per community and item (multi
           "agencies resampled with replacement, item and source weights each × U(0.8, 1.2)")
 
 
+#: draws × communities per request: bounds memory (ranks as int32) and time (about 33 s at 20,000
+#: communities × 200 draws on 2 cores, under the 60 s worker timeout)
+MAX_DRAW_CELLS = 4_000_000
+
+
+class TooManyDraws(ValueError):
+    def __init__(self, allowed: int):
+        super().__init__(f"at most {allowed} draws for a round of this size")
+        self.allowed = allowed
+
+
 def uncertainty(round_id: str, draws: int, seed: int) -> dict:
     """Rank spreads for the round's communities and districts, cached per data generation."""
     results = live_results(round_id)
+    allowed = max(10, MAX_DRAW_CELLS // max(1, len(results.inputs.ids)))
+    if draws > allowed:
+        raise TooManyDraws(allowed)
 
     def compute() -> dict:
         communities, districts = rank_uncertainty(

@@ -130,3 +130,13 @@ def test_biased_agency_is_detected_with_the_right_sign(client, evidence_world, k
     assert bias["agency-b"]["mean_deviation"] > 10
     assert bias["agency-a"]["mean_deviation"] == pytest.approx(-bias["agency-b"]["mean_deviation"])
     assert bias["agency-a"]["direction"] == "strict"
+
+
+def test_draws_are_bounded_by_round_size(client, evidence_world, monkeypatch):
+    from scoring_service import evidence
+
+    monkeypatch.setattr(evidence, "MAX_DRAW_CELLS", 500)  # as if the round were very large
+    r = client.get(f"{R}/rankings/districts?uncertainty=1&draws=1000", headers=evidence_world.header("leadership"))
+    assert r.status_code == 422 and "at most 100 draws" in r.get_json()["errors"]["draws"][0]
+    assert client.get(f"{R}/rankings/districts?uncertainty=1&draws=100",
+                      headers=evidence_world.header("leadership")).status_code == 200

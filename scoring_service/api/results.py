@@ -12,7 +12,7 @@ from flask_smorest import Blueprint
 from .. import evidence, exports
 from ..auth import current_principal
 from ..canonical import canonical_bytes
-from ..errors import abort, not_found
+from ..errors import abort, field_error, not_found
 from ..results import Results, round_results
 from ..state import state
 from .common import StrictSchema
@@ -73,6 +73,13 @@ def export(fmt: str, name: str, round_id: str, headers: list[str], rows: list[li
     return Response(body, mimetype=MIMETYPES[fmt], headers={"Content-Disposition": disposition})
 
 
+def uncertainty_or_422(round_id: str, query: dict) -> dict:
+    try:
+        return evidence.uncertainty(round_id, query["draws"], query["seed"])
+    except evidence.TooManyDraws as exc:
+        field_error("draws", str(exc))
+
+
 def check_texts(round_id: str) -> dict[str, str]:
     rubric = state().rubric(get_round_or_404(round_id)["rubric_id"])
     return {code: check["text_zh"] for code, check in rubric.checks.items()}
@@ -108,7 +115,7 @@ class CommunityRanking(MethodView):
         if query["format"] != "json":
             return export(query["format"], "小区排名", round_id, *exports.community_table(ranking, check_texts(round_id)))
         if query["uncertainty"]:
-            spread = evidence.uncertainty(round_id, query["draws"], query["seed"])
+            spread = uncertainty_or_422(round_id, query)
             return json_response(evidence.with_uncertainty(ranking, "communities", "community_id", spread))
         return json_response(ranking if query.get("district_id") else results.section_bytes("community_ranking"))
 
@@ -123,7 +130,7 @@ class DistrictRanking(MethodView):
         if query["format"] != "json":
             return export(query["format"], "区排名", round_id, *exports.district_table(results.district_ranking))
         if query["uncertainty"]:
-            spread = evidence.uncertainty(round_id, query["draws"], query["seed"])
+            spread = uncertainty_or_422(round_id, query)
             return json_response(evidence.with_uncertainty(results.district_ranking, "districts", "district_id",
                                                            spread))
         return json_response(results.section_bytes("district_ranking"))

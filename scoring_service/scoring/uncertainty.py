@@ -7,7 +7,8 @@ One draw re-does the whole scoring with
 * every item weight and source weight multiplied by an independent U(0.8, 1.2),
 and ranks the communities and districts again. The spread of ranks over the draws
 is the rank's uncertainty. Fixed conditions (vetoes, sample size, pending sources)
-stay as they are: they are facts, not estimates.
+stay as they are: they are facts, not estimates. Communities with identical data
+share their draws (common random numbers), so they stay tied in every draw.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from .engine import CommunityInputs, CommunityScores, DistrictIndex, InspectionI
 from .ranking import competition_rank
 from .stats import exact_fraction
 
+#: elements of the largest per-chunk array (draws × communities × agencies × items)
+CHUNK_ELEMENTS = 2_000_000
 Z_95 = 1.959963984540054
 Z_998 = 3.090232306167813
 
@@ -44,22 +47,6 @@ def _weighted(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
     den = w.sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-
-
-def community_rng(seed: int, *data: np.ndarray) -> np.random.Generator:
-    """A random stream keyed by the seed and a community's own data (common random numbers):
-    communities with identical data get identical draws, so they stay tied in every draw."""
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(d).tobytes() for d in data)).digest()
-    return np.random.default_rng([seed, *np.frombuffer(digest[:16], dtype=np.uint32).tolist()])
-
-
-def _bootstrap_means(rng: np.random.Generator, counts: np.ndarray, points: np.ndarray, draws: int) -> np.ndarray:
-    """Mean Likert points of ``draws`` multinomial resamples of each item's count row: (draws, K)."""
-    n = counts.sum(axis=-1)
-    safe = np.where(n[..., None] > 0, counts / np.maximum(n, 1)[..., None], 0.2)
-    sampled = rng.multinomial(n, safe, size=(draws, *n.shape))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, sampled @ points / np.maximum(n, 1), np.nan)
 
 
 def rank_uncertainty(
@@ -98,77 +85,93 @@ def rank_uncertainty(
         per_agency[c, filled[c]] = values[row]
         filled[c] += 1
     A = per_agency.shape[1]
-    res_items = np.empty((draws, C, K))
-    satisfied = np.empty((draws, C), dtype=np.int64)
-    picks = np.empty((draws, C, A), dtype=np.int64)
     answered = residents.overall.sum(axis=1)
-    for c in range(C):
-        crng = community_rng(seed, residents.items[c], residents.overall[c], per_agency[c], applicable[c])
-        res_items[:, c] = _bootstrap_means(crng, residents.items[c], points, draws)
-        p_sat = (residents.overall[c, 3] + residents.overall[c, 4]) / answered[c] if answered[c] else 0.0
-        satisfied[:, c] = crng.binomial(answered[c], p_sat, size=draws)
-        picks[:, c] = (crng.random((draws, A)) * max(filled[c], 1)).astype(int)
-    res_items = np.where(applicable[None], res_items, np.nan)
+    p_sat = np.where(answered > 0, (residents.overall[:, 3] + residents.overall[:, 4]) / np.maximum(answered, 1), 0.0)
+    # Communities with identical data share one set of draws (common random numbers): they stay
+    # tied in every draw. Distinct data are drawn together, vectorised, from one stream.
+    keys = [hashlib.sha256(b"".join(np.ascontiguousarray(x).tobytes() for x in (
+        residents.items[c], residents.overall[c], per_agency[c], applicable[c]))).digest() for c in range(C)]
+    _, first, group = np.unique(np.array(keys, dtype=object), return_index=True, return_inverse=True)
+    group = group.reshape(-1)
+    stream = np.random.default_rng([seed, 1])
+    g_items = residents.items[first]
+    g_n = g_items.sum(axis=-1)
+    g_p = np.where(g_n[..., None] > 0, g_items / np.maximum(g_n, 1)[..., None], 0.2)
+    g_answered, g_p_sat, g_filled = answered[first], p_sat[first], np.maximum(filled[first], 1)
     threshold = exact_fraction(rubric.acceptance_satisfaction_rate)
-    below = (answered[None, :] > 0) & (satisfied * threshold.denominator < threshold.numerator * answered[None, :])
-    chosen = per_agency[np.arange(C)[None, :, None], picks]  # (D, C, A, K)
-    chosen = np.where((np.arange(A)[None, None, :, None] < filled[None, :, None, None]), chosen, np.nan)
-    with np.errstate(invalid="ignore"):
-        counts = (~np.isnan(chosen)).sum(axis=2)
-        prof_items = np.where(counts > 0, np.nansum(chosen, axis=2) / np.maximum(counts, 1), np.nan)
-    prof_items = np.where(applicable[None], prof_items, np.nan)
-
     pub_items = np.where(applicable, nominal.public_items, np.nan)
-    P = _weighted(prof_items, item_w)
-    R = _weighted(res_items, item_w)
-    U = _weighted(np.broadcast_to(pub_items, (draws, C, K)), item_w)
-    stacked = np.stack([P, R, U], axis=-1)
-    w = np.where(np.isnan(stacked), 0.0, source_w[:, None, :])
-    composite = (np.nan_to_num(stacked) * w).sum(-1) / np.where(w.sum(-1) > 0, w.sum(-1), 1)
     ranked = nominal.rank > 0  # pending communities stay out of every draw
-    composite = np.where(ranked[None, :] & ~np.isnan(P) & ~np.isnan(R), np.round(composite, 2), np.nan)
-
-    # grades and reward eligibility per draw
+    idx = np.flatnonzero(ranked)
     mins = np.array([g.min for g in rubric.grades])
-    grade_idx = (np.nan_to_num(composite, nan=-1)[..., None] >= mins).argmax(-1)
     names = [g.grade for g in rubric.grades]
     cap = names.index(rubric.cap_grade)
     insufficient = nominal.resident_responses < nominal.required_responses
-    grade_idx = np.where(insufficient[None, :] | below, np.maximum(grade_idx, cap), grade_idx)
-    vetoed = np.array([any(f.startswith("veto:") for f in flags) for flags in nominal.flags])
-    grade_idx = np.where(vetoed[None, :], len(names) - 1, grade_idx)
+    vetoed = np.array([any(f.startswith("veto:") for f in flags) for flags in nominal.flags], dtype=bool)
     top = [names.index(g) for g in rubric.reward_multipliers]
-    eligible = np.isin(grade_idx, top) & ~vetoed[None, :] & ranked[None, :]
-
-    community_ranks = np.zeros((draws, C), dtype=int)
-    idx = np.flatnonzero(ranked)
-    for d in range(draws):
-        community_ranks[d, idx] = competition_rank(composite[d, idx])
-
-    # districts: quality from the drawn composites of graded communities, progress as is
     d_pos = {d: i for i, d in enumerate(districts.district_ids)}
-    member = np.array([d_pos.get(d, -1) for d in communities.district_ids])
-    graded = np.array([g is not None for g in nominal.grade]) & (member >= 0)
+    member = np.array([d_pos.get(d, -1) for d in communities.district_ids], dtype=np.int64)
+    graded = np.array([g is not None for g in nominal.grade], dtype=bool) & (member >= 0)
     n_d = len(districts.district_ids)
-    onehot = np.zeros((C, n_d))
-    onehot[np.flatnonzero(graded), member[graded]] = communities.households[graded]
-    totals = onehot.sum(axis=0)
-    quality = np.where(totals > 0, np.nan_to_num(composite) @ onehot / np.where(totals > 0, totals, 1), 0.0)
+    totals = np.bincount(member[graded], weights=communities.households[graded], minlength=n_d)
     dw = rubric.district_weights
-    index = np.round(dw["quality"] * quality + dw["progress"] * districts.progress[None, :], 2)
-    district_ranks = np.array([competition_rank(index[d]) for d in range(draws)])
-    in_reward = (district_ranks <= int(reward.get("top_districts", 0))) & (index > 0)
+    top_districts = int(reward.get("top_districts", 0))
 
-    def spread(ranks: np.ndarray, rewarded: np.ndarray, rows: np.ndarray) -> RankSpread:
-        r = ranks[:, rows].astype(float)
+    community_ranks = np.zeros((draws, idx.size), dtype=np.int32)
+    eligible = np.zeros((draws, idx.size), dtype=bool)
+    district_ranks = np.zeros((draws, n_d), dtype=np.int32)
+    in_reward = np.zeros((draws, n_d), dtype=bool)
+    # draws in chunks, so memory stays bounded for rounds of many communities
+    chunk = max(1, min(draws, CHUNK_ELEMENTS // max(1, C * K * max(A, 5))))
+    for start in range(0, draws, chunk):
+        b = min(chunk, draws - start)
+        sampled = stream.multinomial(g_n, g_p, size=(b, *g_n.shape))  # (b, G, K, 5)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            g_means = np.where(g_n > 0, sampled @ points / np.maximum(g_n, 1), np.nan)
+        res_items = np.where(applicable[None], g_means[:, group], np.nan)
+        satisfied = stream.binomial(g_answered, g_p_sat, size=(b, g_answered.size))[:, group]
+        picks = (stream.random((b, g_answered.size, A)) * g_filled[None, :, None]).astype(int)[:, group]
+        below = (answered[None, :] > 0) & (satisfied * threshold.denominator < threshold.numerator * answered[None, :])
+        chosen = per_agency[np.arange(C)[None, :, None], picks]  # (b, C, A, K)
+        chosen = np.where((np.arange(A)[None, None, :, None] < filled[None, :, None, None]), chosen, np.nan)
+        with np.errstate(invalid="ignore"):
+            counts = (~np.isnan(chosen)).sum(axis=2)
+            prof_items = np.where(counts > 0, np.nansum(chosen, axis=2) / np.maximum(counts, 1), np.nan)
+        prof_items = np.where(applicable[None], prof_items, np.nan)
+
+        w_items = item_w[start:start + b]
+        P = _weighted(prof_items, w_items)
+        R = _weighted(res_items, w_items)
+        U = _weighted(np.broadcast_to(pub_items, (b, C, K)), w_items)
+        stacked = np.stack([P, R, U], axis=-1)
+        w = np.where(np.isnan(stacked), 0.0, source_w[start:start + b, None, :])
+        composite = (np.nan_to_num(stacked) * w).sum(-1) / np.where(w.sum(-1) > 0, w.sum(-1), 1)
+        composite = np.where(ranked[None, :] & ~np.isnan(P) & ~np.isnan(R), np.round(composite, 2), np.nan)
+
+        # grades and reward eligibility per draw
+        grade_idx = (np.nan_to_num(composite, nan=-1)[..., None] >= mins).argmax(-1)
+        grade_idx = np.where(insufficient[None, :] | below, np.maximum(grade_idx, cap), grade_idx)
+        grade_idx = np.where(vetoed[None, :], len(names) - 1, grade_idx)
+        eligible[start:start + b] = (np.isin(grade_idx, top) & ~vetoed[None, :])[:, idx]
+
+        # districts: quality from the drawn composites of graded communities, progress as is
+        for d in range(b):
+            community_ranks[start + d] = competition_rank(composite[d, idx])
+            sums = np.bincount(member[graded], weights=np.nan_to_num(composite[d, graded]) *
+                               communities.households[graded], minlength=n_d)
+            quality = np.where(totals > 0, sums / np.where(totals > 0, totals, 1), 0.0)
+            index = np.round(dw["quality"] * quality + dw["progress"] * districts.progress, 2)
+            district_ranks[start + d] = competition_rank(index)
+            in_reward[start + d] = (district_ranks[start + d] <= top_districts) & (index > 0)
+
+    def spread(ranks: np.ndarray, rewarded: np.ndarray) -> RankSpread:
         return RankSpread(
-            median=np.median(r, axis=0),
-            low=np.percentile(r, 5, axis=0, method="lower"),
-            high=np.percentile(r, 95, axis=0, method="higher"),
-            reward_share=rewarded[:, rows].mean(axis=0),
+            median=np.median(ranks, axis=0),
+            low=np.percentile(ranks, 5, axis=0, method="lower"),
+            high=np.percentile(ranks, 95, axis=0, method="higher"),
+            reward_share=rewarded.mean(axis=0),
         )
 
-    return spread(community_ranks, eligible, idx), spread(district_ranks, in_reward, np.arange(n_d))
+    return spread(community_ranks, eligible), spread(district_ranks, in_reward)
 
 
 @dataclass
