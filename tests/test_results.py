@@ -135,12 +135,10 @@ def test_rankings_and_rewards(client, scored):
     assert rewards["unallocated_fen"] == 0
 
 
-def test_live_results_follow_voids_and_amendments(client, scored, world):
+def test_live_results_follow_new_responses_and_voids(client, scored, world):
     lead, admin = scored.header("leadership"), scored.header("admin")
     before = client.get(f"{R}/communities/heping-002/score", headers=lead).get_json()
     assert before["resident"]["responses"] == 10
-    ids = [e["entity_id"] for e in client.get("/api/v1/audit?limit=5000", headers=admin).get_json()["items"]]
-    assert ids  # audit recorded the writes
     one = survey("heping-002", answers={"roads": 1}, overall=1)
     client.post(f"{R}/surveys", json=one, headers=scored.header("kiosk_2"))
     after = client.get(f"{R}/communities/heping-002/score", headers=lead).get_json()
