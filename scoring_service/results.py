@@ -316,10 +316,13 @@ def live_results(round_id: str) -> LiveResults:
     return s.cached_results((round_id, "live", s.store.generation()), lambda: compute_results(round_id))
 
 
-def round_results(round_id: str) -> Results:
-    """Results of a round: the frozen snapshot once published, else live (cached per store generation)."""
+def round_results(round_id: str, record: dict | None = None) -> Results:
+    """Results of a round: the frozen snapshot once published, else live (cached per store generation).
+
+    ``record`` is the round when the caller has just read it.
+    """
     s = state()
-    record = s.store.get_round(round_id)
+    record = record or s.store.get_round(round_id)
     if record["status"] == "published":
         return s.cached_results(("snapshot", round_id), lambda: PublishedResults(*s.store.get_snapshot(round_id)))
     return live_results(round_id)

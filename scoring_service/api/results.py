@@ -55,7 +55,7 @@ def results_for(round_id: str, public_once_published: bool = True) -> Results:
                   headers={"WWW-Authenticate": "Bearer"})
         if principal.role not in READERS:
             abort(403, message=f"the {principal.role} role may not read results")
-    return round_results(round_id)
+    return round_results(round_id, record)
 
 
 def json_response(document: dict | bytes) -> Response:
