@@ -84,16 +84,6 @@ class InspectionInputs:
     vetoes: list[list[str]] = field(default_factory=list)  # per community, check codes
     row_agency: list[str] = field(default_factory=list)  # per row: the agency of that inspection
 
-    @classmethod
-    def empty(cls, n_communities: int, n_items: int) -> InspectionInputs:
-        return cls(
-            community=np.zeros(0, dtype=np.int64),
-            points=np.zeros((0, n_items)),
-            max_points=np.zeros((0, n_items)),
-            agencies=[[] for _ in range(n_communities)],
-            vetoes=[[] for _ in range(n_communities)],
-        )
-
 
 @dataclass
 class CommunityScores:

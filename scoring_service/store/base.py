@@ -78,11 +78,13 @@ class RoundCounts:
             else np.zeros((0, n_items + 1, 5), dtype=np.int64),
         )
 
+    def tables(self) -> dict[tuple[str, str], CommunityCounts]:
+        """The rows as count tables keyed by (community_id, respondent_type)."""
+        return {(c, t): CommunityCounts(self.counts[r], int(self.responses[r]))
+                for r, (c, t) in enumerate(zip(self.community_ids, self.respondent_types))}
+
     def get(self, respondent_type: str, community_id: str) -> CommunityCounts | None:
-        for r, (c, t) in enumerate(zip(self.community_ids, self.respondent_types)):
-            if c == community_id and t == respondent_type:
-                return CommunityCounts(self.counts[r], int(self.responses[r]))
-        return None
+        return self.tables().get((community_id, respondent_type))
 
 
 @dataclass
@@ -108,6 +110,39 @@ def response_count_rows(levels: Iterable[int], n_items: int) -> np.ndarray:
         if level:
             counts[k, level - 1] += 1
     return counts
+
+
+#: (community_id, respondent_type)
+TableKey = tuple[str, str]
+
+
+def tally(rows: Iterable[tuple[str, str, Iterable[int]]], n_items: int) -> dict[TableKey, CommunityCounts]:
+    """Count tables of raw responses given as (community_id, respondent_type, levels)."""
+    tables: dict[TableKey, CommunityCounts] = {}
+    for community_id, respondent_type, levels in rows:
+        entry = tables.get((community_id, respondent_type))
+        if entry is None:
+            entry = tables[(community_id, respondent_type)] = CommunityCounts(
+                np.zeros((n_items + 1, 5), dtype=np.int64), 0)
+        entry.counts += response_count_rows(levels, n_items)
+        entry.responses += 1
+    return tables
+
+
+def count_differences(raw: dict[TableKey, CommunityCounts], kept: dict[TableKey, CommunityCounts],
+                      n_items: int) -> list[dict]:
+    """Where kept statistics disagree with a tally of the raw responses (``recount``)."""
+    empty = CommunityCounts(np.zeros((n_items + 1, 5), dtype=np.int64), 0)
+    differences = []
+    for key in sorted(set(raw) | set(kept)):
+        want, have = raw.get(key, empty), kept.get(key, empty)
+        if want.responses != have.responses or not np.array_equal(want.counts, have.counts):
+            differences.append({
+                "community_id": key[0], "respondent_type": key[1],
+                "kept_responses": int(have.responses), "raw_responses": int(want.responses),
+                "cells_differing": int(np.count_nonzero(want.counts != have.counts)),
+            })
+    return differences
 
 
 class Store(abc.ABC):

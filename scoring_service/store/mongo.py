@@ -28,7 +28,7 @@ from pymongo import ASCENDING, IndexModel, MongoClient, ReplaceOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from pymongo.write_concern import WriteConcern
 
-from .base import CommunityCounts, InspectionRows, Outcome, RoundCounts, Store, StoreError, response_count_rows
+from .base import CommunityCounts, InspectionRows, Outcome, RoundCounts, Store, StoreError, count_differences, tally
 
 DUPLICATE_KEY = 11000
 
@@ -561,27 +561,8 @@ class MongoStore(Store):
     # -- maintenance ----------------------------------------------------------------
     def recount(self, round_id: str, n_items: int, fix: bool = True) -> list[dict]:
         """Count raw responses in Python and compare with the database's aggregation."""
-        raw: dict[tuple[str, str], list] = {}
-        for doc in self.db.responses.find({"round_id": round_id, "voided_at": None},
-                                          {"community_id": 1, "respondent_type": 1, "levels": 1}):
-            entry = raw.setdefault((doc["community_id"], doc["respondent_type"]),
-                                   [np.zeros((n_items + 1, 5), dtype=np.int64), 0])
-            entry[0] += response_count_rows(doc["levels"], n_items)
-            entry[1] += 1
+        raw = tally(((d["community_id"], d["respondent_type"], d["levels"]) for d in self.db.responses.find(
+            {"round_id": round_id, "voided_at": None}, {"community_id": 1, "respondent_type": 1, "levels": 1})), n_items)
         self._counts_cache.pop(round_id, None)
-        aggregated = self._aggregate_counts(round_id, n_items)
-        differences = []
-        keys = set(raw) | set(zip(aggregated.community_ids, aggregated.respondent_types))
-        for community_id, respondent_type in sorted(keys):
-            want_counts, want_n = raw.get((community_id, respondent_type),
-                                          [np.zeros((n_items + 1, 5), dtype=np.int64), 0])
-            have = aggregated.get(respondent_type, community_id)
-            have_counts = have.counts if have else np.zeros((n_items + 1, 5), dtype=np.int64)
-            have_n = have.responses if have else 0
-            if want_n != have_n or not np.array_equal(want_counts, have_counts):
-                differences.append({
-                    "community_id": community_id, "respondent_type": respondent_type,
-                    "kept_responses": int(have_n), "raw_responses": int(want_n),
-                    "cells_differing": int(np.count_nonzero(want_counts != have_counts)),
-                })
+        differences = count_differences(raw, self._aggregate_counts(round_id, n_items).tables(), n_items)
         return differences

@@ -21,7 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from .base import InspectionRows, Outcome, RoundCounts, Store, StoreError, response_count_rows
+from .base import (
+    CommunityCounts,
+    InspectionRows,
+    Outcome,
+    RoundCounts,
+    Store,
+    StoreError,
+    TableKey,
+    count_differences,
+    response_count_rows,
+    tally,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -384,8 +395,9 @@ class SQLiteStore(Store):
         return None
 
     # -- surveys ------------------------------------------------------------
-    def _add_counts(self, conn, round_id: str, deltas: dict[tuple[str, str], list], n_items: int) -> None:
-        for (community_id, respondent_type), (delta, responses) in deltas.items():
+    def _add_counts(self, conn, round_id: str, deltas: dict[TableKey, CommunityCounts], n_items: int) -> None:
+        for (community_id, respondent_type), change in deltas.items():
+            delta, responses = change.counts, change.responses
             row = conn.execute(
                 "SELECT responses, counts FROM survey_stats"
                 " WHERE round_id = ? AND community_id = ? AND respondent_type = ?",
@@ -418,7 +430,7 @@ class SQLiteStore(Store):
                 " AND household_hash IN ({})", households, leading=[round_id])}
             known = {row[0]: row for row in existing}
             fresh: dict[str, Mapping] = {}
-            rows, deltas = [], {}
+            rows, created = [], []
             for i, record in enumerate(records):
                 rid = record["response_id"]
                 if rid in known:
@@ -445,14 +457,11 @@ class SQLiteStore(Store):
                 body = {k: v for k, v in record.items() if k != "levels"}
                 rows.append((rid, round_id, record["community_id"], record["respondent_type"], household,
                              record["content_hash"], _dumps(list(record["levels"])), _dumps(body)))
-                key = (record["community_id"], record["respondent_type"])
-                entry = deltas.setdefault(key, [np.zeros((n_items + 1, 5), dtype=np.int64), 0])
-                entry[0] += response_count_rows(record["levels"], n_items)
-                entry[1] += 1
+                created.append((record["community_id"], record["respondent_type"], record["levels"]))
             conn.executemany(
                 "INSERT INTO responses (response_id, round_id, community_id, respondent_type, household_hash,"
                 " content_hash, levels, voided_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)", rows)
-            self._add_counts(conn, round_id, deltas, n_items)
+            self._add_counts(conn, round_id, tally(created, n_items), n_items)
             if audit is not None:  # one commit, one fsync, for the data and its audit event
                 self._insert_audit(conn, audit(outcomes))
         return outcomes
@@ -501,8 +510,8 @@ class SQLiteStore(Store):
             conn.execute(
                 "UPDATE responses SET voided_at = ?, body = ? WHERE response_id = ?", (at, _dumps(body), response_id)
             )
-            delta = -response_count_rows(json.loads(row["levels"]), n_items)
-            self._add_counts(conn, round_id, {(row["community_id"], row["respondent_type"]): [delta, -1]}, n_items)
+            delta = CommunityCounts(-response_count_rows(json.loads(row["levels"]), n_items), -1)
+            self._add_counts(conn, round_id, {(row["community_id"], row["respondent_type"]): delta}, n_items)
             return Outcome.CREATED
 
     def survey_counts(self, round_id: str, n_items: int) -> RoundCounts:
@@ -675,40 +684,19 @@ class SQLiteStore(Store):
     # -- maintenance --------------------------------------------------------
     def recount(self, round_id: str, n_items: int, fix: bool = True) -> list[dict]:
         with self._write("surveys") as conn:
-            rebuilt: dict[tuple[str, str], list] = {}
-            for row in conn.execute(
+            rebuilt = tally(((r["community_id"], r["respondent_type"], json.loads(r["levels"])) for r in conn.execute(
                 "SELECT community_id, respondent_type, levels FROM responses WHERE round_id = ? AND voided_at IS NULL",
-                (round_id,),
-            ):
-                entry = rebuilt.setdefault(
-                    (row["community_id"], row["respondent_type"]), [np.zeros((n_items + 1, 5), dtype=np.int64), 0]
-                )
-                entry[0] += response_count_rows(json.loads(row["levels"]), n_items)
-                entry[1] += 1
+                (round_id,))), n_items)
             kept = {
-                (r["community_id"], r["respondent_type"]): (
+                (r["community_id"], r["respondent_type"]): CommunityCounts(
                     np.frombuffer(r["counts"], dtype=np.int64).reshape(n_items + 1, 5), r["responses"])
                 for r in conn.execute(
                     "SELECT community_id, respondent_type, responses, counts FROM survey_stats WHERE round_id = ?",
                     (round_id,),
                 )
             }
-            differences = []
-            for key in sorted(set(rebuilt) | set(kept)):
-                want_counts, want_n = rebuilt.get(key, [np.zeros((n_items + 1, 5), dtype=np.int64), 0])
-                have_counts, have_n = kept.get(key, (np.zeros((n_items + 1, 5), dtype=np.int64), 0))
-                if want_n != have_n or not np.array_equal(want_counts, have_counts):
-                    differences.append({
-                        "community_id": key[0], "respondent_type": key[1],
-                        "kept_responses": int(have_n), "raw_responses": int(want_n),
-                        "cells_differing": int(np.count_nonzero(want_counts != have_counts)),
-                    })
+            differences = count_differences(rebuilt, kept, n_items)
             if fix and differences:
                 conn.execute("DELETE FROM survey_stats WHERE round_id = ?", (round_id,))
-                for (community_id, respondent_type), (counts, n) in rebuilt.items():
-                    conn.execute(
-                        "INSERT INTO survey_stats (round_id, community_id, respondent_type, responses, counts)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (round_id, community_id, respondent_type, n, counts.tobytes()),
-                    )
+                self._add_counts(conn, round_id, rebuilt, n_items)
             return differences
