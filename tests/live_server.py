@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -34,6 +36,7 @@ class LiveServer:
             "SCORING_DATABASE_URL": database_url,
             "SCORING_SECRET_KEY": "test-secret-key-not-for-production",
             "SCORING_RATELIMIT_ENABLED": "false",
+            "SCORING_LOG_LEVEL": "INFO",  # readiness is read from the access log
             **(extra_env or {}),
         }
         self.workers = workers
@@ -47,19 +50,38 @@ class LiveServer:
              "--workers", str(self.workers)],
             env=self.env, stdout=self.log, stderr=self.log, start_new_session=True,
         )
+        offset = self.log_path.stat().st_size
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited early; see {self.log_path}")
-            try:
-                ready = requests.get(f"{self.url}/readyz", timeout=1).status_code == 200
-                if ready and len(self.worker_pids()) >= self.workers:
+        with ThreadPoolExecutor(max_workers=2 * self.workers) as pool:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"gunicorn exited early; see {self.log_path}")
+                # concurrent probes, until every worker has loaded the app and answered one
+                list(pool.map(self._probe, range(2 * self.workers)))
+                if len(self._ready_pids(offset)) >= self.workers:
                     return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
+                time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"gunicorn did not become ready; see {self.log_path}")
+
+    def _probe(self, _) -> None:
+        try:
+            requests.get(f"{self.url}/readyz", timeout=1)
+        except requests.RequestException:
+            pass
+
+    def _ready_pids(self, offset: int) -> set[int]:
+        """Workers that answered /readyz with 200 since ``offset`` in the log (the app logs its pid)."""
+        with open(self.log_path, "rb") as fh:
+            fh.seek(offset)
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+        pids = set()
+        for line in lines:
+            if line.startswith("{") and '"/readyz"' in line:
+                entry = json.loads(line)
+                if entry.get("path") == "/readyz" and entry.get("status") == 200:
+                    pids.add(entry["pid"])
+        return pids
 
     def worker_pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
