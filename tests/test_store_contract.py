@@ -170,3 +170,29 @@ def test_audit_is_append_only_and_filterable(store):
     events = store.list_audit({}, 2)
     assert len(events) == 2
     assert [e["entity_id"] for e in store.list_audit({"after_seq": events[-1]["seq"]}, 10)] == ["e2"]
+
+
+def test_concurrent_first_writes_of_one_id_do_not_fail(database_url, store):
+    """Several processes' first upsert of the same id at once: one creates it, none errors."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scoring_service.store import open_store
+
+    others = [open_store(database_url) for _ in range(8)]
+    open_round(store)
+    barrier = __import__("threading").Barrier(len(others))
+
+    def write(pair):
+        i, other = pair
+        barrier.wait()
+        created = other.put_district({"district_id": "new", "name_zh": "新区", "name_en": f"New {i}"})
+        other.add_responses("R", [response(f"r{i}", community=f"c{i}")], N_ITEMS)
+        return created
+
+    with ThreadPoolExecutor(max_workers=len(others)) as pool:
+        created = list(pool.map(write, enumerate(others)))
+    assert created.count(True) == 1
+    assert store.get_district("new")["name_zh"] == "新区"
+    assert store.count_responses("R") == len(others)
+    for other in others:
+        other.close()

@@ -125,8 +125,22 @@ class MongoStore(Store):
         """Replace the generation tokens after a write (never ``$inc``: see the module docstring)."""
         token = uuid.uuid4().hex
         if scope:
-            self.db.meta.replace_one({"_id": f"generation:{scope}"}, {"token": token}, upsert=True)
-        self.db.meta.replace_one({"_id": "generation"}, {"token": token}, upsert=True)
+            self._upsert(self.db.meta, {"_id": f"generation:{scope}", "token": token})
+        self._upsert(self.db.meta, {"_id": "generation", "token": token})
+
+    @staticmethod
+    def _upsert(collection, doc: dict) -> bool:
+        """Create or replace ``doc`` by ``_id``; True when created.
+
+        Two concurrent upserts of a new ``_id`` may both try to insert and one gets a
+        duplicate-key error (FerretDB always, MongoDB sometimes): the document then
+        exists, so the loser replaces it.
+        """
+        try:
+            return collection.replace_one({"_id": doc["_id"]}, doc, upsert=True).upserted_id is not None
+        except DuplicateKeyError:
+            collection.replace_one({"_id": doc["_id"]}, doc)
+            return False
 
     # -- life cycle -------------------------------------------------------------
     def init(self) -> None:
@@ -139,8 +153,14 @@ class MongoStore(Store):
                 for index in indexes:
                     if index.document["name"] not in existing:
                         db[collection].create_indexes([index])
-            db.meta.update_one({"_id": "schema_version"}, {"$setOnInsert": {"value": 1}}, upsert=True)
-            db.meta.update_one({"_id": "generation"}, {"$setOnInsert": {"token": uuid.uuid4().hex}}, upsert=True)
+            seeds = {"schema_version": {"value": 1}}
+            for name in ("generation", "generation:reference", "generation:inspections", "generation:surveys"):
+                seeds[name] = {"token": uuid.uuid4().hex}
+            for name, fields in seeds.items():
+                try:
+                    db.meta.update_one({"_id": name}, {"$setOnInsert": fields}, upsert=True)
+                except DuplicateKeyError:  # another worker starting at the same moment created it
+                    pass
         except PyMongoError as exc:
             raise StoreError(f"cannot initialise MongoDB store: {exc}") from exc
 
@@ -195,9 +215,9 @@ class MongoStore(Store):
     def _replace(self, collection: str, id_field: str, record: Mapping) -> bool:
         doc = dict(record)
         doc["_id"] = doc.pop(id_field)
-        result = self.db[collection].replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        created = self._upsert(self.db[collection], doc)
         self._bump("reference")
-        return result.upserted_id is not None
+        return created
 
     def put_district(self, record: Mapping) -> bool:
         return self._replace("districts", "district_id", record)
@@ -213,13 +233,21 @@ class MongoStore(Store):
         # so a crash mid-way is completed by retrying the same import.
         ids = [r["community_id"] for r in records]
         existing = {d["_id"] for d in self.db.communities.find({"_id": {"$in": ids}}, {"_id": 1})}
-        operations = []
+        docs = []
         for record in records:
             doc = dict(record)
             doc["_id"] = doc.pop("community_id")
-            operations.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
-        for start in range(0, len(operations), 1000):
-            self.db.communities.bulk_write(operations[start:start + 1000], ordered=True)
+            docs.append(doc)
+        for start in range(0, len(docs), 1000):
+            part = docs[start:start + 1000]
+            try:
+                self.db.communities.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in part],
+                                               ordered=True)
+            except BulkWriteError as exc:  # a concurrent upsert created one first: replace one by one
+                if any(e["code"] != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                    raise
+                for doc in part:
+                    self._upsert(self.db.communities, doc)
         self._bump("reference")
         return [cid not in existing for cid in ids]
 
