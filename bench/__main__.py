@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.load import post_load  # noqa: E402
 from bench.synthetic import ROUND_ID, make_round  # noqa: E402
-from scoring_service.rubric import Rubric  # noqa: E402
+from scoring_service.domain.rubric import Rubric  # noqa: E402
 
 RUBRIC = Rubric.from_file(ROOT / "rubrics" / "shenyang-2018.json")
 PY = sys.executable
@@ -147,7 +147,7 @@ def bench_batch(env: dict, batches: int) -> dict:
 def ranking_latency(env: dict, round_id: str, repeats: int, also: tuple[str, ...] = ()) -> dict:
     """District ranking through the app: cold (a write just invalidated every cache) and warm."""
     from scoring_service import create_app
-    from scoring_service.auth import new_key
+    from scoring_service.api.auth import new_key
 
     app = create_app({"INSTANCE_PATH": env["SCORING_INSTANCE_PATH"], "SECRET_KEY": "bench-secret",
                       "DATABASE_URL": env.get("SCORING_DATABASE_URL"), "RATELIMIT_ENABLED": False,
@@ -221,7 +221,7 @@ def national_instance(base: Path, communities: int, responses: int) -> dict:
 def worker_memory(env: dict, round_id: str) -> dict:
     admin = None
     from scoring_service import create_app
-    from scoring_service.auth import new_key
+    from scoring_service.api.auth import new_key
 
     app = create_app({"INSTANCE_PATH": env["SCORING_INSTANCE_PATH"], "SECRET_KEY": "bench-secret"})
     record, admin = new_key("admin", "bench")

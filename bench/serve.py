@@ -2,7 +2,7 @@
 
 import sys
 
-from scoring_service.server import GunicornServer, gunicorn_settings, prepare_metrics_dir
+from scoring_service.ops.server import GunicornServer, gunicorn_settings, prepare_metrics_dir
 
 if __name__ == "__main__":
     kind, port, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

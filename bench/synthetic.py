@@ -12,8 +12,8 @@ import uuid
 
 import numpy as np
 
-from scoring_service.canonical import digest
-from scoring_service.rubric import Rubric
+from scoring_service.domain.canonical import digest
+from scoring_service.domain.rubric import Rubric
 from scoring_service.store import Store
 
 ROUND_ID = "national"

@@ -8,7 +8,7 @@ from pathlib import Path
 from flask import Flask
 
 from .config import Config, from_environment, instance_secret
-from .state import ServiceState
+from .services.context import ServiceState
 from .store import open_store
 
 
@@ -46,9 +46,9 @@ def register_state(app: Flask) -> None:
 
 
 def register_logging(app: Flask) -> None:
-    from .limits import init_rate_limits
-    from .metrics import init_metrics
-    from .observability import init_observability
+    from .ops.limits import init_rate_limits
+    from .ops.metrics import init_metrics
+    from .ops.observability import init_observability
 
     init_observability(app)
     init_metrics(app)

@@ -11,7 +11,7 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from .auth import ROLES
+from .api.auth import ROLES
 
 
 def _app_factory():
@@ -48,9 +48,9 @@ def seed(name, demo):
     """Load the 2018 rubric, districts and round (and demo data)."""
     from .api.rounds import create_round
     from .api.rubrics import store_rubric
-    from .demo import demo_communities, seed_demo
-    from .reference import SHENYANG_2018_DISTRICTS, SHENYANG_2018_ROUND
-    from .rubric import Rubric, RubricSchema
+    from .seeding.demo import demo_communities, seed_demo
+    from .seeding.reference import SHENYANG_2018_DISTRICTS, SHENYANG_2018_ROUND
+    from .domain.rubric import Rubric, RubricSchema
 
     state = current_app.extensions["scoring"]
     store = state.store
@@ -139,7 +139,7 @@ def recount(round_id, dry_run):
 @with_appcontext
 def export_round(round_id, out):
     """Back up a round (raw submissions, every version, audit) as JSON Lines."""
-    from .backup import RestoreError, export_round as export, write_jsonl
+    from .ops.backup import RestoreError, export_round as export, write_jsonl
 
     state = current_app.extensions["scoring"]
     try:
@@ -155,7 +155,7 @@ def export_round(round_id, out):
 @with_appcontext
 def import_round(path):
     """Restore a round from ``export-round`` output into a store that lacks it."""
-    from .backup import RestoreError, import_round as restore
+    from .ops.backup import RestoreError, import_round as restore
 
     state = current_app.extensions["scoring"]
     try:
@@ -172,7 +172,7 @@ def import_round(path):
 @click.option("--workers", default=2, show_default=True, type=int)
 def serve(host, port, workers):
     """Serve with gunicorn, as in production."""
-    from .server import serve as run
+    from .ops.server import serve as run
 
     run(host=host, port=port, workers=workers)
 

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from scoring_service import create_app
-from scoring_service.auth import new_key
-from scoring_service.rubric import Rubric
+from scoring_service.api.auth import new_key
+from scoring_service.domain.rubric import Rubric
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER_DIR = ROOT / "tools" / "ferretdb-launcher"

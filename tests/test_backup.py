@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from scoring_service.backup import RestoreError, export_round, import_round, write_jsonl
-from scoring_service.results import compute_results
+from scoring_service.ops.backup import RestoreError, export_round, import_round, write_jsonl
+from scoring_service.services.results import compute_results
 
 from .conftest import make_app
 from .test_results import scored  # noqa: F401  (fixture)

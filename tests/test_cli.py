@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from scoring_service.reference import SHENYANG_2018_DISTRICTS
+from scoring_service.seeding.reference import SHENYANG_2018_DISTRICTS
 
 from .conftest import make_app
 
@@ -82,7 +82,7 @@ def test_demo_round_matches_the_notice(demo):
 def test_demo_round_has_meaningful_results(demo):
     env, instance, _ = demo
     app = make_app(str(instance / "scoring.sqlite3"), instance, SECRET_KEY=None)
-    from scoring_service.results import compute_results
+    from scoring_service.services.results import compute_results
 
     with app.app_context():
         results = compute_results("shenyang-2018")

@@ -85,7 +85,7 @@ def check_exact(app, responses):
         raw[key] = raw.get(key, 0) + response_count_rows(r["levels"], len(RUBRIC.item_codes))
     for (kind, community), expected in raw.items():
         np.testing.assert_array_equal(counts.get(kind, community).counts, expected)
-    from scoring_service.results import compute_results
+    from scoring_service.services.results import compute_results
 
     with app.app_context():
         results = compute_results("r2018")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scoring_service.results import select_latest
+from scoring_service.services.results import select_latest
 from scoring_service.store import InspectionRows
 from scoring_service.scoring import competition_rank, largest_remainder, ranking_order, required_responses, wilson_interval
 from scoring_service.scoring.engine import (

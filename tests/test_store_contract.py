@@ -72,11 +72,11 @@ def test_round_life_cycle(store):
     record = open_round(store)
     assert store.create_round(record) is Outcome.DUPLICATE
     assert store.create_round({**record, "digest": "other"}) is Outcome.CONFLICT
-    assert store.close_round("R", AT) is Outcome.CREATED
-    assert store.close_round("R", AT) is Outcome.DUPLICATE
+    assert store.close_round("R", AT) is Outcome.CHANGED
+    assert store.close_round("R", AT) is Outcome.UNCHANGED
     assert store.get_round("R")["status"] == "closed"
-    assert store.publish_round("R", b'{"a":1}', "sha", AT) is Outcome.CREATED
-    assert store.publish_round("R", b'{"a":2}', "sha2", AT) is Outcome.DUPLICATE
+    assert store.publish_round("R", b'{"a":1}', "sha", AT) is Outcome.CHANGED
+    assert store.publish_round("R", b'{"a":2}', "sha2", AT) is Outcome.UNCHANGED
     assert store.get_snapshot("R") == (b'{"a":1}', "sha")
     assert store.get_round("R")["status"] == "published"
     assert store.close_round("R", AT) is Outcome.ROUND_PUBLISHED
@@ -117,8 +117,8 @@ def test_responses_idempotency_households_and_counts(store):
 def test_void_excludes_from_counts_and_blocks_resubmission(store):
     open_round(store)
     store.add_responses("R", [response("r1"), response("r2")], N_ITEMS)
-    assert store.void_response("R", "r1", "fraud", "k", AT, N_ITEMS) is Outcome.CREATED
-    assert store.void_response("R", "r1", "fraud", "k", AT, N_ITEMS) is Outcome.DUPLICATE
+    assert store.void_response("R", "r1", "fraud", "k", AT, N_ITEMS) is Outcome.CHANGED
+    assert store.void_response("R", "r1", "fraud", "k", AT, N_ITEMS) is Outcome.UNCHANGED
     assert store.void_response("R", "nope", "x", "k", AT, N_ITEMS) is Outcome.NOT_FOUND
     assert store.survey_counts("R", N_ITEMS).get("resident", "c1").responses == 1
     assert store.add_responses("R", [response("r1")], N_ITEMS) == [Outcome.VOIDED]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, request
 
-from ..errors import abort
+from .errors import abort
 from ..extensions import Api
 from . import agencies, audit, communities, districts, inspections, keys, ops, results, rounds, rubrics, surveys
 

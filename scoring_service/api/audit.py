@@ -7,9 +7,9 @@ from flask import Flask, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from ..auth import require
-from ..state import state
-from ..timeutil import now_stored, to_stored
+from .auth import require
+from ..services.context import state
+from ..domain.timeutil import now_stored, to_stored
 from .common import StrictSchema
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description="Audit events (admin)")

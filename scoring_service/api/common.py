@@ -5,7 +5,7 @@ from __future__ import annotations
 import marshmallow as ma
 from flask import g
 
-from ..errors import field_error
+from .errors import field_error
 
 
 class StrictSchema(ma.Schema):

@@ -10,10 +10,10 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from ..auth import ANY_KEY, current_principal, require, require_kiosk_scope
-from ..errors import abort, field_error, not_found
-from ..ids import DISTRICT_ID_PATTERN, ID_PATTERN
-from ..state import state
+from .auth import ANY_KEY, current_principal, require, require_kiosk_scope
+from .errors import abort, field_error, not_found
+from ..domain.ids import DISTRICT_ID_PATTERN, ID_PATTERN
+from ..services.context import state
 from .common import StrictSchema, note_audit, same_id
 
 blp = Blueprint("communities", __name__, url_prefix="/api/v1/communities", description="Communities")

@@ -6,10 +6,10 @@ import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from ..auth import ANY_KEY, require
-from ..errors import field_error
-from ..ids import DISTRICT_ID_PATTERN
-from ..state import state
+from .auth import ANY_KEY, require
+from .errors import field_error
+from ..domain.ids import DISTRICT_ID_PATTERN
+from ..services.context import state
 from .common import StrictSchema, note_audit, same_id
 
 blp = Blueprint("districts", __name__, url_prefix="/api/v1/districts", description="Districts")

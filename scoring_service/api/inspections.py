@@ -6,13 +6,13 @@ import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from ..auth import current_principal, require
-from ..errors import abort, conflict, field_error, not_found, raise_for_outcome
-from ..ids import ID_PATTERN
-from ..inspections import prepare_version, public_inspection
-from ..state import state
+from .auth import current_principal, require
+from .errors import abort, conflict, field_error, not_found, raise_for_outcome
+from ..domain.ids import ID_PATTERN
+from ..domain.inspections import prepare_version, public_inspection
+from ..services.context import state
 from ..store import Outcome
-from ..surveys import SubmissionError
+from ..domain.surveys import SubmissionError
 from .common import StrictSchema, note_audit
 from .surveys import round_context
 

@@ -6,11 +6,11 @@ import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from ..auth import ROLES, new_key, public_key, require
-from ..errors import field_error, not_found
-from ..ids import ID_PATTERN
-from ..state import state
-from ..timeutil import now_stored
+from .auth import ROLES, new_key, public_key, require
+from .errors import field_error, not_found
+from ..domain.ids import ID_PATTERN
+from ..services.context import state
+from ..domain.timeutil import now_stored
 from .common import StrictSchema, note_audit
 
 blp = Blueprint("keys", __name__, url_prefix="/api/v1/keys", description="API keys (admin)")

@@ -7,7 +7,7 @@ from pathlib import Path
 import swagger_ui_bundle
 from flask import Blueprint, jsonify, render_template, send_from_directory
 
-from ..state import state
+from ..services.context import state
 from ..store import StoreError
 
 bp = Blueprint("ops", __name__, template_folder="../web/templates")

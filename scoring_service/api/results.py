@@ -9,12 +9,13 @@ from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from .. import evidence, exports
-from ..auth import current_principal
-from ..canonical import canonical_bytes
-from ..errors import abort, field_error, not_found
-from ..results import Results, round_results
-from ..state import state
+from ..services import evidence
+from ..reports import exports
+from .auth import current_principal
+from ..domain.canonical import canonical_bytes
+from .errors import abort, field_error, not_found
+from ..services.results import Results, round_results
+from ..services.context import state
 from .common import StrictSchema
 from .rounds import get_round_or_404
 

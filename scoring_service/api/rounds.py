@@ -6,14 +6,14 @@ import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from ..auth import ANY_KEY, require
-from ..canonical import digest
-from ..errors import abort, conflict, not_found, raise_for_outcome
-from ..ids import DISTRICT_ID_PATTERN, ID_PATTERN
-from ..results import publish
-from ..state import state
+from .auth import ANY_KEY, require
+from ..domain.canonical import digest
+from .errors import abort, conflict, not_found, raise_for_outcome
+from ..domain.ids import DISTRICT_ID_PATTERN, ID_PATTERN
+from ..services.results import publish
+from ..services.context import state
 from ..store import Outcome
-from ..timeutil import now_stored, to_stored
+from ..domain.timeutil import now_stored, to_stored
 from .common import StrictSchema, note_audit
 
 blp = Blueprint("rounds", __name__, url_prefix="/api/v1/rounds", description="Evaluation rounds")
@@ -127,7 +127,7 @@ class Close(MethodView):
     @blp.response(200, RoundSchema)
     def post(self, round_id):
         outcome = state().store.close_round(round_id, now_stored())
-        note_audit("round", round_id, "closed" if outcome is Outcome.CREATED else outcome.value)
+        note_audit("round", round_id, {Outcome.CHANGED: "closed", Outcome.UNCHANGED: "already_closed"}.get(outcome, outcome.value))
         raise_for_outcome(outcome, "round", round_id)
         return get_round_or_404(round_id)
 
@@ -139,5 +139,5 @@ class Publish(MethodView):
     def post(self, round_id):
         get_round_or_404(round_id)
         outcome = publish(round_id)
-        note_audit("round", round_id, "published" if outcome is Outcome.CREATED else "already_published")
+        note_audit("round", round_id, "published" if outcome is Outcome.CHANGED else "already_published")
         return get_round_or_404(round_id)

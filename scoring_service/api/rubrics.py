@@ -6,13 +6,13 @@ import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from ..auth import ANY_KEY, require
-from ..canonical import digest, tidy_numbers
-from ..errors import conflict, not_found
-from ..rubric import RubricSchema
-from ..state import state
+from .auth import ANY_KEY, require
+from ..domain.canonical import digest, tidy_numbers
+from .errors import conflict, not_found
+from ..domain.rubric import RubricSchema
+from ..services.context import state
 from ..store import Outcome
-from ..timeutil import now_stored
+from ..domain.timeutil import now_stored
 from .common import note_audit
 
 blp = Blueprint("rubrics", __name__, url_prefix="/api/v1/rubrics", description="Rubrics (SPEC §4)")

@@ -9,13 +9,13 @@ from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from ..auth import current_principal, require, require_kiosk_scope
-from ..errors import OUTCOME_REASONS, abort, conflict, not_found, raise_for_outcome
-from ..ids import ID_PATTERN
-from ..state import state
+from .auth import current_principal, require, require_kiosk_scope
+from .errors import OUTCOME_REASONS, abort, conflict, not_found, raise_for_outcome
+from ..domain.ids import ID_PATTERN
+from ..services.context import state
 from ..store import Outcome
-from ..surveys import RoundContext, SubmissionError, prepare_response, public_response
-from ..timeutil import now_stored
+from ..domain.surveys import RoundContext, SubmissionError, prepare_response, public_response
+from ..domain.timeutil import now_stored
 from .audit import audit_in_transaction
 from .common import StrictSchema, note_audit
 from .rounds import get_round_or_404
@@ -196,7 +196,7 @@ class Void(MethodView):
         outcome = store.void_response(
             round_id, response_id, data["reason"], current_principal().key_id, now_stored(), len(rubric.item_codes)
         )
-        note_audit("survey", response_id, "voided" if outcome is Outcome.CREATED else outcome.value)
+        note_audit("survey", response_id, "voided" if outcome is Outcome.CHANGED else "already_voided")
         if outcome is Outcome.NOT_FOUND:
             not_found("response", response_id)
         raise_for_outcome(outcome)

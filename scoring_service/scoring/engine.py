@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..rubric import Rubric
+from ..domain.rubric import Rubric
 from .ranking import competition_rank, competition_rank_within, ranking_order
 from .rewards import largest_remainder
 from .rounding import round_score

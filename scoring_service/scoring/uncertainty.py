@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..rubric import Rubric
+from ..domain.rubric import Rubric
 from .engine import CommunityInputs, CommunityScores, DistrictIndex, InspectionInputs, SurveyCounts
 from .ranking import competition_rank
 from .stats import exact_fraction

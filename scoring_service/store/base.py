@@ -1,7 +1,7 @@
 """The store interface every backend implements, and the contract it keeps.
 
 Records are plain dicts. Times are UTC strings in one fixed-width format
-(see :mod:`scoring_service.timeutil`), so they sort as text.
+(see :mod:`scoring_service.domain.timeutil`), so they sort as text.
 
 Idempotency lives here: client-chosen ids (``response_id``,
 ``inspection_id``) are unique keys, and a repeated id is compared by its
@@ -26,8 +26,13 @@ class StoreError(RuntimeError):
 
 
 class Outcome(str, enum.Enum):
+    """How a write ended. A new record is CREATED and its identical replay a DUPLICATE;
+    a state change (close, publish, void) is CHANGED, or UNCHANGED when it was already so."""
+
     CREATED = "created"
     DUPLICATE = "duplicate"
+    CHANGED = "changed"
+    UNCHANGED = "unchanged"
     CONFLICT = "conflict"
     VOIDED = "voided"
     HOUSEHOLD = "household_already_responded"
@@ -236,11 +241,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def close_round(self, round_id: str, at: str) -> Outcome:
-        """open → closed. CREATED when it changed, DUPLICATE when already closed, ROUND_PUBLISHED."""
+        """open → closed. CHANGED when it changed, UNCHANGED when already closed, ROUND_PUBLISHED."""
 
     @abc.abstractmethod
     def publish_round(self, round_id: str, snapshot: bytes, sha256: str, at: str) -> Outcome:
-        """Store the snapshot and mark published (from open or closed). DUPLICATE when already published."""
+        """Store the snapshot and mark published (from open or closed). UNCHANGED when already published."""
 
     @abc.abstractmethod
     def get_snapshot(self, round_id: str) -> tuple[bytes, str] | None: ...
@@ -270,7 +275,7 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def void_response(self, round_id: str, response_id: str, reason: str, key_id: str, at: str, n_items: int) -> Outcome:
-        """CREATED (voided now), DUPLICATE (already voided), NOT_FOUND, ROUND_PUBLISHED."""
+        """CHANGED (voided now), UNCHANGED (already voided), NOT_FOUND, ROUND_PUBLISHED."""
 
     @abc.abstractmethod
     def survey_counts(self, round_id: str, n_items: int) -> RoundCounts: ...

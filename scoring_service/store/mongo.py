@@ -294,11 +294,11 @@ class MongoStore(Store):
                                            {"$set": {"status": "closed", "closed_at": at}})
         if result.modified_count:
             self._bump()
-            return Outcome.CREATED
+            return Outcome.CHANGED
         current = self.db.rounds.find_one({"_id": round_id}, {"status": 1})
         if current is None:
             return Outcome.NOT_FOUND
-        return Outcome.ROUND_PUBLISHED if current["status"] == "published" else Outcome.DUPLICATE
+        return Outcome.ROUND_PUBLISHED if current["status"] == "published" else Outcome.UNCHANGED
 
     def publish_round(self, round_id: str, snapshot: bytes, sha256: str, at: str) -> Outcome:
         current = self.db.rounds.find_one({"_id": round_id})
@@ -307,9 +307,9 @@ class MongoStore(Store):
         try:
             # The snapshot document is the commit point: written once, never replaced.
             self.db.snapshots.insert_one({"_id": round_id, "body": snapshot, "sha256": sha256})
-            outcome = Outcome.CREATED
+            outcome = Outcome.CHANGED
         except DuplicateKeyError:
-            outcome = Outcome.DUPLICATE
+            outcome = Outcome.UNCHANGED
         stored = self.db.snapshots.find_one({"_id": round_id}, {"sha256": 1})
         changes = {"status": "published", "published_at": at, "snapshot_sha256": stored["sha256"]}
         if current.get("status") == "open":
@@ -426,9 +426,9 @@ class MongoStore(Store):
         )
         if result.modified_count:
             self._bump("surveys")
-            return Outcome.CREATED
+            return Outcome.CHANGED
         exists = self.db.responses.find_one({"_id": response_id, "round_id": round_id}, {"_id": 1})
-        return Outcome.DUPLICATE if exists else Outcome.NOT_FOUND
+        return Outcome.UNCHANGED if exists else Outcome.NOT_FOUND
 
     def _aggregate_counts(self, round_id: str, n_items: int) -> RoundCounts:
         pipeline = [

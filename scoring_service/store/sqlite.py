@@ -358,9 +358,9 @@ class SQLiteStore(Store):
             if row["status"] == "published":
                 return Outcome.ROUND_PUBLISHED
             if row["status"] == "closed":
-                return Outcome.DUPLICATE
+                return Outcome.UNCHANGED
             self._set_round(conn, round_id, "closed", closed_at=at)
-            return Outcome.CREATED
+            return Outcome.CHANGED
 
     def publish_round(self, round_id: str, snapshot: bytes, sha256: str, at: str) -> Outcome:
         with self._write() as conn:
@@ -368,13 +368,13 @@ class SQLiteStore(Store):
             if row is None:
                 return Outcome.NOT_FOUND
             if row["status"] == "published":
-                return Outcome.DUPLICATE
+                return Outcome.UNCHANGED
             changes = {"published_at": at, "snapshot_sha256": sha256}
             if row["status"] == "open":
                 changes["closed_at"] = at
             self._set_round(conn, round_id, "published", **changes)
             conn.execute("INSERT INTO snapshots (round_id, body, sha256) VALUES (?, ?, ?)", (round_id, snapshot, sha256))
-            return Outcome.CREATED
+            return Outcome.CHANGED
 
     def get_snapshot(self, round_id: str) -> tuple[bytes, str] | None:
         row = self._one("SELECT body, sha256 FROM snapshots WHERE round_id = ?", (round_id,))
@@ -504,7 +504,7 @@ class SQLiteStore(Store):
             if row is None:
                 return Outcome.NOT_FOUND
             if row["voided_at"] is not None:
-                return Outcome.DUPLICATE
+                return Outcome.UNCHANGED
             body = json.loads(row["body"])
             body.update(voided_at=at, void_reason=reason, voided_by=key_id)
             conn.execute(
@@ -512,7 +512,7 @@ class SQLiteStore(Store):
             )
             delta = CommunityCounts(-response_count_rows(json.loads(row["levels"]), n_items), -1)
             self._add_counts(conn, round_id, {(row["community_id"], row["respondent_type"]): delta}, n_items)
-            return Outcome.CREATED
+            return Outcome.CHANGED
 
     def survey_counts(self, round_id: str, n_items: int) -> RoundCounts:
         cur = self._conn().execute(

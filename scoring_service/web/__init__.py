@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, abort, render_template, send_from_directory
 
-from ..exports import FLAG_LABELS
-from ..state import state
+from ..reports.exports import FLAG_LABELS
+from ..services.context import state
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static")

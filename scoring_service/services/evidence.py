@@ -13,9 +13,9 @@ from datetime import timedelta
 import numpy as np
 
 from .results import LiveResults, live_results
-from .scoring.uncertainty import funnel_limits, rank_uncertainty
-from .state import state
-from .timeutil import from_stored
+from ..scoring.uncertainty import funnel_limits, rank_uncertainty
+from .context import state
+from ..domain.timeutil import from_stored
 
 METHOD = ("Monte Carlo: resident answers resampled per community and item (multinomial bootstrap), "
           "agencies resampled with replacement, item and source weights each × U(0.8, 1.2)")

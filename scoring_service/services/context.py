@@ -7,8 +7,8 @@ from collections import OrderedDict
 
 from flask import current_app
 
-from .rubric import Rubric
-from .store import Store
+from ..domain.rubric import Rubric
+from ..store import Store
 
 
 class ServiceState:

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from .inspections import prepare_version
+from ..domain.inspections import prepare_version
 from .reference import SHENYANG_2018_DISTRICTS
-from .state import ServiceState
-from .surveys import RoundContext, prepare_response
+from ..services.context import ServiceState
+from ..domain.surveys import RoundContext, prepare_response
 
 CST = timezone(timedelta(hours=8))
 NAME_HEADS = ("南湖", "北陵", "太原", "三好", "西塔", "长白", "砂山", "五里河", "万柳", "文化", "新华", "青年",

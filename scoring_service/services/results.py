@@ -13,9 +13,9 @@ from functools import cached_property
 
 import numpy as np
 
-from .canonical import canonical_bytes, digest
-from .scoring import round_rate, round_score
-from .scoring.engine import (
+from ..domain.canonical import canonical_bytes, digest
+from ..scoring import round_rate, round_score
+from ..scoring.engine import (
     CommunityInputs,
     InspectionInputs,
     SurveyCounts,
@@ -24,9 +24,9 @@ from .scoring.engine import (
     district_index,
     score_communities,
 )
-from .state import state
-from .store import InspectionRows, Outcome, RoundCounts
-from .timeutil import now_stored
+from .context import state
+from ..store import InspectionRows, Outcome, RoundCounts
+from ..domain.timeutil import now_stored
 
 
 def select_latest(rows: InspectionRows) -> list[int]:
@@ -353,7 +353,7 @@ def publish(round_id: str, attempts: int = 5) -> Outcome:
     for _ in range(attempts):
         round_ = store.get_round(round_id)
         if round_["status"] == "published":
-            return Outcome.DUPLICATE
+            return Outcome.UNCHANGED
         generation = store.generation()
         results = compute_results(round_id)
         if store.generation() != generation:

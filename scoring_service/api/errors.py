@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask_smorest import abort as _abort
 
-from .store import Outcome
+from ..store import Outcome
 
 #: messages for the 409 reasons of SPEC §6
 REASON_MESSAGES = {

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
-from .errors import abort
+from ..api.errors import abort
 
 
 def guard_metrics(view):
@@ -27,7 +27,7 @@ def guard_metrics(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         if not current_app.config["METRICS_PUBLIC"]:
-            from .auth import current_principal
+            from ..api.auth import current_principal
 
             token = current_app.config.get("METRICS_TOKEN")
             presented = request.headers.get("Authorization", "")[7:].strip()

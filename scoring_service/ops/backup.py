@@ -14,7 +14,7 @@ import base64
 import json
 from collections.abc import Iterable, Iterator
 
-from .store import Outcome, Store
+from ..store import Outcome, Store
 
 FORMAT = "scoring-service/round-backup/1"
 
@@ -66,7 +66,7 @@ def import_round(store: Store, lines: Iterable[str]) -> dict[str, int]:
     round_id = header["data"]["round_id"]
     if store.get_round(round_id) is not None:
         raise RestoreError(f"round {round_id!r} already exists; restore into an empty store")
-    from .canonical import digest
+    from ..domain.canonical import digest
 
     counts: dict[str, int] = {}
     round_ = rubric = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from flask import current_app, g, request
 
 from .errors import abort
-from .timeutil import now_stored
+from ..domain.timeutil import now_stored
 
 ROLES = ("admin", "leadership", "agency", "kiosk")
 

@@ -68,7 +68,7 @@ class GunicornServer(BaseApplication):
     def load(self):
         if self.app_factory is not None:
             return self.app_factory()
-        from . import create_app
+        from .. import create_app
 
         return create_app(self.app_config)
 

@@ -1,0 +1,1 @@
+"""Domain rules that are not arithmetic: identifiers, times, canonical JSON, rubrics, submissions."""

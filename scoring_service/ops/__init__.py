@@ -1,0 +1,1 @@
+"""Operations: serving with gunicorn, rate limits, metrics, structured logs, backups."""

@@ -1,0 +1,1 @@
+"""Reports for people: CSV and XLSX exports."""
