@@ -11,7 +11,7 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from .api.auth import ROLES
+from .services.keys import ROLES
 
 
 def _app_factory():
@@ -46,16 +46,20 @@ def init():
 @with_appcontext
 def seed(name, demo):
     """Load the 2018 rubric, districts and round (and demo data)."""
-    from .api.rounds import create_round
-    from .api.rubrics import store_rubric
+    from .services.errors import ServiceError
+    from .services.rounds import create_round
+    from .services.rubrics import store_rubric
     from .seeding.demo import demo_communities, seed_demo
     from .seeding.reference import SHENYANG_2018_DISTRICTS, SHENYANG_2018_ROUND
-    from .domain.rubric import Rubric, RubricSchema
+    from .domain.rubric_schema import RubricSchema, load_rubric_file
 
     state = current_app.extensions["scoring"]
     store = state.store
     rubric_path = Path(current_app.config["RUBRICS_DIR"]) / f"{name}.json"
-    outcome, _ = store_rubric(RubricSchema().load(Rubric.from_file(rubric_path).body))
+    try:
+        outcome, _ = store_rubric(state, RubricSchema().load(load_rubric_file(rubric_path).body))
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
     click.echo(f"rubric {name}: {outcome.value}")
     for district_id, name_zh, name_en, _ in SHENYANG_2018_DISTRICTS:
         store.put_district({"district_id": district_id, "name_zh": name_zh, "name_en": name_en})
@@ -65,7 +69,10 @@ def seed(name, demo):
         "closes_at": datetime.fromisoformat(SHENYANG_2018_ROUND["closes_at"]),
         "quotas": {d: q for d, _, _, q in SHENYANG_2018_DISTRICTS},
     }
-    outcome, record = create_round(round_data)
+    try:
+        outcome, record = create_round(state, round_data)
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
     click.echo(f"round {record['round_id']}: {outcome.value}")
     if not demo:
         return
@@ -95,16 +102,18 @@ def keys():
 def keys_create(role, name, agency_id, community_id):
     """Create a key; the token is printed once, as the last line."""
     from marshmallow import ValidationError
-    from werkzeug.exceptions import HTTPException
 
-    from .api.keys import KeyCreateSchema, create_key
+    from .api.keys import KeyCreateSchema
+    from .services.errors import ServiceError
+    from .services.keys import create_key
 
     try:
         data = KeyCreateSchema().load({k: v for k, v in {"role": role, "name": name, "agency_id": agency_id,
                                                          "community_id": community_id}.items() if v})
-        record, token = create_key(data["role"], data["name"], data.get("agency_id"), data.get("community_id"))
-    except HTTPException as exc:
-        raise click.ClickException(str(getattr(exc, "data", {}).get("message", exc))) from None
+        record, token = create_key(current_app.extensions["scoring"], data["role"], data["name"],
+                                   data.get("agency_id"), data.get("community_id"))
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
     except ValidationError as exc:
         raise click.ClickException(json.dumps(exc.messages, ensure_ascii=False)) from None
     click.echo(f"key_id: {record['key_id']} role: {record['role']}", err=True)

@@ -27,3 +27,10 @@ class Api(_Api):
             payload["error"] = data["error"]
         return payload, code, headers
 
+
+
+def state():
+    """This app's :class:`~scoring_service.services.context.ServiceState` (inside a request or app context)."""
+    from flask import current_app
+
+    return current_app.extensions["scoring"]

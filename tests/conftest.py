@@ -20,13 +20,13 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from scoring_service import create_app
-from scoring_service.api.auth import new_key
-from scoring_service.domain.rubric import Rubric
+from scoring_service.services.keys import new_key
+from scoring_service.domain.rubric_schema import load_rubric_file
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER_DIR = ROOT / "tools" / "ferretdb-launcher"
 LAUNCHER = LAUNCHER_DIR / "bin" / "ferretdb-launcher"
-RUBRIC = Rubric.from_file(ROOT / "rubrics" / "shenyang-2018.json")
+RUBRIC = load_rubric_file(ROOT / "rubrics" / "shenyang-2018.json")
 ARTIFACTS = ROOT / "test-artifacts"
 
 

@@ -18,7 +18,7 @@ R = "/api/v1/rounds/r2018"
 
 def results_of(app):
     with app.app_context():
-        r = compute_results("r2018")
+        r = compute_results(app.extensions["scoring"], "r2018")
     return r.scores, r.community_ranking, r.district_ranking, r.rewards
 
 

@@ -85,7 +85,7 @@ def test_demo_round_has_meaningful_results(demo):
     from scoring_service.services.results import compute_results
 
     with app.app_context():
-        results = compute_results("shenyang-2018")
+        results = compute_results(app.extensions["scoring"], "shenyang-2018")
     grades = [s["grade"] for s in results.scores.values()]
     assert {"excellent", "good", "pass", "fail"} <= set(grades)
     flags = {f.split(":")[0] for s in results.scores.values() for f in s["flags"]}

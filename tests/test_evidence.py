@@ -133,7 +133,7 @@ def test_biased_agency_is_detected_with_the_right_sign(client, evidence_world, k
 
 
 def test_draws_are_bounded_by_round_size(client, evidence_world, monkeypatch):
-    from scoring_service import evidence
+    from scoring_service.services import evidence
 
     monkeypatch.setattr(evidence, "MAX_DRAW_CELLS", 500)  # as if the round were very large
     r = client.get(f"{R}/rankings/districts?uncertainty=1&draws=1000", headers=evidence_world.header("leadership"))

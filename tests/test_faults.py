@@ -88,7 +88,7 @@ def check_exact(app, responses):
     from scoring_service.services.results import compute_results
 
     with app.app_context():
-        results = compute_results("r2018")
+        results = compute_results(app.extensions["scoring"], "r2018")
     for community in COMMUNITIES:
         n = sum(1 for r in responses if r["community_id"] == community and r["respondent_type"] == "resident")
         assert results.scores[community]["resident"]["responses"] == n

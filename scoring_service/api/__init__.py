@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
+import functools
+import json
 
-from .errors import abort
+import marshmallow as ma
+from flask import Flask, current_app, request
+from webargs.core import parse_json
+
+from .errors import abort, register_error_handlers
 from ..extensions import Api
 from . import agencies, audit, communities, districts, inspections, keys, ops, results, rounds, rubrics, surveys
 
@@ -28,6 +33,7 @@ EXTRA_CONTENT_TYPES = {"communities.Import": ("text/csv",)}
 def register_blueprints(app: Flask) -> None:
     # One Api per app: its OpenAPI spec belongs to that app (tests build many).
     api = Api(app)
+    register_error_handlers(app, api)
     api.spec.options.setdefault("info", {})["description"] = (
         "Scores, grades, rankings and rewards for the old residential community renovation programme."
     )
@@ -35,6 +41,8 @@ def register_blueprints(app: Flask) -> None:
         api.register_blueprint(blp)
     app.register_blueprint(ops.bp)
     app.before_request(check_request_body)
+    app.before_request(check_json_body)
+    app.before_request(check_query_args)
     audit.register_audit(app)
 
 
@@ -45,6 +53,13 @@ def check_request_body() -> None:
     limit = request.max_content_length
     if request.content_length is not None and limit is not None and request.content_length > limit:
         abort(413, message=f"request body larger than {limit} bytes")
+    if (request.content_length is None and limit is not None
+            and "chunked" in request.headers.get("Transfer-Encoding", "").lower()):
+        # A chunked body has no length to check up front. werkzeug stops reading it at
+        # the limit, and the JSON parser would report the cut-off body as a 400: read it
+        # here instead (at most the limit) and refuse one that reaches the limit.
+        if len(request.get_data(cache=True)) >= limit:
+            abort(413, message=f"request body larger than {limit - 1} bytes")
     has_body = (request.content_length or 0) > 0 or request.headers.get("Transfer-Encoding") == "chunked"
     if not has_body:
         return
@@ -55,3 +70,84 @@ def check_request_body() -> None:
             message=f"Content-Type must be {' or '.join(allowed)}",
             errors={"Content-Type": [f"expected {' or '.join(allowed)}, got {request.mimetype or 'none'}"]},
         )
+
+
+#: deeper JSON than any request body of the API needs (a batch of responses is 4 levels)
+MAX_JSON_DEPTH = 32
+
+
+def check_json_body() -> None:
+    """A JSON body that cannot be read is a 400 here, whatever the reason.
+
+    webargs answers 400 for a syntax error only; a number of more than 4300 digits (ValueError)
+    or very deep nesting (RecursionError) would escape it as a 500. The body is parsed with
+    webargs' own function, and its depth bounded, so the parse in the view cannot fail either.
+    """
+    if not request.path.startswith("/api/v1/") or request.method not in ("POST", "PUT", "PATCH", "DELETE"):
+        return
+    if request.mimetype != "application/json":
+        return
+    data = request.get_data(cache=True)
+    if not data:
+        return
+    try:
+        body = parse_json(data)
+    except json.JSONDecodeError as exc:
+        bad_json(f"Invalid JSON body: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+    except RecursionError:
+        bad_json(f"Invalid JSON body: nested more than {MAX_JSON_DEPTH} levels deep")
+    except ValueError:  # int() refuses more than sys.get_int_max_str_digits() digits
+        bad_json("Invalid JSON body: a number is too long")
+    if json_depth(body) > MAX_JSON_DEPTH:
+        bad_json(f"Invalid JSON body: nested more than {MAX_JSON_DEPTH} levels deep")
+
+
+def bad_json(message: str):
+    abort(400, message=message, errors={"json": [message]})
+
+
+def json_depth(value) -> int:
+    """Nesting depth of parsed JSON (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth <= MAX_JSON_DEPTH:
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_query_args() -> None:
+    """Query parameters an endpoint does not declare are a 422 (``district_id[$ne]=…`` included)."""
+    if request.blueprint not in API_BLUEPRINT_NAMES or not request.args:
+        return
+    view_class = getattr(current_app.view_functions.get(request.endpoint), "view_class", None)
+    method = getattr(view_class, request.method.lower(), None)
+    if method is None and request.method == "HEAD":
+        method = getattr(view_class, "get", None)
+    if method is None:
+        return  # 405 follows
+    unknown = sorted(set(request.args) - declared_query_args(method))
+    if unknown:
+        abort(422, message=f"unknown query parameters: {', '.join(unknown)}",
+              errors={name: ["Unknown field."] for name in unknown})
+
+
+API_BLUEPRINT_NAMES = frozenset(blp.name for blp in BLUEPRINTS)
+
+
+@functools.cache
+def declared_query_args(view) -> frozenset[str]:
+    """Names of the query parameters a view declares with ``blp.arguments(..., location="query")``."""
+    names: set[str] = set()
+    for parameter in getattr(view, "_apidoc", {}).get("arguments", {}).get("parameters", []):
+        schema = parameter.get("schema")
+        if parameter.get("in") != "query":
+            continue
+        if isinstance(schema, type) and issubclass(schema, ma.Schema):
+            schema = schema()
+        names.update(field.data_key or name for name, field in schema.load_fields.items())
+    return frozenset(names)

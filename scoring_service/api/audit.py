@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import marshmallow as ma
+import logging
+
 from flask import Flask, g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from .auth import require
-from ..services.context import state
-from ..domain.timeutil import now_stored, to_stored
-from .common import StrictSchema
+from ..extensions import state
+from ..domain.timeutil import to_stored
+from ..services.audit import MAX_PATH
+from .common import StrictSchema, request_actor, utc_time
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit", description="Audit events (admin)")
 
@@ -21,9 +26,9 @@ class AuditQuerySchema(StrictSchema):
     key_id = ma.fields.String()
     round_id = ma.fields.String()
     entity_id = ma.fields.String()
-    since = ma.fields.AwareDateTime()
-    until = ma.fields.AwareDateTime()
-    after_seq = ma.fields.Integer(validate=ma.validate.Range(min=0))
+    since = ma.fields.AwareDateTime(validate=utc_time)
+    until = ma.fields.AwareDateTime(validate=utc_time)
+    after_seq = ma.fields.Integer(validate=ma.validate.Range(min=0, max=2**63 - 1))  # the stores' integer range
     limit = ma.fields.Integer(load_default=500, validate=ma.validate.Range(min=1, max=5000))
 
 
@@ -61,46 +66,28 @@ class AuditEvents(MethodView):
         return {"items": state().store.list_audit(filters, limit)}
 
 
-def build_event(status: int, note: dict | None = None) -> dict:
-    """The audit event of the current request."""
-    note = note or {}
-    principal = g.get("principal")
-    detail = {k: v for k, v in note.items() if k not in ("entity_type", "entity_id", "outcome")}
-    return {
-        "at": now_stored(),
-        "key_id": principal.key_id if principal else None,
-        "role": principal.role if principal else None,
-        "method": request.method,
-        "path": request.path,
-        "round_id": (request.view_args or {}).get("round_id"),
-        "entity_type": note.get("entity_type"),
-        "entity_id": note.get("entity_id"),
-        "status": status,
-        "outcome": note.get("outcome") or ("ok" if status < 400 else "refused"),
-        "request_id": g.get("request_id"),
-        "detail": detail or None,
-    }
-
-
-def audit_in_transaction(status_for, note_for):
-    """A callback for a store write: it builds this request's audit event from the write's
-    outcomes, so the store can commit the event in the same transaction as the data."""
-
-    def callback(outcomes):
-        note = note_for(outcomes)
-        g.audit = note
-        g.audit_written = True
-        return build_event(status_for(outcomes), note)
-
-    return callback
-
-
 def register_audit(app: Flask) -> None:
+    """Write the audit event of every write that its use case did not record itself.
+
+    Refused attempts are recorded only for callers with a valid key: anonymous and
+    bad-token requests (401, and 404/405/413/415 before any key was checked) would
+    let anybody grow the audit table and hold the write lock, so they are logged and
+    counted instead (bounded: one log line, one counter per status).
+    """
+
     @app.after_request
     def record_write(response):
         if request.method not in WRITE_METHODS or not request.path.startswith("/api/v1/"):
             return response
-        if g.get("audit_written") and response.status_code < 500:
+        actor = request_actor()
+        if actor.audited and response.status_code < 500:
             return response  # committed with the data it describes
-        state().store.append_audit(build_event(response.status_code, g.get("audit")))
+        if actor.key_id is None:
+            log.info("refused anonymous write", extra={"status": response.status_code,
+                                                       "path": request.path[:MAX_PATH]})
+            return response
+        note = g.get("audit") or {}
+        detail = {k: v for k, v in note.items() if k not in ("entity_type", "entity_id", "outcome")}
+        state().store.append_audit(actor.event(response.status_code, note.get("entity_type"), note.get("entity_id"),
+                                               note.get("outcome"), **detail))
         return response

@@ -1,57 +1,16 @@
-"""API keys: tokens ``<key_id>.<secret>``; only a SHA-256 of the secret is stored.
-
-The secret has 256 bits of entropy, so a fast hash is as safe as a slow one
-and costs nothing per request; comparison is constant-time.
-"""
+"""Authentication and role checks of HTTP requests (keys themselves: :mod:`scoring_service.services.keys`)."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
-import secrets
-from dataclasses import dataclass
 
-from flask import current_app, g, request
+from flask import g, request
 
 from .errors import abort
-from ..domain.timeutil import now_stored
+from ..extensions import state
+from ..services.keys import ROLES, Principal, authenticate
 
-ROLES = ("admin", "leadership", "agency", "kiosk")
-
-
-@dataclass(frozen=True)
-class Principal:
-    key_id: str
-    role: str
-    name: str
-    agency_id: str | None = None
-    community_id: str | None = None
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-def new_key(role: str, name: str, agency_id: str | None = None, community_id: str | None = None) -> tuple[dict, str]:
-    """A key record to store and the token to show once."""
-    key_id = "k_" + secrets.token_hex(8)
-    secret = secrets.token_urlsafe(32)
-    record = {
-        "key_id": key_id,
-        "role": role,
-        "name": name,
-        "agency_id": agency_id,
-        "community_id": community_id,
-        "secret_hash": hash_secret(secret),
-        "created_at": now_stored(),
-    }
-    return record, f"{key_id}.{secret}"
-
-
-def public_key(record: dict) -> dict:
-    """A key as the API shows it: never the hash."""
-    return {k: record.get(k) for k in ("key_id", "role", "name", "agency_id", "community_id", "created_at", "revoked_at")}
+__all__ = ["ROLES", "Principal", "current_principal", "require", "require_kiosk_scope"]
 
 
 def _principal_from_header() -> Principal | None:
@@ -62,14 +21,10 @@ def _principal_from_header() -> Principal | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         abort(401, message="Authorization must be 'Bearer <token>'", headers={"WWW-Authenticate": "Bearer"})
-    key_id, _, secret = token.strip().partition(".")
-    record = current_app.extensions["scoring"].store.get_key(key_id) if key_id and secret else None
-    expected = record["secret_hash"] if record else hash_secret("no such key")
-    # Compare even for unknown keys so timing does not tell which ids exist.
-    valid = hmac.compare_digest(expected, hash_secret(secret or ""))
-    if record is None or not valid or record.get("revoked_at"):
+    principal = authenticate(state(), token)
+    if principal is None:
         abort(401, message="invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
-    return Principal(record["key_id"], record["role"], record["name"], record.get("agency_id"), record.get("community_id"))
+    return principal
 
 
 def current_principal() -> Principal | None:

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import marshmallow as ma
-from flask import g
+from flask import g, request
 
+from ..services.audit import Actor
+
+from ..domain.timeutil import has_utc_time
 from .errors import field_error
+
+
+def utc_time(value) -> None:
+    """Validator: an aware time that has a UTC equivalent (``0001-01-01T00:00:00+14:00`` has none)."""
+    if not has_utc_time(value):
+        raise ma.ValidationError("is outside the range of representable times")
 
 
 class StrictSchema(ma.Schema):
@@ -25,3 +34,18 @@ def same_id(body: dict, field: str, path_value: str) -> None:
     if field in body and body[field] != path_value:
         field_error(field, f"must equal the id in the path ({path_value!r})")
     body[field] = path_value
+
+
+def request_actor() -> Actor:
+    """This request's :class:`Actor` (one per request: a use case that audits marks it done)."""
+    if "actor" not in g:
+        principal = g.get("principal")
+        g.actor = Actor(
+            key_id=principal.key_id if principal else None,
+            role=principal.role if principal else None,
+            method=request.method,
+            path=request.path,
+            round_id=(request.view_args or {}).get("round_id"),
+            request_id=g.get("request_id"),
+        )
+    return g.actor

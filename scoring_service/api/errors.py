@@ -1,32 +1,19 @@
 """One JSON error shape for every error (SPEC §6).
 
 ``{"code", "status", "message", "errors": {field: [messages]}}`` plus
-``"error": <reason>`` on a 409.
+``"error": <reason>`` on a 409. Use cases raise domain errors
+(:mod:`scoring_service.services.errors`); :func:`register_error_handlers` maps
+them here, in one place. ``abort`` is for refusals that belong to HTTP itself
+(authentication, content types, sizes).
 """
 
 from __future__ import annotations
 
+from flask import Flask
 from flask_smorest import abort as _abort
+from werkzeug.exceptions import default_exceptions
 
-from ..store import Outcome
-
-#: messages for the 409 reasons of SPEC §6
-REASON_MESSAGES = {
-    "conflict": "The same id was already used with different content.",
-    "voided": "This response was voided by an administrator and cannot be resubmitted.",
-    "household_already_responded": "This household has already answered in this community and round.",
-    "round_closed": "The round is closed; no more submissions are accepted.",
-    "round_published": "The round is published; its results are frozen.",
-    "rubric_in_use": "The rubric is used by a round and cannot change.",
-}
-
-OUTCOME_REASONS = {
-    Outcome.CONFLICT: "conflict",
-    Outcome.VOIDED: "voided",
-    Outcome.HOUSEHOLD: "household_already_responded",
-    Outcome.ROUND_CLOSED: "round_closed",
-    Outcome.ROUND_PUBLISHED: "round_published",
-}
+from ..services.errors import NotFound, ServiceError
 
 
 def abort(code: int, message: str | None = None, errors: dict | None = None, error: str | None = None, **kwargs):
@@ -46,19 +33,27 @@ def field_error(field: str, message: str, code: int = 422):
     abort(code, message=f"{field}: {message}", errors={field: [message]})
 
 
-def conflict(reason: str, message: str | None = None):
-    abort(409, message=message or REASON_MESSAGES[reason], error=reason)
+def http_exception(error: ServiceError):
+    """The werkzeug exception that carries a domain error's body."""
+    exc = default_exceptions[error.status]()
+    data = {"message": error.message}
+    if error.errors:
+        data["errors"] = error.errors
+    if error.reason:
+        data["error"] = error.reason
+    if error.headers:
+        data["headers"] = error.headers
+    exc.data = data
+    return exc
+
+
+def register_error_handlers(app: Flask, api) -> None:
+    """Domain errors answer with the same JSON body as every other error."""
+
+    @app.errorhandler(ServiceError)
+    def handle_service_error(error: ServiceError):
+        return api.handle_http_exception(http_exception(error))
 
 
 def not_found(what: str, ident: str):
-    abort(404, message=f"{what} {ident!r} not found")
-
-
-def raise_for_outcome(outcome: Outcome, what: str = "", ident: str = "") -> None:
-    """Turn a store outcome that is a refusal into its HTTP error."""
-    if outcome in OUTCOME_REASONS:
-        conflict(OUTCOME_REASONS[outcome])
-    if outcome is Outcome.NOT_FOUND:
-        not_found(what, ident)
-    if outcome is Outcome.FORBIDDEN:
-        abort(403, message=f"this key may not change {what} {ident!r}")
+    raise NotFound(what, ident)

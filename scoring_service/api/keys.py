@@ -6,11 +6,10 @@ import marshmallow as ma
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from .auth import ROLES, new_key, public_key, require
-from .errors import field_error, not_found
+from ..services import keys
+from .auth import ROLES, require
 from ..domain.ids import ID_PATTERN
-from ..services.context import state
-from ..domain.timeutil import now_stored
+from ..extensions import state
 from .common import StrictSchema, note_audit
 
 blp = Blueprint("keys", __name__, url_prefix="/api/v1/keys", description="API keys (admin)")
@@ -53,32 +52,21 @@ class KeyListSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(KeySchema))
 
 
-def create_key(role: str, name: str, agency_id: str | None = None, community_id: str | None = None) -> tuple[dict, str]:
-    """Check the scope exists, store the key, return (record, token). Shared with the CLI."""
-    store = state().store
-    if agency_id and store.get_agency(agency_id) is None:
-        field_error("agency_id", f"unknown agency {agency_id!r}")
-    if community_id and store.get_community(community_id) is None:
-        field_error("community_id", f"unknown community {community_id!r}")
-    record, token = new_key(role, name, agency_id, community_id)
-    store.create_key(record)
-    return record, token
-
-
 @blp.route("")
 class Keys(MethodView):
     @require("admin")
     @blp.arguments(KeyCreateSchema)
     @blp.response(201, KeyCreatedSchema)
     def post(self, data):
-        record, token = create_key(data["role"], data["name"], data.get("agency_id"), data.get("community_id"))
+        record, token = keys.create_key(state(), data["role"], data["name"], data.get("agency_id"),
+                                        data.get("community_id"))
         note_audit("key", record["key_id"], "created", role=record["role"])
-        return {**public_key(record), "token": token}
+        return {**keys.key_view(record), "token": token}
 
     @require("admin")
     @blp.response(200, KeyListSchema)
     def get(self):
-        return {"items": [public_key(k) for k in state().store.list_keys()]}
+        return {"items": [keys.key_view(k) for k in state().store.list_keys()]}
 
 
 @blp.route("/<key_id>")
@@ -86,8 +74,6 @@ class Key(MethodView):
     @require("admin")
     @blp.response(200, KeySchema)
     def delete(self, key_id):
-        store = state().store
-        if not store.revoke_key(key_id, now_stored()):
-            not_found("key", key_id)
+        view = keys.revoke_key(state(), key_id)
         note_audit("key", key_id, "revoked")
-        return public_key(store.get_key(key_id))
+        return view

@@ -14,9 +14,25 @@ from ..reports import exports
 from .auth import current_principal
 from ..domain.canonical import canonical_bytes
 from .errors import abort, field_error, not_found
-from ..services.results import Results, round_results
-from ..services.context import state
+from ..services.documents import Results
+from ..services.results import round_results
+from ..extensions import state
 from .common import StrictSchema
+from .result_schemas import (
+    CSV,
+    CSV_BODY,
+    EXPORTS,
+    SNAPSHOT_HEADERS,
+    XLSX,
+    XLSX_BODY,
+    AnomaliesSchema,
+    CommunityRankingSchema,
+    DistrictRankingSchema,
+    FunnelSchema,
+    PublishedSnapshotSchema,
+    RewardsSchema,
+    ScoreBreakdownSchema,
+)
 from .rounds import get_round_or_404
 
 blp = Blueprint(
@@ -26,7 +42,7 @@ blp = Blueprint(
 READERS = ("leadership", "admin")
 EXPORT_NAMES = {"小区排名": "community-ranking", "区排名": "district-ranking", "奖励分配": "rewards"}
 MIMETYPES = {
-    "csv": "text/csv; charset=utf-8",
+    "csv": "text/csv",  # the response adds "; charset=utf-8"
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
 
@@ -37,8 +53,10 @@ class FormatQuerySchema(StrictSchema):
 
 class RankingQuerySchema(FormatQuerySchema):
     uncertainty = ma.fields.Boolean(load_default=False, metadata={"description": "add Monte Carlo rank intervals"})
-    draws = ma.fields.Integer(load_default=1000, validate=ma.validate.Range(min=10, max=5000))
-    seed = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=2**32 - 1))
+    draws = ma.fields.Integer(validate=ma.validate.Range(min=10, max=5000),
+                              metadata={"description": "default 1000; a published round serves the draws frozen "
+                                                       "at publication"})
+    seed = ma.fields.Integer(validate=ma.validate.Range(min=0, max=2**32 - 1), metadata={"description": "default 0"})
 
 
 class CommunityRankingQuerySchema(RankingQuerySchema):
@@ -56,7 +74,7 @@ def results_for(round_id: str, public_once_published: bool = True) -> Results:
                   headers={"WWW-Authenticate": "Bearer"})
         if principal.role not in READERS:
             abort(403, message=f"the {principal.role} role may not read results")
-    return round_results(round_id, record)
+    return round_results(state(), round_id, record)
 
 
 def json_response(document: dict | bytes) -> Response:
@@ -74,11 +92,23 @@ def export(fmt: str, name: str, round_id: str, headers: list[str], rows: list[li
     return Response(body, mimetype=MIMETYPES[fmt], headers={"Content-Disposition": disposition})
 
 
-def uncertainty_or_422(round_id: str, query: dict) -> dict:
-    try:
-        return evidence.uncertainty(round_id, query["draws"], query["seed"])
-    except evidence.TooManyDraws as exc:
-        field_error("draws", str(exc))
+def rank_spread(results: Results, round_id: str, query: dict) -> dict:
+    """Rank intervals: those frozen at publication for anyone, on-demand draws for leadership and admins."""
+    frozen = getattr(results, "uncertainty", None)
+    asked = {name: query[name] for name in ("draws", "seed") if name in query}
+    if frozen is not None and all(frozen["about"][name] == value for name, value in asked.items()):
+        return frozen
+    principal = current_principal()
+    if principal is None or principal.role not in READERS:
+        if frozen is None:
+            abort(401, message="rank intervals of this round need a leadership or admin key",
+                  headers={"WWW-Authenticate": "Bearer"})
+        abort(401 if principal is None else 403,
+              message=f"the public reads the rank intervals frozen at publication "
+                      f"(draws={frozen['about']['draws']}, seed={frozen['about']['seed']}); "
+                      "other draws or seeds need a leadership or admin key",
+              headers={"WWW-Authenticate": "Bearer"} if principal is None else None)
+    return evidence.uncertainty(state(), round_id, query.get("draws", 1000), query.get("seed", 0))
 
 
 def check_texts(round_id: str) -> dict[str, str]:
@@ -88,7 +118,7 @@ def check_texts(round_id: str) -> dict[str, str]:
 
 @blp.route("/communities/<community_id>/score")
 class CommunityScore(MethodView):
-    @blp.response(200)
+    @blp.response(200, ScoreBreakdownSchema)
     def get(self, round_id, community_id):
         """Score breakdown of one community (SPEC §5)."""
         results = results_for(round_id, public_once_published=False)
@@ -101,7 +131,9 @@ class CommunityScore(MethodView):
 @blp.route("/rankings/communities")
 class CommunityRanking(MethodView):
     @blp.arguments(CommunityRankingQuerySchema, location="query")
-    @blp.response(200)
+    @blp.response(200, CommunityRankingSchema, description=EXPORTS)
+    @blp.alt_response(200, schema=CSV_BODY, content_type=CSV, description=EXPORTS, success=True)
+    @blp.alt_response(200, schema=XLSX_BODY, content_type=XLSX, description=EXPORTS, success=True)
     def get(self, query, round_id):
         """Ranked communities (city rank and rank within district)."""
         results = results_for(round_id)
@@ -116,7 +148,7 @@ class CommunityRanking(MethodView):
         if query["format"] != "json":
             return export(query["format"], "小区排名", round_id, *exports.community_table(ranking, check_texts(round_id)))
         if query["uncertainty"]:
-            spread = uncertainty_or_422(round_id, query)
+            spread = rank_spread(results, round_id, query)
             return json_response(evidence.with_uncertainty(ranking, "communities", "community_id", spread))
         return json_response(ranking if query.get("district_id") else results.section_bytes("community_ranking"))
 
@@ -124,14 +156,16 @@ class CommunityRanking(MethodView):
 @blp.route("/rankings/districts")
 class DistrictRanking(MethodView):
     @blp.arguments(RankingQuerySchema, location="query")
-    @blp.response(200)
+    @blp.response(200, DistrictRankingSchema, description=EXPORTS)
+    @blp.alt_response(200, schema=CSV_BODY, content_type=CSV, description=EXPORTS, success=True)
+    @blp.alt_response(200, schema=XLSX_BODY, content_type=XLSX, description=EXPORTS, success=True)
     def get(self, query, round_id):
         """Districts ranked by their index D = 0.7·quality + 0.3·progress."""
         results = results_for(round_id)
         if query["format"] != "json":
             return export(query["format"], "区排名", round_id, *exports.district_table(results.district_ranking))
         if query["uncertainty"]:
-            spread = uncertainty_or_422(round_id, query)
+            spread = rank_spread(results, round_id, query)
             return json_response(evidence.with_uncertainty(results.district_ranking, "districts", "district_id",
                                                            spread))
         return json_response(results.section_bytes("district_ranking"))
@@ -140,7 +174,9 @@ class DistrictRanking(MethodView):
 @blp.route("/rewards")
 class Rewards(MethodView):
     @blp.arguments(FormatQuerySchema, location="query")
-    @blp.response(200)
+    @blp.response(200, RewardsSchema, description=EXPORTS)
+    @blp.alt_response(200, schema=CSV_BODY, content_type=CSV, description=EXPORTS, success=True)
+    @blp.alt_response(200, schema=XLSX_BODY, content_type=XLSX, description=EXPORTS, success=True)
     def get(self, query, round_id):
         """Reward allocations in integer fen (largest-remainder method)."""
         results = results_for(round_id)
@@ -151,25 +187,25 @@ class Rewards(MethodView):
 
 @blp.route("/evidence/funnel")
 class Funnel(MethodView):
-    @blp.response(200)
+    @blp.response(200, FunnelSchema)
     def get(self, round_id):
         """Satisfaction rate against number of answers, with 95 % and 99.8 % limits around the city rate."""
         results_for(round_id, public_once_published=False)
-        return json_response(evidence.funnel(round_id))
+        return json_response(evidence.funnel(state(), round_id))
 
 
 @blp.route("/evidence/anomalies")
 class Anomalies(MethodView):
-    @blp.response(200)
+    @blp.response(200, AnomaliesSchema)
     def get(self, round_id):
         """Straight-lining, bursts, duplicate-looking responses and biased agencies (flags only)."""
         results_for(round_id, public_once_published=False)
-        return json_response(evidence.anomalies(round_id))
+        return json_response(evidence.anomalies(state(), round_id))
 
 
 @blp.route("/snapshot")
 class Snapshot(MethodView):
-    @blp.response(200)
+    @blp.response(200, PublishedSnapshotSchema, headers=SNAPSHOT_HEADERS)
     def get(self, round_id):
         """The published snapshot, byte for byte; its SHA-256 is in ``X-Snapshot-SHA256``."""
         get_round_or_404(round_id)

@@ -7,14 +7,12 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from .auth import ANY_KEY, require
-from ..domain.canonical import digest
-from .errors import abort, conflict, not_found, raise_for_outcome
+from ..services import rounds
 from ..domain.ids import DISTRICT_ID_PATTERN, ID_PATTERN
 from ..services.results import publish
-from ..services.context import state
+from ..extensions import state
 from ..store import Outcome
-from ..domain.timeutil import now_stored, to_stored
-from .common import StrictSchema, note_audit
+from .common import StrictSchema, note_audit, utc_time
 
 blp = Blueprint("rounds", __name__, url_prefix="/api/v1/rounds", description="Evaluation rounds")
 
@@ -30,8 +28,8 @@ class RoundCreateSchema(StrictSchema):
     year = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(min=1990, max=2100))
     rubric_id = ma.fields.String(required=True, validate=ma.validate.Regexp(ID_PATTERN))
     title = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=200))
-    opens_at = ma.fields.AwareDateTime(required=True)
-    closes_at = ma.fields.AwareDateTime(required=True)
+    opens_at = ma.fields.AwareDateTime(required=True, validate=utc_time)
+    closes_at = ma.fields.AwareDateTime(required=True, validate=utc_time)
     quotas = ma.fields.Dict(
         keys=ma.fields.String(validate=ma.validate.Regexp(DISTRICT_ID_PATTERN)),
         values=ma.fields.Integer(strict=True, validate=ma.validate.Range(min=1, max=1_000_000)),
@@ -67,31 +65,7 @@ class RoundListSchema(ma.Schema):
 
 
 def get_round_or_404(round_id: str) -> dict:
-    record = state().store.get_round(round_id)
-    if record is None:
-        not_found("round", round_id)
-    return record
-
-
-def create_round(data: dict) -> tuple[Outcome, dict]:
-    """Check references and store a new round (shared with ``seed``)."""
-    store = state().store
-    errors = {}
-    if state().rubric(data["rubric_id"]) is None:
-        errors["rubric_id"] = [f"unknown rubric {data['rubric_id']!r}"]
-    unknown = sorted(d for d in data["quotas"] if store.get_district(d) is None)
-    if unknown:
-        errors["quotas"] = [f"unknown districts: {', '.join(unknown)}"]
-    if errors:
-        abort(422, message="; ".join(f"{k}: {v[0]}" for k, v in errors.items()), errors=errors)
-    content = {
-        **data,
-        "opens_at": to_stored(data["opens_at"]),
-        "closes_at": to_stored(data["closes_at"]),
-        "quotas": dict(sorted(data["quotas"].items())),
-    }
-    record = {**content, "digest": digest(content), "status": "open", "created_at": now_stored()}
-    return store.create_round(record), record
+    return rounds.get_round(state(), round_id)
 
 
 @blp.route("")
@@ -101,11 +75,9 @@ class Rounds(MethodView):
     @blp.response(201, RoundSchema)
     @blp.alt_response(200, schema=RoundSchema, description="identical round already exists")
     def post(self, data):
-        outcome, record = create_round(data)
+        outcome, record = rounds.create_round(state(), data)
         note_audit("round", record["round_id"], outcome.value)
-        if outcome is Outcome.CONFLICT:
-            conflict("conflict", f"round {record['round_id']!r} exists with other content")
-        return state().store.get_round(record["round_id"]), 201 if outcome is Outcome.CREATED else 200
+        return record, 201 if outcome is Outcome.CREATED else 200
 
     @require(*ANY_KEY)
     @blp.response(200, RoundListSchema)
@@ -126,10 +98,9 @@ class Close(MethodView):
     @require("admin")
     @blp.response(200, RoundSchema)
     def post(self, round_id):
-        outcome = state().store.close_round(round_id, now_stored())
-        note_audit("round", round_id, {Outcome.CHANGED: "closed", Outcome.UNCHANGED: "already_closed"}.get(outcome, outcome.value))
-        raise_for_outcome(outcome, "round", round_id)
-        return get_round_or_404(round_id)
+        outcome, record = rounds.close_round(state(), round_id)
+        note_audit("round", round_id, "closed" if outcome is Outcome.CHANGED else "already_closed")
+        return record
 
 
 @blp.route("/<round_id>/publish")
@@ -137,7 +108,6 @@ class Publish(MethodView):
     @require("admin")
     @blp.response(200, RoundSchema)
     def post(self, round_id):
-        get_round_or_404(round_id)
-        outcome = publish(round_id)
+        outcome = publish(state(), round_id)
         note_audit("round", round_id, "published" if outcome is Outcome.CHANGED else "already_published")
         return get_round_or_404(round_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .canonical import digest
 from .surveys import RoundContext, SubmissionError, check_time, community_of_round
 from .timeutil import now_stored, to_stored
@@ -87,11 +89,27 @@ def prepare_version(data: dict, ctx: RoundContext, agency_id: str, key_id: str) 
     }
 
 
+def select_latest(community_ids: Sequence[str], agency_ids: Sequence[str], inspected_at: Sequence[str],
+                  seq: Sequence[int]) -> list[int]:
+    """Indices of the considered inspections (SPEC §5): for each community and agency the latest
+    ``inspected_at``, ties going to the one submitted last (highest ``seq``); ordered by (community, agency).
+
+    >>> select_latest(["c", "c", "c"], ["a", "a", "b"], ["2018-09-01", "2018-09-02", "2018-09-01"], [1, 2, 3])
+    [1, 2]
+    """
+    best: dict[tuple[str, str], int] = {}
+    for m, key in enumerate(zip(community_ids, agency_ids)):
+        b = best.get(key)
+        if b is None or (inspected_at[m], seq[m]) > (inspected_at[b], seq[b]):
+            best[key] = m
+    return [best[k] for k in sorted(best)]
+
+
 HISTORY_FIELDS = ("version", "inspector", "inspected_at", "checks", "notes", "evidence", "amend_reason",
                   "submitted_at", "key_id")
 
 
-def public_inspection(stored: dict) -> dict:
+def inspection_view(stored: dict) -> dict:
     """Current version plus every version (oldest first), as the API shows it."""
     versions = stored["versions"]
     current = versions[-1]

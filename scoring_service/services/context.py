@@ -1,30 +1,74 @@
-"""Per-process service state: the store, rubrics and the results cache."""
+"""Per-process service state: the store, the settings, rubrics and the results caches.
+
+Services receive this object explicitly; the HTTP layer finds it on the app
+(``scoring_service.extensions.state``).
+"""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-
-from flask import current_app
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
 
 from ..domain.rubric import Rubric
 from ..store import Store
+
+
+class BoundedCache:
+    """A least-recently-used cache of one kind of value, with its own bound.
+
+    Values are computed outside the lock: two threads may compute the same key
+    once each, which is harmless (the computations are pure).
+    """
+
+    def __init__(self, name: str, size: int):
+        self.name = name
+        self.size = size
+        self._values: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._values:
+                self._values.move_to_end(key)
+                return self._values[key]
+        value = compute()
+        with self._lock:
+            self._values[key] = value
+            while len(self._values) > self.size:
+                self._values.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 class ServiceState:
     """Everything a worker process shares between requests.
 
     The store opens its connections lazily, so creating the state before
-    gunicorn forks is safe.
+    gunicorn forks is safe. Each cache holds one kind of value, so a burst of
+    uncertainty requests cannot evict the arrays every ranking needs.
     """
 
-    def __init__(self, store: Store, secret_key: str, settings: dict):
+    def __init__(self, store: Store, secret_key: str, settings: Mapping[str, Any]):
         self.store = store
         self.secret_key = secret_key
         self.settings = settings
         self._rubrics: dict[str, Rubric] = {}
-        self._results: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
+        #: communities of a round year as arrays, per reference-data generation
+        self.reference_arrays = BoundedCache("reference_arrays", 8)
+        #: considered inspections as arrays, per round and inspection generation
+        self.inspection_arrays = BoundedCache("inspection_arrays", 16)
+        #: scored rounds (live results), per round and store generation
+        self.live_results = BoundedCache("live_results", 16)
+        #: published snapshots, parsed once
+        self.snapshots = BoundedCache("snapshots", 32)
+        #: Monte Carlo rank intervals, per round, generation, draws and seed
+        self.uncertainty = BoundedCache("uncertainty", 8)
+        #: on-demand Monte Carlo runs this process does at once (CPU-bound; more wait for a 429)
+        self.uncertainty_slots = threading.BoundedSemaphore(int(settings.get("UNCERTAINTY_CONCURRENCY", 1)))
 
     def rubric(self, rubric_id: str) -> Rubric | None:
         """A rubric by id; cached, since a rubric never changes once stored."""
@@ -37,19 +81,5 @@ class ServiceState:
             self._rubrics[rubric_id] = rubric
         return rubric
 
-    def cached_results(self, key, compute):
-        """Results for ``key`` (round id and store generation), computed once."""
-        with self._lock:
-            if key in self._results:
-                self._results.move_to_end(key)
-                return self._results[key]
-        value = compute()
-        with self._lock:
-            self._results[key] = value
-            while len(self._results) > 64:
-                self._results.popitem(last=False)
-        return value
-
-
-def state() -> ServiceState:
-    return current_app.extensions["scoring"]
+    def setting(self, name: str, default: Any = None) -> Any:
+        return self.settings.get(name, default)

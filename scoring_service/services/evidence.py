@@ -12,10 +12,12 @@ from datetime import timedelta
 
 import numpy as np
 
-from .results import LiveResults, live_results
-from ..scoring.uncertainty import funnel_limits, rank_uncertainty
-from .context import state
 from ..domain.timeutil import from_stored
+from ..scoring.uncertainty import funnel_limits, rank_uncertainty
+from .context import ServiceState
+from .documents import LiveResults
+from .errors import Busy, Invalid
+from .results import live_results
 
 METHOD = ("Monte Carlo: resident answers resampled per community and item (multinomial bootstrap), "
           "agencies resampled with replacement, item and source weights each × U(0.8, 1.2)")
@@ -26,36 +28,67 @@ METHOD = ("Monte Carlo: resident answers resampled per community and item (multi
 MAX_DRAW_CELLS = 4_000_000
 
 
-class TooManyDraws(ValueError):
+class TooManyDraws(Invalid):
     def __init__(self, allowed: int):
-        super().__init__(f"at most {allowed} draws for a round of this size")
+        message = f"at most {allowed} draws for a round of this size"
+        super().__init__(f"draws: {message}", {"draws": [message]})
         self.allowed = allowed
 
 
-def uncertainty(round_id: str, draws: int, seed: int) -> dict:
-    """Rank spreads for the round's communities and districts, cached per data generation."""
-    results = live_results(round_id)
-    allowed = max(10, MAX_DRAW_CELLS // max(1, len(results.inputs.ids)))
+def draws_allowed(communities: int) -> int:
+    return max(10, MAX_DRAW_CELLS // max(1, communities))
+
+
+def spread_document(results: LiveResults, draws: int, seed: int) -> dict:
+    """Rank spreads of the round's communities and districts from ``draws`` Monte Carlo draws."""
+    communities, districts = rank_uncertainty(
+        results.rubric, results.inputs, results.residents, results.public, results.inspections, results.raw,
+        results.districts_raw, results.reward_rule, draws=draws, seed=seed)
+    ranked = [results.inputs.ids[c] for c in np.flatnonzero(results.raw.rank > 0)]
+
+    def rows(ids, spread):
+        return {uid: {"median_rank": float(spread.median[i]),
+                      "rank_interval_90": [int(spread.low[i]), int(spread.high[i])],
+                      "reward_share": round(float(spread.reward_share[i]), 4)} for i, uid in enumerate(ids)}
+
+    return {"communities": rows(ranked, communities),
+            "districts": rows(results.districts_raw.district_ids, districts),
+            "about": {"draws": draws, "seed": seed, "method": METHOD}}
+
+
+def uncertainty(ctx: ServiceState, round_id: str, draws: int, seed: int) -> dict:
+    """Rank spreads on demand (keyed callers), cached per data generation.
+
+    Each worker runs at most ``UNCERTAINTY_CONCURRENCY`` of these at once; more get :class:`Busy`
+    (429 with Retry-After) instead of queueing CPU-heavy work behind each other.
+    """
+    results = live_results(ctx, round_id)
+    allowed = draws_allowed(len(results.inputs.ids))
     if draws > allowed:
         raise TooManyDraws(allowed)
+    key = (round_id, ctx.store.generation(), draws, seed)
 
     def compute() -> dict:
-        communities, districts = rank_uncertainty(
-            results.rubric, results.inputs, results.residents, results.public, results.inspections, results.raw,
-            results.districts_raw, results.reward_rule, draws=draws, seed=seed)
-        ranked = [results.inputs.ids[c] for c in np.flatnonzero(results.raw.rank > 0)]
+        if not ctx.uncertainty_slots.acquire(blocking=False):
+            raise Busy("too many rank-interval computations are running; try again shortly",
+                       headers={"Retry-After": "5"})
+        try:
+            return spread_document(results, draws, seed)
+        finally:
+            ctx.uncertainty_slots.release()
 
-        def rows(ids, spread):
-            return {uid: {"median_rank": float(spread.median[i]),
-                          "rank_interval_90": [int(spread.low[i]), int(spread.high[i])],
-                          "reward_share": round(float(spread.reward_share[i]), 4)} for i, uid in enumerate(ids)}
+    return ctx.uncertainty.get(key, compute)
 
-        return {"communities": rows(ranked, communities),
-                "districts": rows(results.districts_raw.district_ids, districts),
-                "about": {"draws": draws, "seed": seed, "method": METHOD}}
 
-    s = state()
-    return s.cached_results(("uncertainty", round_id, s.store.generation(), draws, seed), compute)
+#: draws and seed of the rank intervals frozen into a published snapshot
+PUBLICATION_DRAWS = 1000
+PUBLICATION_SEED = 0
+
+
+def publication_uncertainty(ctx: ServiceState, results: LiveResults) -> dict:
+    """Rank intervals computed once at publication, with fixed seed and draws (fewer for a very large round)."""
+    draws = min(PUBLICATION_DRAWS, draws_allowed(len(results.inputs.ids)))
+    return spread_document(results, draws, PUBLICATION_SEED)
 
 
 def with_uncertainty(ranking: dict, key: str, id_field: str, spread: dict) -> dict:
@@ -64,9 +97,9 @@ def with_uncertainty(ranking: dict, key: str, id_field: str, spread: dict) -> di
     return {**ranking, key: rows, "uncertainty": spread["about"]}
 
 
-def funnel(round_id: str) -> dict:
+def funnel(ctx: ServiceState, round_id: str) -> dict:
     """Each community's satisfaction rate against its number of answers, with 95 % and 99.8 % limits."""
-    results = live_results(round_id)
+    results = live_results(ctx, round_id)
     overall = results.residents.overall
     satisfied = overall[:, 3] + overall[:, 4]
     answered = overall.sum(axis=1)
@@ -106,11 +139,14 @@ def straight_lining(responses: list[dict], min_answers: int = 5) -> list[dict]:
 
 
 def bursts(responses: list[dict], per_minute: int = 4) -> list[dict]:
-    """More responses from one device in a minute (by answer time) than a person can give."""
+    """More responses posted with one key in a minute than a person can give.
+
+    Timed by the server's ``received_at`` on every channel (SPEC §14): the client's ``submitted_at``
+    and ``channel`` are whatever the client says.
+    """
     by_key: dict[tuple, list] = defaultdict(list)
     for r in responses:
-        if r.get("channel") == "kiosk":
-            by_key[(r.get("key_id"), r["community_id"])].append((from_stored(r["submitted_at"]), r["response_id"]))
+        by_key[(r.get("key_id"), r["community_id"])].append((from_stored(r["received_at"]), r["response_id"]))
     found = []
     for (key_id, community_id), items in by_key.items():
         items.sort()
@@ -127,11 +163,11 @@ def bursts(responses: list[dict], per_minute: int = 4) -> list[dict]:
 
 
 def duplicates(responses: list[dict], window_minutes: int = 10) -> list[dict]:
-    """Different responses with the same answers, overall and comment, in one community within minutes."""
+    """Different responses with the same answers, overall and comment, in one community received within minutes."""
     groups: dict[tuple, list] = defaultdict(list)
     for r in responses:
         key = (r["community_id"], tuple(sorted(r["answers"].items())), r.get("overall"), r.get("comment") or "")
-        groups[key].append((from_stored(r["submitted_at"]), r["response_id"]))
+        groups[key].append((from_stored(r["received_at"]), r["response_id"]))
     found = []
     for (community_id, answers, *_), items in groups.items():
         if len(items) < 2 or len(answers) < 3:
@@ -176,15 +212,21 @@ def agency_bias(results: LiveResults, min_pairs: int = 5, threshold: float = 5.0
     return report
 
 
-def anomalies(round_id: str) -> dict:
-    """Every anomaly flag of the round (responses that are voided are left out)."""
-    store = state().store
+def anomalies(ctx: ServiceState, round_id: str) -> dict:
+    """Every anomaly flag of the round (responses that are voided are left out).
+
+    Bursts and duplicates are timed by when the server received a response, so they leave out what
+    administrators entered (paper and door-to-door forms typed in together are not a burst).
+    """
+    store = ctx.store
     responses = [r for r in store.iter_responses(round_id) if not r.get("voided_at")]
+    admin_keys = {k["key_id"] for k in store.list_keys() if k["role"] == "admin"}
+    posted_in_field = [r for r in responses if r.get("key_id") not in admin_keys]
     return {
         "round_id": round_id,
         "straight_lining": straight_lining(responses),
-        "bursts": bursts(responses),
-        "duplicates": duplicates(responses),
-        "agency_bias": agency_bias(live_results(round_id)),
+        "bursts": bursts(posted_in_field),
+        "duplicates": duplicates(posted_in_field),
+        "agency_bias": agency_bias(live_results(ctx, round_id)),
         "note": "标记仅供参考，不会自动剔除；是否作废由管理员核实后决定。",
     }

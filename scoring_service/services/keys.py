@@ -1,0 +1,95 @@
+"""API keys: tokens ``<key_id>.<secret>``; only a SHA-256 of the secret is stored.
+
+The secret has 256 bits of entropy, so a fast hash is as safe as a slow one
+and costs nothing per request; comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from ..domain.timeutil import now_stored
+from .context import ServiceState
+from .errors import Conflict, Invalid, NotFound
+
+ROLES = ("admin", "leadership", "agency", "kiosk")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The holder of a valid key."""
+
+    key_id: str
+    role: str
+    name: str
+    agency_id: str | None = None
+    community_id: str | None = None
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def new_key(role: str, name: str, agency_id: str | None = None, community_id: str | None = None) -> tuple[dict, str]:
+    """A key record to store and the token to show once."""
+    key_id = "k_" + secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    record = {
+        "key_id": key_id,
+        "role": role,
+        "name": name,
+        "agency_id": agency_id,
+        "community_id": community_id,
+        "secret_hash": hash_secret(secret),
+        "created_at": now_stored(),
+    }
+    return record, f"{key_id}.{secret}"
+
+
+def key_view(record: dict) -> dict:
+    """A key as the API shows it: never the hash."""
+    return {k: record.get(k) for k in ("key_id", "role", "name", "agency_id", "community_id", "created_at", "revoked_at")}
+
+
+def authenticate(ctx: ServiceState, token: str) -> Principal | None:
+    """The principal of a token; None for a malformed, unknown or revoked one."""
+    key_id, _, secret = token.strip().partition(".")
+    record = ctx.store.get_key(key_id) if key_id and secret else None
+    expected = record["secret_hash"] if record else hash_secret("no such key")
+    # Compare even for unknown keys so timing does not tell which ids exist.
+    valid = hmac.compare_digest(expected, hash_secret(secret or ""))
+    if record is None or not valid or record.get("revoked_at"):
+        return None
+    return Principal(record["key_id"], record["role"], record["name"], record.get("agency_id"),
+                     record.get("community_id"))
+
+
+def create_key(ctx: ServiceState, role: str, name: str, agency_id: str | None = None,
+               community_id: str | None = None) -> tuple[dict, str]:
+    """Check the scope exists, store the key, return (record, token)."""
+    store = ctx.store
+    if agency_id and store.get_agency(agency_id) is None:
+        raise Invalid.field("agency_id", f"unknown agency {agency_id!r}")
+    if community_id and store.get_community(community_id) is None:
+        raise Invalid.field("community_id", f"unknown community {community_id!r}")
+    record, token = new_key(role, name, agency_id, community_id)
+    store.create_key(record)
+    return record, token
+
+
+def revoke_key(ctx: ServiceState, key_id: str) -> dict:
+    """Revoke a key (revoking twice keeps the first time). The last active admin key stays:
+    without it nobody could manage the service except from the command line."""
+    store = ctx.store
+    record = store.get_key(key_id)
+    if record is None:
+        raise NotFound("key", key_id)
+    if record["role"] == "admin" and not record.get("revoked_at"):
+        active_admins = [k for k in store.list_keys() if k["role"] == "admin" and not k.get("revoked_at")]
+        if len(active_admins) <= 1:
+            raise Conflict("last_admin_key", "the last active admin key cannot be revoked; create another first")
+    store.revoke_key(key_id, now_stored())
+    return key_view(store.get_key(key_id))
