@@ -7,10 +7,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from .auth import ANY_KEY, require
-from .errors import field_error
 from ..domain.ids import ID_PATTERN
-from ..services.context import state
-from .common import StrictSchema, note_audit, same_id
+from ..extensions import state
+from ..services import reference
+from .common import StrictSchema, put_reference
 
 blp = Blueprint("agencies", __name__, url_prefix="/api/v1/agencies", description="Evaluation agencies")
 
@@ -39,9 +39,4 @@ class Agency(MethodView):
     @blp.response(200, AgencySchema)
     @blp.alt_response(201, schema=AgencySchema, description="created")
     def put(self, data, agency_id):
-        if not ma.validate.Regexp(ID_PATTERN).regex.match(agency_id):
-            field_error("agency_id", "must match ^[A-Za-z0-9_.-]{1,64}$")
-        same_id(data, "agency_id", agency_id)
-        created = state().store.put_agency(data)
-        note_audit("agency", agency_id, "created" if created else "replaced")
-        return data, 201 if created else 200
+        return put_reference("agency", ID_PATTERN, data, agency_id, reference.put_agency)

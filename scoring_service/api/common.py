@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import marshmallow as ma
 from flask import g, request
 
+from ..extensions import state
 from ..services.audit import Actor
 
 from ..domain.timeutil import has_utc_time
@@ -49,3 +52,15 @@ def request_actor() -> Actor:
             request_id=g.get("request_id"),
         )
     return g.actor
+
+
+def put_reference(kind: str, pattern: str, data: dict, path_id: str, put) -> tuple[dict, int]:
+    """Create or replace one reference record (district, community, agency) named by the path:
+    201 when created, 200 when replaced."""
+    field = f"{kind}_id"
+    if not re.fullmatch(pattern, path_id):
+        field_error(field, f"must match {pattern}")
+    same_id(data, field, path_id)
+    created = put(state(), data)
+    note_audit(kind, path_id, "created" if created else "replaced")
+    return data, 201 if created else 200

@@ -11,10 +11,11 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from .auth import ANY_KEY, current_principal, require, require_kiosk_scope
-from .errors import abort, field_error, not_found
+from .errors import abort, not_found
 from ..domain.ids import DISTRICT_ID_PATTERN, ID_PATTERN
-from ..services.context import state
-from .common import StrictSchema, note_audit, same_id
+from ..extensions import state
+from ..services import reference
+from .common import StrictSchema, note_audit, put_reference
 
 blp = Blueprint("communities", __name__, url_prefix="/api/v1/communities", description="Communities")
 
@@ -46,19 +47,13 @@ class CommunityListSchema(ma.Schema):
 
 class CommunityQuerySchema(StrictSchema):
     district_id = ma.fields.String()
-    renovation_year = ma.fields.Integer()
+    renovation_year = ma.fields.Integer(validate=ma.validate.Range(min=1990, max=2100))
 
 
 class ImportResultSchema(ma.Schema):
     imported = ma.fields.Integer()
     created = ma.fields.Integer()
     replaced = ma.fields.Integer()
-
-
-def check_district(record: dict) -> dict[str, list[str]]:
-    if state().store.get_district(record["district_id"]) is None:
-        return {"district_id": [f"unknown district {record['district_id']!r}"]}
-    return {}
 
 
 def _csv_rows(text: str) -> list[dict]:
@@ -132,28 +127,18 @@ class Import(MethodView):
             abort(413, message="at most 20000 communities per import")
         schema = CommunityImportItemSchema()
         errors: dict[str, dict] = {}
-        records, seen = [], set()
+        records: list[tuple[int, dict]] = []
         for index, row in enumerate(rows):
             if not isinstance(row, dict):
                 errors[str(index)] = {"_schema": ["expected an object"]}
                 continue
             try:
-                record = schema.load(row)
+                records.append((index, schema.load(row)))
             except ma.ValidationError as exc:
                 errors[str(index)] = exc.messages
-                continue
-            problems = check_district(record)
-            if record["community_id"] in seen:
-                problems["community_id"] = ["listed twice in this import"]
-            seen.add(record["community_id"])
-            if problems:
-                errors[str(index)] = problems
-            records.append(record)
-        if errors:
-            abort(422, message=f"{len(errors)} invalid rows; nothing imported", errors=errors)
-        created = state().store.put_communities(records)
-        note_audit("community", None, "imported", count=len(records))
-        return {"imported": len(records), "created": sum(created), "replaced": len(created) - sum(created)}
+        result = reference.import_communities(state(), records, errors)
+        note_audit("community", None, "imported", count=result["imported"])
+        return result
 
 
 @blp.route("/<community_id>")
@@ -172,12 +157,4 @@ class Community(MethodView):
     @blp.response(200, CommunitySchema)
     @blp.alt_response(201, schema=CommunitySchema, description="created")
     def put(self, data, community_id):
-        if not ma.validate.Regexp(ID_PATTERN).regex.match(community_id):
-            field_error("community_id", "must match ^[A-Za-z0-9_.-]{1,64}$")
-        same_id(data, "community_id", community_id)
-        problems = check_district(data)
-        if problems:
-            abort(422, message=problems["district_id"][0], errors=problems)
-        created = state().store.put_communities([data])[0]
-        note_audit("community", community_id, "created" if created else "replaced")
-        return data, 201 if created else 200
+        return put_reference("community", ID_PATTERN, data, community_id, reference.put_community)

@@ -7,10 +7,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from .auth import ANY_KEY, require
-from .errors import field_error
 from ..domain.ids import DISTRICT_ID_PATTERN
-from ..services.context import state
-from .common import StrictSchema, note_audit, same_id
+from ..extensions import state
+from ..services import reference
+from .common import StrictSchema, put_reference
 
 blp = Blueprint("districts", __name__, url_prefix="/api/v1/districts", description="Districts")
 
@@ -40,9 +40,4 @@ class District(MethodView):
     @blp.response(200, DistrictSchema)
     @blp.alt_response(201, schema=DistrictSchema, description="created")
     def put(self, data, district_id):
-        if not ma.validate.Regexp(DISTRICT_ID_PATTERN).regex.match(district_id):
-            field_error("district_id", "must match ^[a-z0-9-]{1,32}$")
-        same_id(data, "district_id", district_id)
-        created = state().store.put_district(data)
-        note_audit("district", district_id, "created" if created else "replaced")
-        return data, 201 if created else 200
+        return put_reference("district", DISTRICT_ID_PATTERN, data, district_id, reference.put_district)
