@@ -196,3 +196,28 @@ def test_concurrent_first_writes_of_one_id_do_not_fail(database_url, store):
     assert store.count_responses("R") == len(others)
     for other in others:
         other.close()
+
+
+def test_audit_filters_combine_and_until_is_exclusive(store):
+    for i, (key, entity) in enumerate((("k1", "e0"), ("k2", "e1"), ("k1", "e1"), ("k1", "e1"))):
+        store.append_audit({"at": f"2018-09-1{i}T00:00:00.000000Z", "key_id": key, "round_id": f"R{i % 2}",
+                            "entity_id": entity, "method": "POST", "path": "/x", "status": 201})
+    found = store.list_audit({"key_id": "k1", "entity_id": "e1", "until": "2018-09-13T00:00:00.000000Z"}, 10)
+    assert [e["at"] for e in found] == ["2018-09-12T00:00:00.000000Z"]
+    found = store.list_audit({"round_id": "R1", "since": "2018-09-11T00:00:00.000000Z", "key_id": ""}, 10)
+    assert [e["at"] for e in found] == ["2018-09-11T00:00:00.000000Z", "2018-09-13T00:00:00.000000Z"]
+
+
+def test_repeats_of_an_id_in_one_batch_take_the_first_ones_outcome(store):
+    open_round(store)
+    outcomes = store.add_responses("R", [
+        response("r1", household="h1"),
+        response("r2", household="h1"),               # refused: household
+        response("r2", household="h1"),               # the same again: refused the same way
+        response("r2", household="h1", content="x"),  # the same id with other content
+        response("r3"), response("r3"),
+    ], N_ITEMS)
+    assert outcomes == [Outcome.CREATED, Outcome.HOUSEHOLD, Outcome.HOUSEHOLD, Outcome.CONFLICT,
+                        Outcome.CREATED, Outcome.DUPLICATE]
+    assert store.count_responses("R") == 2
+

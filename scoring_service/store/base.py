@@ -53,6 +53,10 @@ class CommunityCounts:
     counts: np.ndarray
     responses: int = 0
 
+    @classmethod
+    def zeros(cls, n_items: int) -> CommunityCounts:
+        return cls(np.zeros((n_items + 1, 5), dtype=np.int64), 0)
+
 
 @dataclass
 class RoundCounts:
@@ -125,19 +129,24 @@ def tally(rows: Iterable[tuple[str, str, Iterable[int]]], n_items: int) -> dict[
     """Count tables of raw responses given as (community_id, respondent_type, levels)."""
     tables: dict[TableKey, CommunityCounts] = {}
     for community_id, respondent_type, levels in rows:
-        entry = tables.get((community_id, respondent_type))
-        if entry is None:
-            entry = tables[(community_id, respondent_type)] = CommunityCounts(
-                np.zeros((n_items + 1, 5), dtype=np.int64), 0)
+        entry = table_of(tables, (community_id, respondent_type), n_items)
         entry.counts += response_count_rows(levels, n_items)
         entry.responses += 1
     return tables
 
 
+def table_of(tables: dict[TableKey, CommunityCounts], key: TableKey, n_items: int) -> CommunityCounts:
+    """The count table of ``key``, added empty when ``tables`` has none yet."""
+    entry = tables.get(key)
+    if entry is None:
+        entry = tables[key] = CommunityCounts.zeros(n_items)
+    return entry
+
+
 def count_differences(raw: dict[TableKey, CommunityCounts], kept: dict[TableKey, CommunityCounts],
                       n_items: int) -> list[dict]:
     """Where kept statistics disagree with a tally of the raw responses (``recount``)."""
-    empty = CommunityCounts(np.zeros((n_items + 1, 5), dtype=np.int64), 0)
+    empty = CommunityCounts.zeros(n_items)
     differences = []
     for key in sorted(set(raw) | set(kept)):
         want, have = raw.get(key, empty), kept.get(key, empty)
@@ -148,6 +157,105 @@ def count_differences(raw: dict[TableKey, CommunityCounts], kept: dict[TableKey,
                 "cells_differing": int(np.count_nonzero(want.counts != have.counts)),
             })
     return differences
+
+
+# -- contract rules: every backend decides these cases by these functions ------
+
+def round_gate(status: str | None, *, closed_ok: bool = False) -> Outcome | None:
+    """Whether a round of this status (None: no such round) takes writes: None when it does,
+    else NOT_FOUND, ROUND_CLOSED (unless ``closed_ok``, as for voiding) or ROUND_PUBLISHED."""
+    if status is None:
+        return Outcome.NOT_FOUND
+    if status == "published":
+        return Outcome.ROUND_PUBLISHED
+    if status == "closed" and not closed_ok:
+        return Outcome.ROUND_CLOSED
+    return None
+
+
+def replay_outcome(stored_hash: str, new_hash: str, *, same_round: bool = True, voided: bool = False) -> Outcome:
+    """A write of an id that is already stored: VOIDED when the stored record is voided, DUPLICATE
+    when it has the same content (hash or digest) in the same round, else CONFLICT."""
+    if voided:
+        return Outcome.VOIDED
+    return Outcome.DUPLICATE if same_round and stored_hash == new_hash else Outcome.CONFLICT
+
+
+def response_replay(stored: Mapping, record: Mapping, round_id: str) -> Outcome:
+    """:func:`replay_outcome` of a response whose id is stored (``stored`` has at least
+    ``round_id``, ``content_hash`` and ``voided_at``)."""
+    return replay_outcome(stored["content_hash"], record["content_hash"],
+                          same_round=stored["round_id"] == round_id, voided=stored["voided_at"] is not None)
+
+
+def first_occurrences(records: list[Mapping]) -> dict[str, int]:
+    """Where each ``response_id`` of a batch first stands; later records with that id are repeats."""
+    first: dict[str, int] = {}
+    for i, record in enumerate(records):
+        first.setdefault(record["response_id"], i)
+    return first
+
+
+def settle_repeats(records: list[Mapping], outcomes: list[Outcome | None], first: Mapping[str, int]) -> None:
+    """Give each repeat of an id within one batch its outcome: CONFLICT when its content differs
+    from the first record's, else the first's outcome (DUPLICATE when that one was CREATED)."""
+    for i, record in enumerate(records):
+        j = first[record["response_id"]]
+        if j == i:
+            continue
+        if records[j]["content_hash"] != record["content_hash"]:
+            outcomes[i] = Outcome.CONFLICT
+        else:
+            outcomes[i] = Outcome.DUPLICATE if outcomes[j] is Outcome.CREATED else outcomes[j]
+
+
+#: what a response records about its voiding (None while it stands)
+VOID_FIELDS = ("voided_at", "void_reason", "voided_by")
+
+
+def void_fields(at: str, reason: str, key_id: str) -> dict:
+    return dict(zip(VOID_FIELDS, (at, reason, key_id)))
+
+
+def with_void_fields(response: dict) -> dict:
+    """A stored response as the store returns it: the void fields present, None when not voided."""
+    for name in VOID_FIELDS:
+        response.setdefault(name, None)
+    return response
+
+
+def amendment_refusal(header: Mapping | None, version: Mapping, agency_id: str | None) -> Outcome | None:
+    """Why an amendment cannot apply to this inspection (``header``: None when the round has no
+    such inspection): NOT_FOUND, FORBIDDEN (another agency's), CONFLICT (another community); else None."""
+    if header is None:
+        return Outcome.NOT_FOUND
+    if agency_id is not None and header["agency_id"] != agency_id:
+        return Outcome.FORBIDDEN
+    if header["community_id"] != version["community_id"]:
+        return Outcome.CONFLICT
+    return None
+
+
+def same_as_current(current: Mapping, version: Mapping) -> bool:
+    """An amendment equal to the current version (content and reason) is a DUPLICATE: no new version."""
+    return current["content_hash"] == version["content_hash"] and current.get("amend_reason") == version.get(
+        "amend_reason")
+
+
+def audit_conditions(filters: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    """The audit listing's filters as ``(field, operator, value)``; operators ``=``, ``>=``, ``<``, ``>``.
+
+    ``since`` is inclusive, ``until`` exclusive, ``after_seq`` exclusive; empty filters are ignored.
+    """
+    conditions: list[tuple[str, str, Any]] = [
+        (name, "=", filters[name]) for name in ("key_id", "round_id", "entity_id") if filters.get(name)]
+    if filters.get("since"):
+        conditions.append(("at", ">=", filters["since"]))
+    if filters.get("until"):
+        conditions.append(("at", "<", filters["until"]))
+    if filters.get("after_seq"):
+        conditions.append(("seq", ">", int(filters["after_seq"])))
+    return conditions
 
 
 class Store(abc.ABC):
@@ -265,8 +373,9 @@ class Store(abc.ABC):
         Each record carries ``levels`` (``n_items + 1`` Likert levels, 0 = no
         answer, overall last). A record whose ``response_id`` exists is a
         DUPLICATE when its ``content_hash`` matches, else CONFLICT (VOIDED when
-        voided). A ``household_hash`` already used in the community and round
-        gives HOUSEHOLD. A round that is not open gives ROUND_CLOSED or
+        voided): :func:`response_replay`; an id repeated within the batch:
+        :func:`settle_repeats`. A ``household_hash`` already used in the community
+        and round gives HOUSEHOLD. A round that is not open gives ROUND_CLOSED or
         ROUND_PUBLISHED for every record.
         """
 

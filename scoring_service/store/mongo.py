@@ -28,9 +28,32 @@ from pymongo import ASCENDING, IndexModel, MongoClient, ReplaceOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from pymongo.write_concern import WriteConcern
 
-from .base import CommunityCounts, InspectionRows, Outcome, RoundCounts, Store, StoreError, count_differences, tally
+from .base import (
+    CommunityCounts,
+    InspectionRows,
+    Outcome,
+    RoundCounts,
+    Store,
+    StoreError,
+    amendment_refusal,
+    audit_conditions,
+    count_differences,
+    first_occurrences,
+    replay_outcome,
+    response_replay,
+    round_gate,
+    same_as_current,
+    settle_repeats,
+    table_of,
+    tally,
+    void_fields,
+    with_void_fields,
+)
 
 DUPLICATE_KEY = 11000
+
+#: the query operators of :func:`~.base.audit_conditions`
+_OPERATORS = {"=": "$eq", ">=": "$gte", "<": "$lt", ">": "$gt"}
 
 #: named indexes, created idempotently at start
 INDEXES: dict[str, list[IndexModel]] = {
@@ -84,6 +107,11 @@ def _decode_version(doc: Mapping) -> dict:
     out = _plain(doc)
     out["checks"] = {pair["code"]: pair["points"] for pair in doc.get("checks", [])}
     return out
+
+
+def _household_key(round_id: str, community_id: str, household_hash: str) -> str:
+    """``_id`` of a household claim: one per (round, community, household hash)."""
+    return f"{round_id}|{community_id}|{household_hash}"
 
 
 def _seq() -> int:
@@ -200,7 +228,7 @@ class MongoStore(Store):
             self.db.rubrics.insert_one({"_id": rubric_id, "body": dict(body), "digest": digest, "created_at": at})
         except DuplicateKeyError:
             existing = self.db.rubrics.find_one({"_id": rubric_id}, {"digest": 1})
-            return Outcome.DUPLICATE if existing["digest"] == digest else Outcome.CONFLICT
+            return replay_outcome(existing["digest"], digest)
         self._bump("reference")
         return Outcome.CREATED
 
@@ -212,6 +240,12 @@ class MongoStore(Store):
         return [d["body"] for d in self.db.rubrics.find().sort("_id", 1)]
 
     # -- reference data ---------------------------------------------------------
+    def _get(self, collection: str, id_field: str, value: str) -> dict | None:
+        return _plain(self.db[collection].find_one({"_id": value}), id_field)
+
+    def _list(self, collection: str, id_field: str, query: Mapping | None = None) -> list[dict]:
+        return [_plain(d, id_field) for d in self.db[collection].find(query or {}).sort("_id", 1)]
+
     def _replace(self, collection: str, id_field: str, record: Mapping) -> bool:
         doc = dict(record)
         doc["_id"] = doc.pop(id_field)
@@ -223,10 +257,10 @@ class MongoStore(Store):
         return self._replace("districts", "district_id", record)
 
     def get_district(self, district_id: str) -> dict | None:
-        return _plain(self.db.districts.find_one({"_id": district_id}), "district_id")
+        return self._get("districts", "district_id", district_id)
 
     def list_districts(self) -> list[dict]:
-        return [_plain(d, "district_id") for d in self.db.districts.find().sort("_id", 1)]
+        return self._list("districts", "district_id")
 
     def put_communities(self, records: list[Mapping]) -> list[bool]:
         # Validated before this call; one ordered bulk of idempotent replaces,
@@ -252,7 +286,7 @@ class MongoStore(Store):
         return [cid not in existing for cid in ids]
 
     def get_community(self, community_id: str) -> dict | None:
-        return _plain(self.db.communities.find_one({"_id": community_id}), "community_id")
+        return self._get("communities", "community_id", community_id)
 
     def list_communities(self, district_id: str | None = None, renovation_year: int | None = None) -> list[dict]:
         query: dict[str, Any] = {}
@@ -260,16 +294,16 @@ class MongoStore(Store):
             query["district_id"] = district_id
         if renovation_year is not None:
             query["renovation_year"] = int(renovation_year)
-        return [_plain(d, "community_id") for d in self.db.communities.find(query).sort("_id", 1)]
+        return self._list("communities", "community_id", query)
 
     def put_agency(self, record: Mapping) -> bool:
         return self._replace("agencies", "agency_id", record)
 
     def get_agency(self, agency_id: str) -> dict | None:
-        return _plain(self.db.agencies.find_one({"_id": agency_id}), "agency_id")
+        return self._get("agencies", "agency_id", agency_id)
 
     def list_agencies(self) -> list[dict]:
-        return [_plain(d, "agency_id") for d in self.db.agencies.find().sort("_id", 1)]
+        return self._list("agencies", "agency_id")
 
     # -- rounds -----------------------------------------------------------------
     def create_round(self, record: Mapping) -> Outcome:
@@ -279,7 +313,7 @@ class MongoStore(Store):
             self.db.rounds.insert_one(doc)
         except DuplicateKeyError:
             existing = self.db.rounds.find_one({"_id": record["round_id"]}, {"digest": 1})
-            return Outcome.DUPLICATE if existing["digest"] == record["digest"] else Outcome.CONFLICT
+            return replay_outcome(existing["digest"], record["digest"])
         self._bump()
         return Outcome.CREATED
 
@@ -325,20 +359,14 @@ class MongoStore(Store):
     def rubric_in_use(self, rubric_id: str) -> bool:
         return self.db.rounds.find_one({"rubric_id": rubric_id}, {"_id": 1}) is not None
 
-    def _round_gate(self, round_id: str) -> Outcome | None:
+    def _round_gate(self, round_id: str, closed_ok: bool = False) -> Outcome | None:
         current = self.db.rounds.find_one({"_id": round_id}, {"status": 1})
-        if current is None:
-            return Outcome.NOT_FOUND
-        return {"closed": Outcome.ROUND_CLOSED, "published": Outcome.ROUND_PUBLISHED}.get(current["status"])
+        return round_gate(current["status"] if current else None, closed_ok=closed_ok)
 
     # -- surveys ----------------------------------------------------------------
-    @staticmethod
-    def _compare(existing: Mapping, record: Mapping, round_id: str) -> Outcome:
-        if existing.get("voided_at"):
-            return Outcome.VOIDED
-        if existing["round_id"] == round_id and existing["content_hash"] == record["content_hash"]:
-            return Outcome.DUPLICATE
-        return Outcome.CONFLICT
+    def _stored_response(self, response_id: str) -> dict | None:
+        """What :func:`response_replay` compares of a stored response."""
+        return self.db.responses.find_one({"_id": response_id}, {"round_id": 1, "content_hash": 1, "voided_at": 1})
 
     @staticmethod
     def _insert_many(collection, docs: list[dict]) -> list[int]:
@@ -363,26 +391,18 @@ class MongoStore(Store):
         outcomes: list[Outcome | None] = [None] * len(records)
         # No "$in" look-ups: FerretDB scans the collection for them. The unique _id
         # does the work; only ids that collide are read back, one by one.
-        first: dict[str, int] = {}
-        for i, record in enumerate(records):
-            rid = record["response_id"]
-            if rid in first:  # the same id twice in one batch
-                same = records[first[rid]]["content_hash"] == record["content_hash"]
-                outcomes[i] = Outcome.DUPLICATE if same else Outcome.CONFLICT
-            else:
-                first[rid] = i
+        first = first_occurrences(records)
 
         # Household claims: one per (round, community, household hash).
-        claims = [(i, f"{round_id}|{records[i]['community_id']}|{records[i]['household_hash']}")
+        claims = [(i, _household_key(round_id, records[i]["community_id"], records[i]["household_hash"]))
                   for i in first.values() if records[i].get("household_hash")]
         for j in self._insert_many(db.households, [{"_id": key, "response_id": records[i]["response_id"]}
                                                    for i, key in claims]):
             i, key = claims[j]
             owner = db.households.find_one({"_id": key})
             if owner and owner["response_id"] != records[i]["response_id"]:  # not a retry of our own claim
-                existing = db.responses.find_one({"_id": records[i]["response_id"]},
-                                                 {"round_id": 1, "content_hash": 1, "voided_at": 1})
-                outcomes[i] = self._compare(existing, records[i], round_id) if existing else Outcome.HOUSEHOLD
+                stored = self._stored_response(records[i]["response_id"])
+                outcomes[i] = response_replay(stored, records[i], round_id) if stored else Outcome.HOUSEHOLD
 
         pending = [i for i in first.values() if outcomes[i] is None]
         docs = []
@@ -391,14 +411,12 @@ class MongoStore(Store):
             doc.update(_id=records[i]["response_id"], round_id=round_id, seq=_seq(), voided_at=None,
                        levels=list(records[i]["levels"]), cells=response_cells(records[i]))
             docs.append(doc)
-        collided = {pending[j] for j in self._insert_many(db.responses, docs)}
+        stored_before = {pending[j] for j in self._insert_many(db.responses, docs)}
         for i in pending:
-            if i in collided:  # stored before (a replay, a conflict, or a concurrent twin)
-                existing = db.responses.find_one({"_id": records[i]["response_id"]},
-                                                 {"round_id": 1, "content_hash": 1, "voided_at": 1})
-                outcomes[i] = self._compare(existing, records[i], round_id)
-            else:
-                outcomes[i] = Outcome.CREATED
+            # stored before: a replay, a conflict, or a concurrent twin
+            outcomes[i] = (response_replay(self._stored_response(records[i]["response_id"]), records[i], round_id)
+                           if i in stored_before else Outcome.CREATED)
+        settle_repeats(records, outcomes, first)
         if any(o is Outcome.CREATED for o in outcomes):
             self._bump("surveys")
         if audit is not None:  # no transactions here: written right after the data
@@ -407,22 +425,19 @@ class MongoStore(Store):
 
     @staticmethod
     def _response(doc: Mapping) -> dict:
-        out = {k: v for k, v in doc.items() if k not in ("_id", "cells", "seq")}
-        for name in ("voided_at", "void_reason", "voided_by"):
-            out.setdefault(name, None)
-        return out
+        return with_void_fields({k: v for k, v in doc.items() if k not in ("_id", "cells", "seq")})
 
     def get_response(self, round_id: str, response_id: str) -> dict | None:
         doc = self.db.responses.find_one({"_id": response_id, "round_id": round_id})
         return self._response(doc) if doc else None
 
     def void_response(self, round_id: str, response_id: str, reason: str, key_id: str, at: str, n_items: int) -> Outcome:
-        gate = self._round_gate(round_id)
-        if gate in (Outcome.ROUND_PUBLISHED, Outcome.NOT_FOUND):
+        gate = self._round_gate(round_id, closed_ok=True)
+        if gate is not None:
             return gate
         result = self.db.responses.update_one(
             {"_id": response_id, "round_id": round_id, "voided_at": None},
-            {"$set": {"voided_at": at, "void_reason": reason, "voided_by": key_id}},
+            {"$set": void_fields(at, reason, key_id)},
         )
         if result.modified_count:
             self._bump("surveys")
@@ -439,10 +454,7 @@ class MongoStore(Store):
         tables: dict[tuple[str, str], CommunityCounts] = {}
         for row in self.db.responses.aggregate(pipeline):
             cell, respondent_type, community_id = row["_id"].split("|", 2)
-            entry = tables.get((community_id, respondent_type))
-            if entry is None:
-                entry = tables[(community_id, respondent_type)] = CommunityCounts(
-                    np.zeros((n_items + 1, 5), dtype=np.int64), 0)
+            entry = table_of(tables, (community_id, respondent_type), n_items)
             if cell == "n":
                 entry.responses = int(row["n"])
             else:
@@ -481,10 +493,10 @@ class MongoStore(Store):
             self.db.inspection_versions.insert_one(doc)
         except DuplicateKeyError:
             first = self.db.inspection_versions.find_one({"_id": f"{iid}:1"}, {"round_id": 1, "content_hash": 1})
-            same = first["round_id"] == record["round_id"] and first["content_hash"] == version["content_hash"]
-            if not same:
-                return Outcome.CONFLICT
-            outcome = Outcome.DUPLICATE
+            outcome = replay_outcome(first["content_hash"], version["content_hash"],
+                                     same_round=first["round_id"] == record["round_id"])
+            if outcome is Outcome.CONFLICT:
+                return outcome
         try:  # the header: also completes a header lost to a crash after the version was written
             self.db.inspections.insert_one({
                 "_id": iid, "round_id": record["round_id"], "community_id": record["community_id"],
@@ -502,20 +514,12 @@ class MongoStore(Store):
 
     def amend_inspection(self, round_id: str, inspection_id: str, version: Mapping, agency_id: str | None) -> Outcome:
         header = self.db.inspections.find_one({"_id": inspection_id, "round_id": round_id})
-        if header is None:
-            return Outcome.NOT_FOUND
-        if agency_id is not None and header["agency_id"] != agency_id:
-            return Outcome.FORBIDDEN
-        if header["community_id"] != version["community_id"]:
-            return Outcome.CONFLICT
-        gate = self._round_gate(round_id)
-        if gate is not None:
-            return gate
+        refusal = amendment_refusal(header, version, agency_id) or self._round_gate(round_id)
+        if refusal is not None:
+            return refusal
         for _ in range(10):
             current = self._versions(inspection_id)[-1]
-            if current["content_hash"] == version["content_hash"] and current.get("amend_reason") == version.get(
-                "amend_reason"
-            ):
+            if same_as_current(current, version):
                 return Outcome.DUPLICATE
             number = current["version"] + 1
             try:
@@ -571,19 +575,9 @@ class MongoStore(Store):
         self.db.audit.insert_one({**event, "seq": _seq()})
 
     def list_audit(self, filters: Mapping[str, Any], limit: int) -> list[dict]:
-        query: dict[str, Any] = {}
-        for name in ("key_id", "round_id", "entity_id"):
-            if filters.get(name):
-                query[name] = filters[name]
-        at: dict[str, Any] = {}
-        if filters.get("since"):
-            at["$gte"] = filters["since"]
-        if filters.get("until"):
-            at["$lt"] = filters["until"]
-        if at:
-            query["at"] = at
-        if filters.get("after_seq"):
-            query["seq"] = {"$gt": int(filters["after_seq"])}
+        query: dict[str, dict] = {}
+        for name, operator, value in audit_conditions(filters):
+            query.setdefault(name, {})[_OPERATORS[operator]] = value
         return [_plain(d) for d in self.db.audit.find(query).sort("seq", 1).limit(int(limit))]
 
     # -- maintenance ----------------------------------------------------------------

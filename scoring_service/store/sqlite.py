@@ -16,6 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,115 +30,23 @@ from .base import (
     Store,
     StoreError,
     TableKey,
+    amendment_refusal,
+    audit_conditions,
     count_differences,
+    first_occurrences,
+    replay_outcome,
     response_count_rows,
+    response_replay,
+    round_gate,
+    same_as_current,
+    settle_repeats,
     tally,
+    void_fields,
+    with_void_fields,
 )
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS keys (
-    key_id TEXT PRIMARY KEY,
-    role TEXT NOT NULL,
-    name TEXT NOT NULL,
-    agency_id TEXT,
-    community_id TEXT,
-    secret_hash TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    revoked_at TEXT
-);
-CREATE TABLE IF NOT EXISTS rubrics (
-    rubric_id TEXT PRIMARY KEY,
-    body TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS districts (
-    district_id TEXT PRIMARY KEY,
-    body TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS communities (
-    community_id TEXT PRIMARY KEY,
-    district_id TEXT NOT NULL,
-    renovation_year INTEGER NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS communities_by_year ON communities (renovation_year, district_id);
-CREATE TABLE IF NOT EXISTS agencies (
-    agency_id TEXT PRIMARY KEY,
-    body TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS rounds (
-    round_id TEXT PRIMARY KEY,
-    rubric_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    body TEXT NOT NULL,
-    digest TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS rounds_by_rubric ON rounds (rubric_id);
-CREATE TABLE IF NOT EXISTS snapshots (
-    round_id TEXT PRIMARY KEY,
-    body BLOB NOT NULL,
-    sha256 TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS responses (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    response_id TEXT NOT NULL UNIQUE,
-    round_id TEXT NOT NULL,
-    community_id TEXT NOT NULL,
-    respondent_type TEXT NOT NULL,
-    household_hash TEXT,
-    content_hash TEXT NOT NULL,
-    levels TEXT NOT NULL,
-    voided_at TEXT,
-    body TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS responses_one_per_household
-    ON responses (round_id, community_id, household_hash) WHERE household_hash IS NOT NULL;
-CREATE INDEX IF NOT EXISTS responses_by_round ON responses (round_id, community_id);
-CREATE TABLE IF NOT EXISTS survey_stats (
-    round_id TEXT NOT NULL,
-    community_id TEXT NOT NULL,
-    respondent_type TEXT NOT NULL,
-    responses INTEGER NOT NULL,
-    counts BLOB NOT NULL,
-    PRIMARY KEY (round_id, community_id, respondent_type)
-);
-CREATE TABLE IF NOT EXISTS inspections (
-    inspection_id TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    round_id TEXT NOT NULL,
-    community_id TEXT NOT NULL,
-    agency_id TEXT NOT NULL,
-    version INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS inspections_by_round ON inspections (round_id, community_id, agency_id);
-CREATE TABLE IF NOT EXISTS inspection_versions (
-    inspection_id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    content_hash TEXT NOT NULL,
-    inspected_at TEXT NOT NULL,
-    points BLOB NOT NULL,   -- float64 per rubric item: Σ points of checks not "na"
-    maxima BLOB NOT NULL,   -- float64 per rubric item: Σ max_points of those checks
-    vetoes TEXT NOT NULL,   -- JSON list of critical checks scored 0
-    body TEXT NOT NULL,
-    PRIMARY KEY (inspection_id, version)
-);
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    key_id TEXT,
-    round_id TEXT,
-    entity_id TEXT,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_by_key ON audit (key_id, seq);
-CREATE INDEX IF NOT EXISTS audit_by_entity ON audit (entity_id, seq);
-CREATE INDEX IF NOT EXISTS audit_by_round ON audit (round_id, seq);
-"""
+#: tables and indexes, idempotent (run by :meth:`SQLiteStore.init`)
+SCHEMA = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
 
@@ -243,19 +152,25 @@ class SQLiteStore(Store):
         with self._write("reference") as conn:
             row = conn.execute("SELECT digest FROM rubrics WHERE rubric_id = ?", (rubric_id,)).fetchone()
             if row:
-                return Outcome.DUPLICATE if row["digest"] == digest else Outcome.CONFLICT
+                return replay_outcome(row["digest"], digest)
             conn.execute(
                 "INSERT INTO rubrics (rubric_id, body, digest, created_at) VALUES (?, ?, ?, ?)",
                 (rubric_id, _dumps(body), digest, at),
             )
             return Outcome.CREATED
 
-    def get_rubric(self, rubric_id: str) -> dict | None:
-        row = self._one("SELECT body FROM rubrics WHERE rubric_id = ?", (rubric_id,))
+    def _body(self, table: str, id_column: str, value: str) -> dict | None:
+        row = self._one(f"SELECT body FROM {table} WHERE {id_column} = ?", (value,))
         return json.loads(row["body"]) if row else None
 
+    def _bodies(self, table: str, id_column: str) -> list[dict]:
+        return [json.loads(r["body"]) for r in self._read(f"SELECT body FROM {table} ORDER BY {id_column}")]
+
+    def get_rubric(self, rubric_id: str) -> dict | None:
+        return self._body("rubrics", "rubric_id", rubric_id)
+
     def list_rubrics(self) -> list[dict]:
-        return [json.loads(r["body"]) for r in self._read("SELECT body FROM rubrics ORDER BY rubric_id")]
+        return self._bodies("rubrics", "rubric_id")
 
     # -- reference data -----------------------------------------------------
     def _put_body(self, table: str, id_column: str, record: Mapping, extra: Mapping | None = None) -> bool:
@@ -273,11 +188,10 @@ class SQLiteStore(Store):
         return self._put_body("districts", "district_id", record)
 
     def get_district(self, district_id: str) -> dict | None:
-        row = self._one("SELECT body FROM districts WHERE district_id = ?", (district_id,))
-        return json.loads(row["body"]) if row else None
+        return self._body("districts", "district_id", district_id)
 
     def list_districts(self) -> list[dict]:
-        return [json.loads(r["body"]) for r in self._read("SELECT body FROM districts ORDER BY district_id")]
+        return self._bodies("districts", "district_id")
 
     def put_communities(self, records: list[Mapping]) -> list[bool]:
         created = []
@@ -295,8 +209,7 @@ class SQLiteStore(Store):
         return created
 
     def get_community(self, community_id: str) -> dict | None:
-        row = self._one("SELECT body FROM communities WHERE community_id = ?", (community_id,))
-        return json.loads(row["body"]) if row else None
+        return self._body("communities", "community_id", community_id)
 
     def list_communities(self, district_id: str | None = None, renovation_year: int | None = None) -> list[dict]:
         sql, params = "SELECT body FROM communities WHERE 1 = 1", []
@@ -312,11 +225,10 @@ class SQLiteStore(Store):
         return self._put_body("agencies", "agency_id", record)
 
     def get_agency(self, agency_id: str) -> dict | None:
-        row = self._one("SELECT body FROM agencies WHERE agency_id = ?", (agency_id,))
-        return json.loads(row["body"]) if row else None
+        return self._body("agencies", "agency_id", agency_id)
 
     def list_agencies(self) -> list[dict]:
-        return [json.loads(r["body"]) for r in self._read("SELECT body FROM agencies ORDER BY agency_id")]
+        return self._bodies("agencies", "agency_id")
 
     # -- rounds -------------------------------------------------------------
     def create_round(self, record: Mapping) -> Outcome:
@@ -324,7 +236,7 @@ class SQLiteStore(Store):
         with self._write() as conn:
             row = conn.execute("SELECT digest FROM rounds WHERE round_id = ?", (record["round_id"],)).fetchone()
             if row:
-                return Outcome.DUPLICATE if row["digest"] == digest else Outcome.CONFLICT
+                return replay_outcome(row["digest"], digest)
             conn.execute(
                 "INSERT INTO rounds (round_id, rubric_id, status, body, digest) VALUES (?, ?, ?, ?, ?)",
                 (record["round_id"], record["rubric_id"], record["status"], _dumps(record), digest),
@@ -384,15 +296,9 @@ class SQLiteStore(Store):
         return self._one("SELECT 1 FROM rounds WHERE rubric_id = ? LIMIT 1", (rubric_id,)) is not None
 
     @staticmethod
-    def _round_gate(conn, round_id: str) -> Outcome | None:
+    def _round_gate(conn, round_id: str, closed_ok: bool = False) -> Outcome | None:
         row = conn.execute("SELECT status FROM rounds WHERE round_id = ?", (round_id,)).fetchone()
-        if row is None:
-            return Outcome.NOT_FOUND
-        if row["status"] == "closed":
-            return Outcome.ROUND_CLOSED
-        if row["status"] == "published":
-            return Outcome.ROUND_PUBLISHED
-        return None
+        return round_gate(row["status"] if row else None, closed_ok=closed_ok)
 
     # -- surveys ------------------------------------------------------------
     def _add_counts(self, conn, round_id: str, deltas: dict[TableKey, CommunityCounts], n_items: int) -> None:
@@ -428,23 +334,13 @@ class SQLiteStore(Store):
             taken_pairs = {(row[0], row[1]) for row in self._select_in(
                 conn, "SELECT community_id, household_hash FROM responses WHERE round_id = ?"
                 " AND household_hash IN ({})", households, leading=[round_id])}
-            known = {row[0]: row for row in existing}
-            fresh: dict[str, Mapping] = {}
+            known = {row[0]: dict(zip(("round_id", "content_hash", "voided_at"), row[1:])) for row in existing}
+            first = first_occurrences(records)
             rows, created = [], []
-            for i, record in enumerate(records):
-                rid = record["response_id"]
+            for rid, i in first.items():
+                record = records[i]
                 if rid in known:
-                    row = known[rid]
-                    if row[3] is not None:
-                        outcomes[i] = Outcome.VOIDED
-                    elif row[1] == round_id and row[2] == record["content_hash"]:
-                        outcomes[i] = Outcome.DUPLICATE
-                    else:
-                        outcomes[i] = Outcome.CONFLICT
-                    continue
-                if rid in fresh:  # the same id twice in one batch
-                    same = fresh[rid]["content_hash"] == record["content_hash"]
-                    outcomes[i] = Outcome.DUPLICATE if same else Outcome.CONFLICT
+                    outcomes[i] = response_replay(known[rid], record, round_id)
                     continue
                 household = record.get("household_hash")
                 if household and (record["community_id"], household) in taken_pairs:
@@ -452,12 +348,12 @@ class SQLiteStore(Store):
                     continue
                 if household:
                     taken_pairs.add((record["community_id"], household))
-                fresh[rid] = record
                 outcomes[i] = Outcome.CREATED
                 body = {k: v for k, v in record.items() if k != "levels"}
                 rows.append((rid, round_id, record["community_id"], record["respondent_type"], household,
                              record["content_hash"], _dumps(list(record["levels"])), _dumps(body)))
                 created.append((record["community_id"], record["respondent_type"], record["levels"]))
+            settle_repeats(records, outcomes, first)
             conn.executemany(
                 "INSERT INTO responses (response_id, round_id, community_id, respondent_type, household_hash,"
                 " content_hash, levels, voided_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)", rows)
@@ -481,9 +377,7 @@ class SQLiteStore(Store):
     def _response_row(row: sqlite3.Row) -> dict:
         body = json.loads(row["body"])
         body["levels"] = json.loads(row["levels"])
-        for name in ("voided_at", "void_reason", "voided_by"):
-            body.setdefault(name, None)
-        return body
+        return with_void_fields(body)
 
     def get_response(self, round_id: str, response_id: str) -> dict | None:
         row = self._one(
@@ -493,8 +387,8 @@ class SQLiteStore(Store):
 
     def void_response(self, round_id: str, response_id: str, reason: str, key_id: str, at: str, n_items: int) -> Outcome:
         with self._write("surveys") as conn:
-            gate = self._round_gate(conn, round_id)
-            if gate is Outcome.ROUND_PUBLISHED or gate is Outcome.NOT_FOUND:
+            gate = self._round_gate(conn, round_id, closed_ok=True)
+            if gate is not None:
                 return gate
             row = conn.execute(
                 "SELECT community_id, respondent_type, levels, voided_at, body FROM responses"
@@ -505,8 +399,7 @@ class SQLiteStore(Store):
                 return Outcome.NOT_FOUND
             if row["voided_at"] is not None:
                 return Outcome.UNCHANGED
-            body = json.loads(row["body"])
-            body.update(voided_at=at, void_reason=reason, voided_by=key_id)
+            body = {**json.loads(row["body"]), **void_fields(at, reason, key_id)}
             conn.execute(
                 "UPDATE responses SET voided_at = ?, body = ? WHERE response_id = ?", (at, _dumps(body), response_id)
             )
@@ -552,8 +445,8 @@ class SQLiteStore(Store):
                 (record["inspection_id"],),
             ).fetchone()
             if row is not None:
-                same = row["round_id"] == record["round_id"] and row["content_hash"] == version["content_hash"]
-                return Outcome.DUPLICATE if same else Outcome.CONFLICT
+                return replay_outcome(row["content_hash"], version["content_hash"],
+                                      same_round=row["round_id"] == record["round_id"])
             seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM inspections").fetchone()["s"]
             conn.execute(
                 "INSERT INTO inspections (inspection_id, seq, round_id, community_id, agency_id, version)"
@@ -580,23 +473,14 @@ class SQLiteStore(Store):
                 "SELECT agency_id, community_id, version FROM inspections WHERE round_id = ? AND inspection_id = ?",
                 (round_id, inspection_id),
             ).fetchone()
-            if row is None:
-                return Outcome.NOT_FOUND
-            if agency_id is not None and row["agency_id"] != agency_id:
-                return Outcome.FORBIDDEN
-            if row["community_id"] != version["community_id"]:
-                return Outcome.CONFLICT
-            gate = self._round_gate(conn, round_id)
-            if gate is not None:
-                return gate
+            refusal = amendment_refusal(row, version, agency_id) or self._round_gate(conn, round_id)
+            if refusal is not None:
+                return refusal
             current = conn.execute(
-                "SELECT content_hash, body FROM inspection_versions WHERE inspection_id = ? AND version = ?",
+                "SELECT body FROM inspection_versions WHERE inspection_id = ? AND version = ?",
                 (inspection_id, row["version"]),
             ).fetchone()
-            if (
-                current["content_hash"] == version["content_hash"]
-                and json.loads(current["body"]).get("amend_reason") == version.get("amend_reason")
-            ):
+            if same_as_current(json.loads(current["body"]), version):
                 return Outcome.DUPLICATE
             number = row["version"] + 1
             self._insert_version(conn, inspection_id, number, {**version, "version": number})
@@ -664,21 +548,10 @@ class SQLiteStore(Store):
         self._insert_audit(self._conn(), event)
 
     def list_audit(self, filters: Mapping[str, Any], limit: int) -> list[dict]:
-        sql, params = "SELECT seq, body FROM audit WHERE 1 = 1", []
-        for column in ("key_id", "round_id", "entity_id"):
-            if filters.get(column):
-                sql += f" AND {column} = ?"
-                params.append(filters[column])
-        if filters.get("since"):
-            sql += " AND at >= ?"
-            params.append(filters["since"])
-        if filters.get("until"):
-            sql += " AND at < ?"
-            params.append(filters["until"])
-        if filters.get("after_seq"):
-            sql += " AND seq > ?"
-            params.append(int(filters["after_seq"]))
-        rows = self._read(sql + " ORDER BY seq LIMIT ?", (*params, int(limit)))
+        conditions = audit_conditions(filters)
+        where = "".join(f" AND {column} {operator} ?" for column, operator, _ in conditions)
+        rows = self._read(f"SELECT seq, body FROM audit WHERE 1 = 1{where} ORDER BY seq LIMIT ?",
+                          (*(value for _, _, value in conditions), int(limit)))
         return [{**json.loads(r["body"]), "seq": r["seq"]} for r in rows]
 
     # -- maintenance --------------------------------------------------------

@@ -1,0 +1,104 @@
+-- The SQLite store's schema (scoring_service.store.sqlite); run at every start, so every
+-- statement is idempotent.
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS keys (
+    key_id TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    name TEXT NOT NULL,
+    agency_id TEXT,
+    community_id TEXT,
+    secret_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE TABLE IF NOT EXISTS rubrics (
+    rubric_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS districts (
+    district_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS communities (
+    community_id TEXT PRIMARY KEY,
+    district_id TEXT NOT NULL,
+    renovation_year INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS communities_by_year ON communities (renovation_year, district_id);
+CREATE TABLE IF NOT EXISTS agencies (
+    agency_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rounds (
+    round_id TEXT PRIMARY KEY,
+    rubric_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    body TEXT NOT NULL,
+    digest TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rounds_by_rubric ON rounds (rubric_id);
+CREATE TABLE IF NOT EXISTS snapshots (
+    round_id TEXT PRIMARY KEY,
+    body BLOB NOT NULL,
+    sha256 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS responses (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    response_id TEXT NOT NULL UNIQUE,
+    round_id TEXT NOT NULL,
+    community_id TEXT NOT NULL,
+    respondent_type TEXT NOT NULL,
+    household_hash TEXT,
+    content_hash TEXT NOT NULL,
+    levels TEXT NOT NULL,
+    voided_at TEXT,
+    body TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS responses_one_per_household
+    ON responses (round_id, community_id, household_hash) WHERE household_hash IS NOT NULL;
+CREATE INDEX IF NOT EXISTS responses_by_round ON responses (round_id, community_id);
+CREATE TABLE IF NOT EXISTS survey_stats (
+    round_id TEXT NOT NULL,
+    community_id TEXT NOT NULL,
+    respondent_type TEXT NOT NULL,
+    responses INTEGER NOT NULL,
+    counts BLOB NOT NULL,
+    PRIMARY KEY (round_id, community_id, respondent_type)
+);
+CREATE TABLE IF NOT EXISTS inspections (
+    inspection_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    round_id TEXT NOT NULL,
+    community_id TEXT NOT NULL,
+    agency_id TEXT NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inspections_by_round ON inspections (round_id, community_id, agency_id);
+CREATE TABLE IF NOT EXISTS inspection_versions (
+    inspection_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    inspected_at TEXT NOT NULL,
+    points BLOB NOT NULL,   -- float64 per rubric item: Σ points of checks not "na"
+    maxima BLOB NOT NULL,   -- float64 per rubric item: Σ max_points of those checks
+    vetoes TEXT NOT NULL,   -- JSON list of critical checks scored 0
+    body TEXT NOT NULL,
+    PRIMARY KEY (inspection_id, version)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    key_id TEXT,
+    round_id TEXT,
+    entity_id TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_key ON audit (key_id, seq);
+CREATE INDEX IF NOT EXISTS audit_by_entity ON audit (entity_id, seq);
+CREATE INDEX IF NOT EXISTS audit_by_round ON audit (round_id, seq);
