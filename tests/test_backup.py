@@ -10,7 +10,7 @@ import pytest
 from scoring_service.ops.backup import RestoreError, export_round, import_round, write_jsonl
 from scoring_service.services.results import compute_results
 
-from .conftest import make_app
+from .conftest import make_app, survey
 from .test_results import scored  # noqa: F401  (fixture)
 
 R = "/api/v1/rounds/r2018"
@@ -66,3 +66,19 @@ def test_restore_refuses_a_store_that_has_the_round(app, scored):
         import_round(app.extensions["scoring"].store, backup(app).splitlines())
     with pytest.raises(RestoreError):
         import_round(app.extensions["scoring"].store, ['{"type": "response", "data": {}}'])
+
+
+def test_restore_of_a_household_that_answered_again_after_a_void(app, client, keys, world, tmp_path):
+    """A voided response freed its household and the household answered again: both restore as they were."""
+    url, kiosk = f"{R}/surveys", keys.header("kiosk_1")
+    voided, again = survey(household_ref="7-3-501"), survey(household_ref="7栋3单元501室")
+    assert client.post(url, json=voided, headers=kiosk).status_code == 201
+    r = client.post(f"{url}/{voided['response_id']}/void", json={"reason": "代填，作废"}, headers=keys.header("admin"))
+    assert r.status_code == 200
+    assert client.post(url, json=again, headers=kiosk).status_code == 201
+    target, counts = restore(backup(app), tmp_path)
+    restored = target.extensions["scoring"].store
+    assert counts["response"] == 2
+    assert restored.get_response("r2018", voided["response_id"])["void_reason"] == "代填，作废"
+    assert restored.get_response("r2018", again["response_id"])["voided_at"] is None
+    assert restored.count_responses("r2018") == 1

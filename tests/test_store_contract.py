@@ -221,3 +221,39 @@ def test_repeats_of_an_id_in_one_batch_take_the_first_ones_outcome(store):
                         Outcome.CREATED, Outcome.DUPLICATE]
     assert store.count_responses("R") == 2
 
+
+def test_sqlite_file_is_created_for_its_owner_only(tmp_path):
+    from scoring_service.store import open_store
+
+    path = tmp_path / "new" / "store.sqlite3"
+    store = open_store(str(path))
+    store.init()
+    open_round(store)  # a write, so the WAL files exist too
+    try:
+        for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            assert name.exists() and name.stat().st_mode & 0o777 == 0o600, name
+    finally:
+        store.close()
+
+
+def test_sqlite_store_of_the_first_schema_lets_a_voided_response_free_its_household(tmp_path):
+    """A database made before voiding freed households has an index over voided responses too: init replaces it."""
+    import sqlite3
+
+    from scoring_service.store import open_store
+
+    path = str(tmp_path / "old.sqlite3")
+    store = open_store(path)
+    store.init()
+    with sqlite3.connect(path) as conn:
+        conn.executescript("DROP INDEX responses_one_live_per_household;"
+                           "CREATE UNIQUE INDEX responses_one_per_household ON responses"
+                           " (round_id, community_id, household_hash) WHERE household_hash IS NOT NULL;")
+    store.init()
+    open_round(store)
+    store.add_responses("R", [response("r1", household="h1")], N_ITEMS)
+    store.void_response("R", "r1", "fraud", "k", AT, N_ITEMS)
+    try:
+        assert store.add_responses("R", [response("r2", household="h1")], N_ITEMS) == [Outcome.CREATED]
+    finally:
+        store.close()

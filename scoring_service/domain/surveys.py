@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -42,9 +44,42 @@ class RoundContext:
         return self._communities[community_id]
 
 
-def household_hash(secret_key: str, round_id: str, community_id: str, household_ref: str) -> str:
-    """Keyed hash of a household reference: never stored in clear, unlinkable across rounds."""
-    message = "\x1f".join((round_id, community_id, household_ref.strip())).encode("utf-8")
+#: the words of a Chinese household number (栋/幢/号楼/楼 building, 单元 entrance, 门 door, 室/号 flat),
+#: two-character ones first so that 单元 goes as a whole
+_HOUSEHOLD_WORDS = re.compile("号楼|单元|[栋幢楼门室号]")
+_DASHES = re.compile("-+")
+_LEADING_ZEROS = re.compile(r"(?<!\d)0+(?=\d)")
+
+
+def household_canonical(household_ref: str | None) -> str | None:
+    """The canonical form of a household reference (SPEC §14); None when nothing is left.
+
+    NFKC; casefold; whitespace and format characters (category Cf) deleted; the household
+    words and every other character that is not a letter or digit replaced by ``-``; runs of
+    ``-`` collapsed; leading zeros of every run of digits stripped; ``-`` trimmed at both ends.
+    So ``7栋3单元501室``, ``07-03-0501`` and ``７－３－５０１`` are all ``7-3-501``.
+    """
+    if household_ref is None:
+        return None
+    text = unicodedata.normalize("NFKC", household_ref).casefold()
+    text = "".join(ch for ch in text if not ch.isspace() and unicodedata.category(ch) != "Cf")
+    text = _HOUSEHOLD_WORDS.sub("-", text)
+    text = "".join(ch if ch.isalnum() else "-" for ch in text)
+    text = _LEADING_ZEROS.sub("", _DASHES.sub("-", text)).strip("-")
+    return text or None
+
+
+def household_hash(secret_key: str, round_id: str, community_id: str, household_ref: str | None) -> str | None:
+    """Keyed hash of a household reference's canonical form, None when it has none: never
+    stored in clear, unlinkable across rounds.
+
+    A reference already in canonical form (``7-3-501``) hashes as it did before the canonical
+    form existed, so households stored then are still refused when written that way.
+    """
+    canonical = household_canonical(household_ref)
+    if canonical is None:
+        return None
+    message = "\x1f".join((round_id, community_id, canonical)).encode("utf-8")
     return hmac.new(secret_key.encode("utf-8"), message, hashlib.sha256).hexdigest()
 
 
@@ -83,8 +118,7 @@ def prepare_response(data: dict, ctx: RoundContext, key_id: str) -> dict:
         "community_id": data["community_id"],
         "respondent_type": data.get("respondent_type", "resident"),
         "channel": data.get("channel", "kiosk"),
-        "household_hash": household_hash(ctx.secret_key, ctx.round["round_id"], data["community_id"], ref)
-        if ref and ref.strip() else None,
+        "household_hash": household_hash(ctx.secret_key, ctx.round["round_id"], data["community_id"], ref),
         "submitted_at": to_stored(data["submitted_at"]),
         "answers": dict(sorted(answers.items())),
         "overall": overall,

@@ -72,13 +72,20 @@ def import_round(store: Store, lines: Iterable[str]) -> dict[str, int]:
     round_ = rubric = None
     voided: list[dict] = []
     pending: list[dict] = []
+    freed: set[tuple[str, str]] = set()  # (community, household) of the voided responses in ``pending``
 
     def flush():
+        """Store the pending responses, then void those that were voided (which frees their households)."""
         if pending:
             outcomes = store.add_responses(round_id, pending, len(rubric["items"]))
             if any(o is not Outcome.CREATED for o in outcomes):
                 raise RestoreError("a response could not be restored as new")
             pending.clear()
+        for response in voided:
+            store.void_response(round_id, response["response_id"], response["void_reason"],
+                                response["voided_by"], response["voided_at"], len(rubric["items"]))
+        voided.clear()
+        freed.clear()
 
     for record in records:
         kind, data = record["type"], record["data"]
@@ -96,9 +103,14 @@ def import_round(store: Store, lines: Iterable[str]) -> dict[str, int]:
             round_ = data
             store.create_round({**data, "status": "open"})
         elif kind == "response":
+            household = (data.get("community_id"), data.get("household_hash"))
+            if household in freed:  # answered again after a void: restore that void first
+                flush()
             pending.append({k: v for k, v in data.items() if k not in ("voided_at", "void_reason", "voided_by")})
             if data.get("voided_at"):
                 voided.append(data)
+                if data.get("household_hash"):
+                    freed.add(household)
             if len(pending) >= 1000:
                 flush()
         elif kind == "inspection":
@@ -111,16 +123,9 @@ def import_round(store: Store, lines: Iterable[str]) -> dict[str, int]:
             store.append_audit(data)
         elif kind == "snapshot":
             flush()
-            for response in voided:
-                store.void_response(round_id, response["response_id"], response["void_reason"],
-                                    response["voided_by"], response["voided_at"], len(rubric["items"]))
-            voided.clear()
             body = base64.b64decode(data["body"])
             store.publish_round(round_id, body, data["sha256"], round_["published_at"])
     flush()
-    for response in voided:
-        store.void_response(round_id, response["response_id"], response["void_reason"], response["voided_by"],
-                            response["voided_at"], len(rubric["items"]))
     if round_ and round_["status"] == "closed":
         store.close_round(round_id, round_["closed_at"])
     return counts

@@ -374,9 +374,9 @@ class Store(abc.ABC):
         answer, overall last). A record whose ``response_id`` exists is a
         DUPLICATE when its ``content_hash`` matches, else CONFLICT (VOIDED when
         voided): :func:`response_replay`; an id repeated within the batch:
-        :func:`settle_repeats`. A ``household_hash`` already used in the community
-        and round gives HOUSEHOLD. A round that is not open gives ROUND_CLOSED or
-        ROUND_PUBLISHED for every record.
+        :func:`settle_repeats`. A ``household_hash`` held by a response of the
+        community and round that is not voided gives HOUSEHOLD. A round that is
+        not open gives ROUND_CLOSED or ROUND_PUBLISHED for every record.
         """
 
     @abc.abstractmethod
@@ -384,7 +384,10 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def void_response(self, round_id: str, response_id: str, reason: str, key_id: str, at: str, n_items: int) -> Outcome:
-        """CHANGED (voided now), UNCHANGED (already voided), NOT_FOUND, ROUND_PUBLISHED."""
+        """CHANGED (voided now), UNCHANGED (already voided), NOT_FOUND, ROUND_PUBLISHED.
+
+        A voided response frees its household: another response of it is then accepted.
+        """
 
     @abc.abstractmethod
     def survey_counts(self, round_id: str, n_items: int) -> RoundCounts: ...

@@ -6,7 +6,10 @@ Design for correctness without transactions (FerretDB has none, and
 * raw records are insert-only with client ids as ``_id``: a unique index
   (``_id``) is the idempotency mechanism, ``DuplicateKeyError`` the signal;
 * a household answers once through a claim document whose ``_id`` is the
-  (round, community, household hash) triple;
+  (round, community, household hash) triple; voiding a response deletes its
+  claim (matched by its response id too, so a claim made since stays), and a
+  claim still held by a voided response is released when the household
+  answers again;
 * survey statistics are never kept with ``$inc``: they are computed inside
   the database by an aggregation pipeline (``$unwind`` + ``$group``/``$sum``)
   and cached per process, keyed by a generation token that every write
@@ -368,6 +371,37 @@ class MongoStore(Store):
         """What :func:`response_replay` compares of a stored response."""
         return self.db.responses.find_one({"_id": response_id}, {"round_id": 1, "content_hash": 1, "voided_at": 1})
 
+    def _claim_taken(self, key: str, response_id: str) -> str:
+        """Settle a household claim whose insert collided: "held" (``response_id`` holds it already),
+        "claimed" (it was held by a voided response and is now ``response_id``'s) or "refused".
+
+        A claim is normally released when its response is voided; one still held by a voided
+        response (a crash between the two writes) is released here, deleted only together with
+        that holder's id so that a claim made meanwhile by another response stays.
+        """
+        db = self.db
+        for _ in range(3):
+            owner = db.households.find_one({"_id": key})
+            if owner is None:  # released meanwhile: take it
+                try:
+                    db.households.insert_one({"_id": key, "response_id": response_id})
+                    return "claimed"
+                except DuplicateKeyError:
+                    continue
+            if owner["response_id"] == response_id:  # a retry of our own claim
+                return "held"
+            holder = db.responses.find_one({"_id": owner["response_id"]}, {"voided_at": 1})
+            if holder is None or holder.get("voided_at") is None:  # standing, or being written now
+                return "refused"
+            db.households.delete_one({"_id": key, "response_id": owner["response_id"]})
+        return "refused"
+
+    def _release_household(self, response: Mapping) -> None:
+        """Delete the household claim of a voided response (only if it is still that response's)."""
+        if response.get("household_hash"):
+            key = _household_key(response["round_id"], response["community_id"], response["household_hash"])
+            self.db.households.delete_one({"_id": key, "response_id": response["_id"]})
+
     @staticmethod
     def _insert_many(collection, docs: list[dict]) -> list[int]:
         """Insert what is new; return the indexes of documents whose _id was already taken."""
@@ -393,14 +427,18 @@ class MongoStore(Store):
         # does the work; only ids that collide are read back, one by one.
         first = first_occurrences(records)
 
-        # Household claims: one per (round, community, household hash).
+        # Household claims: one per (round, community, household hash), held by a standing response.
         claims = [(i, _household_key(round_id, records[i]["community_id"], records[i]["household_hash"]))
                   for i in first.values() if records[i].get("household_hash")]
-        for j in self._insert_many(db.households, [{"_id": key, "response_id": records[i]["response_id"]}
-                                                   for i, key in claims]):
+        collided = set(self._insert_many(db.households, [{"_id": key, "response_id": records[i]["response_id"]}
+                                                         for i, key in claims]))
+        claimed_now = {i: key for j, (i, key) in enumerate(claims) if j not in collided}
+        for j in sorted(collided):
             i, key = claims[j]
-            owner = db.households.find_one({"_id": key})
-            if owner and owner["response_id"] != records[i]["response_id"]:  # not a retry of our own claim
+            settled = self._claim_taken(key, records[i]["response_id"])
+            if settled == "claimed":
+                claimed_now[i] = key
+            elif settled == "refused":
                 stored = self._stored_response(records[i]["response_id"])
                 outcomes[i] = response_replay(stored, records[i], round_id) if stored else Outcome.HOUSEHOLD
 
@@ -416,6 +454,9 @@ class MongoStore(Store):
             # stored before: a replay, a conflict, or a concurrent twin
             outcomes[i] = (response_replay(self._stored_response(records[i]["response_id"]), records[i], round_id)
                            if i in stored_before else Outcome.CREATED)
+        for i, key in claimed_now.items():
+            if outcomes[i] in (Outcome.VOIDED, Outcome.CONFLICT):  # its id is a voided or another response
+                db.households.delete_one({"_id": key, "response_id": records[i]["response_id"]})
         settle_repeats(records, outcomes, first)
         if any(o is Outcome.CREATED for o in outcomes):
             self._bump("surveys")
@@ -439,11 +480,16 @@ class MongoStore(Store):
             {"_id": response_id, "round_id": round_id, "voided_at": None},
             {"$set": void_fields(at, reason, key_id)},
         )
+        response = self.db.responses.find_one({"_id": response_id, "round_id": round_id},
+                                              {"round_id": 1, "community_id": 1, "household_hash": 1})
+        if response is None:
+            return Outcome.NOT_FOUND
+        # after the void (also when voided before: completes a release lost to a crash)
+        self._release_household(response)
         if result.modified_count:
             self._bump("surveys")
             return Outcome.CHANGED
-        exists = self.db.responses.find_one({"_id": response_id, "round_id": round_id}, {"_id": 1})
-        return Outcome.UNCHANGED if exists else Outcome.NOT_FOUND
+        return Outcome.UNCHANGED
 
     def _aggregate_counts(self, round_id: str, n_items: int) -> RoundCounts:
         pipeline = [

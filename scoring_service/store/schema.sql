@@ -60,8 +60,11 @@ CREATE TABLE IF NOT EXISTS responses (
     voided_at TEXT,
     body TEXT NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS responses_one_per_household
-    ON responses (round_id, community_id, household_hash) WHERE household_hash IS NOT NULL;
+-- A household answers once per community and round while its response stands: a voided
+-- response frees it. (The index of the first schema also counted voided responses.)
+DROP INDEX IF EXISTS responses_one_per_household;
+CREATE UNIQUE INDEX IF NOT EXISTS responses_one_live_per_household
+    ON responses (round_id, community_id, household_hash) WHERE household_hash IS NOT NULL AND voided_at IS NULL;
 CREATE INDEX IF NOT EXISTS responses_by_round ON responses (round_id, community_id);
 CREATE TABLE IF NOT EXISTS survey_stats (
     round_id TEXT NOT NULL,

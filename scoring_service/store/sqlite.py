@@ -51,6 +51,15 @@ SCHEMA = resources.files(__package__).joinpath("schema.sql").read_text(encoding=
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
 
 
+def _create_private(path: str) -> None:
+    """Create the database file for its owner only (0600) unless it exists: it holds key and
+    household hashes. SQLite gives the ``-wal`` and ``-shm`` files the database file's mode."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 class SQLiteStore(Store):
     def __init__(self, path: str | os.PathLike, busy_timeout_ms: int = 30_000):
         self.path = str(path)
@@ -64,8 +73,9 @@ class SQLiteStore(Store):
             # One connection per thread and process: a connection must never
             # cross a gunicorn fork.
             try:
+                _create_private(self.path)
                 conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000)
-            except sqlite3.Error as exc:
+            except (OSError, sqlite3.Error) as exc:
                 raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
@@ -331,9 +341,10 @@ class SQLiteStore(Store):
             existing = self._select_in(conn, "SELECT response_id, round_id, content_hash, voided_at FROM responses"
                                        " WHERE response_id IN ({})", [r["response_id"] for r in records])
             households = sorted({r["household_hash"] for r in records if r.get("household_hash")})
+            # only standing responses hold their household: a voided one has freed it
             taken_pairs = {(row[0], row[1]) for row in self._select_in(
                 conn, "SELECT community_id, household_hash FROM responses WHERE round_id = ?"
-                " AND household_hash IN ({})", households, leading=[round_id])}
+                " AND voided_at IS NULL AND household_hash IN ({})", households, leading=[round_id])}
             known = {row[0]: dict(zip(("round_id", "content_hash", "voided_at"), row[1:])) for row in existing}
             first = first_occurrences(records)
             rows, created = [], []
@@ -400,6 +411,7 @@ class SQLiteStore(Store):
             if row["voided_at"] is not None:
                 return Outcome.UNCHANGED
             body = {**json.loads(row["body"]), **void_fields(at, reason, key_id)}
+            # setting voided_at also frees the household (the unique index counts standing responses only)
             conn.execute(
                 "UPDATE responses SET voided_at = ?, body = ? WHERE response_id = ?", (at, _dumps(body), response_id)
             )
