@@ -42,6 +42,16 @@ class Outcome(str, enum.Enum):
     FORBIDDEN = "forbidden"
 
 
+@dataclass(frozen=True)
+class AuditEvent:
+    """An audit event handed to a write that stores it in the same transaction as its data.
+
+    ``complete(outcomes)`` returns the event to store for the write's outcomes (pure: no I/O).
+    """
+
+    complete: Callable[[list[Outcome]], Mapping]
+
+
 @dataclass
 class CommunityCounts:
     """Survey statistics of one community and respondent type.
@@ -364,10 +374,10 @@ class Store(abc.ABC):
     # -- surveys ----------------------------------------------------------
     @abc.abstractmethod
     def add_responses(self, round_id: str, records: list[Mapping], n_items: int,
-                      audit: Callable[[list[Outcome]], Mapping] | None = None) -> list[Outcome]:
+                      audit: AuditEvent | None = None) -> list[Outcome]:
         """Store new responses and update statistics atomically; one outcome per record.
 
-        ``audit(outcomes)``, when given, returns the audit event of this write; it is
+        ``audit``, when given, is the audit event of this write, completed with the outcomes; it is
         stored in the same transaction where the backend has transactions (SQLite).
 
         Each record carries ``levels`` (``n_items + 1`` Likert levels, 0 = no

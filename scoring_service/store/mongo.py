@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from pymongo.write_concern import WriteConcern
 
 from .base import (
+    AuditEvent,
     CommunityCounts,
     InspectionRows,
     Outcome,
@@ -417,7 +418,7 @@ class MongoStore(Store):
         return []
 
     def add_responses(self, round_id: str, records: list[Mapping], n_items: int,
-                      audit: Callable[[list[Outcome]], Mapping] | None = None) -> list[Outcome]:
+                      audit: AuditEvent | None = None) -> list[Outcome]:
         gate = self._round_gate(round_id)
         if gate is not None:
             return [gate] * len(records)
@@ -461,7 +462,7 @@ class MongoStore(Store):
         if any(o is Outcome.CREATED for o in outcomes):
             self._bump("surveys")
         if audit is not None:  # no transactions here: written right after the data
-            self.append_audit(audit(outcomes))
+            self.append_audit(audit.complete(outcomes))
         return outcomes
 
     @staticmethod

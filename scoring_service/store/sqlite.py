@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .base import (
+    AuditEvent,
     CommunityCounts,
     InspectionRows,
     Outcome,
@@ -331,7 +332,7 @@ class SQLiteStore(Store):
             )
 
     def add_responses(self, round_id: str, records: list[Mapping], n_items: int,
-                      audit: Callable[[list[Outcome]], Mapping] | None = None) -> list[Outcome]:
+                      audit: AuditEvent | None = None) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(records)
         with self._write("surveys") as conn:
             gate = self._round_gate(conn, round_id)
@@ -370,7 +371,7 @@ class SQLiteStore(Store):
                 " content_hash, levels, voided_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)", rows)
             self._add_counts(conn, round_id, tally(created, n_items), n_items)
             if audit is not None:  # one commit, one fsync, for the data and its audit event
-                self._insert_audit(conn, audit(outcomes))
+                self._insert_audit(conn, audit.complete(outcomes))
         return outcomes
 
     @staticmethod
