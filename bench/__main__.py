@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.load import post_load  # noqa: E402
 from bench.synthetic import ROUND_ID, make_round  # noqa: E402
-from scoring_service.domain.rubric import Rubric  # noqa: E402
+from scoring_service.domain.rubric_schema import load_rubric_file  # noqa: E402
 
-RUBRIC = Rubric.from_file(ROOT / "rubrics" / "shenyang-2018.json")
+RUBRIC = load_rubric_file(ROOT / "rubrics" / "shenyang-2018.json")
 PY = sys.executable
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from scoring_service.domain.canonical import digest
 from scoring_service.domain.rubric import Rubric
+from scoring_service.domain.rubric_schema import load_rubric_file
 from scoring_service.store import Store
 
 ROUND_ID = "national"
@@ -93,5 +94,5 @@ if __name__ == "__main__":
     Path(path).unlink(missing_ok=True)
     store = SQLiteStore(path)
     store.init()
-    rubric = Rubric.from_file(Path(__file__).resolve().parents[1] / "rubrics" / "shenyang-2018.json")
+    rubric = load_rubric_file(Path(__file__).resolve().parents[1] / "rubrics" / "shenyang-2018.json")
     print(json.dumps(make_round(store, rubric, n_c, n_r)))
