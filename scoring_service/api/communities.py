@@ -56,6 +56,12 @@ class ImportResultSchema(ma.Schema):
     replaced = ma.fields.Integer()
 
 
+def _integer_text(value: str) -> bool:
+    """Text int() reads (decimal digits, full-width ones too), short enough: int() fails on "²" and 4300+ digits."""
+    digits = value.removeprefix("-")
+    return digits.isdecimal() and len(digits) <= 18
+
+
 def _csv_rows(text: str) -> list[dict]:
     """CSV rows as dicts typed like the JSON body (empty optional cells omitted)."""
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
@@ -73,7 +79,7 @@ def _csv_rows(text: str) -> list[dict]:
             if value == "" and column in ("address", "built_year"):
                 continue
             if column in ("households", "renovation_year", "built_year"):
-                row[column] = int(value) if value.lstrip("-").isdigit() else value
+                row[column] = int(value) if _integer_text(value) else value
             elif column in ("has_elevator", "heating_retrofit"):
                 row[column] = {"1": True, "true": True, "是": True, "0": False, "false": False, "否": False}.get(
                     value.lower(), value

@@ -11,6 +11,19 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def has_utc_time(dt: datetime) -> bool:
+    """Whether an aware time has a UTC equivalent (``0001-01-01T00:00:00+14:00`` has none).
+
+    >>> has_utc_time(datetime.fromisoformat("0001-01-01T00:00:00+14:00"))
+    False
+    """
+    try:
+        dt.astimezone(timezone.utc)
+    except OverflowError:
+        return False
+    return True
+
+
 def to_stored(dt: datetime) -> str:
     """Fixed-width UTC text that sorts in time order.
 
