@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from .conftest import survey
+from .conftest import ROUND, survey
 
 URL = "/api/v1/rounds/r2018/surveys"
 
@@ -103,10 +103,15 @@ def test_bad_responses_get_422_naming_the_field(client, keys, world, app, change
 
 def test_future_submissions_are_refused_but_ten_minutes_of_clock_skew_are_fine(client, keys, world):
     kiosk = keys.header("kiosk_1")
-    soon = (datetime.now(timezone.utc) + timedelta(minutes=8)).isoformat()
-    later = (datetime.now(timezone.utc) + timedelta(minutes=12)).isoformat()
-    assert client.post(URL, json=survey(submitted_at=soon), headers=kiosk).status_code == 201
-    r = client.post(URL, json=survey(submitted_at=later), headers=kiosk)
+    now = datetime.now(timezone.utc)
+    current = {**ROUND, "round_id": "r-now", "opens_at": (now - timedelta(days=1)).isoformat(),
+               "closes_at": (now + timedelta(days=1)).isoformat()}  # the window holds "now" (SPEC §14)
+    assert client.post("/api/v1/rounds", json=current, headers=keys.header("admin")).status_code == 201
+    url = "/api/v1/rounds/r-now/surveys"
+    soon = (now + timedelta(minutes=8)).isoformat()
+    later = (now + timedelta(minutes=12)).isoformat()
+    assert client.post(url, json=survey(submitted_at=soon), headers=kiosk).status_code == 201
+    r = client.post(url, json=survey(submitted_at=later), headers=kiosk)
     assert r.status_code == 422 and "submitted_at" in r.get_json()["errors"]
 
 

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
@@ -61,6 +62,9 @@ def demo_server(tmp_path_factory):
 @pytest.fixture
 def page(chromium, demo_server):
     context = chromium.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+    # The kiosk stamps answers with the device clock, and the demo round took answers in September
+    # 2018 (SPEC §14: submitted_at inside the round's window): the browser lives in that month.
+    context.clock.set_fixed_time(datetime(2018, 9, 20, 10, 0, tzinfo=timezone(timedelta(hours=8))))
     page = context.new_page()
     page.external_requests = []
     page.on("request", lambda r: r.url.startswith(demo_server["url"]) or r.url.startswith("data:")

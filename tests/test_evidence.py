@@ -119,7 +119,7 @@ def test_planted_straight_liner_burst_and_duplicate_are_flagged(client, evidence
     assert {b["response_id"] for b in burst} <= flagged
     assert all(b["key_id"] == keys.ids["kiosk_1"] for b in body["bursts"])
     assert [first["response_id"], second["response_id"]] in [d["response_ids"] for d in body["duplicates"]]
-    # spaced-out door-to-door responses of the world are not bursts
+    # door-to-door forms an administrator entered in batches are not bursts
     assert not any(b["community_id"] == "twin-a" for b in body["bursts"])
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from .canonical import digest
 from .rubric import Rubric
-from .timeutil import to_stored, utcnow
+from .timeutil import from_stored, has_utc_time, to_stored, utcnow
 
 
 class SubmissionError(Exception):
@@ -84,8 +84,19 @@ def household_hash(secret_key: str, round_id: str, community_id: str, household_
 
 
 def check_time(name: str, moment: datetime, ctx: RoundContext) -> None:
+    if not has_utc_time(moment):
+        raise SubmissionError({name: ["is outside the range of representable times"]})
     if moment > utcnow() + ctx.future_tolerance:
         raise SubmissionError({name: ["is more than 10 minutes in the future"]})
+
+
+def check_in_window(name: str, moment: datetime, ctx: RoundContext) -> None:
+    """A resident's answer time lies in the round's window (SPEC §14)."""
+    opens, closes = ctx.round["opens_at"], ctx.round["closes_at"]
+    if moment < from_stored(opens):
+        raise SubmissionError({name: [f"is before the round opens ({opens})"]})
+    if moment > from_stored(closes):
+        raise SubmissionError({name: [f"is after the round closes ({closes})"]})
 
 
 def community_of_round(community_id: str, ctx: RoundContext) -> dict:
@@ -112,6 +123,7 @@ def prepare_response(data: dict, ctx: RoundContext, key_id: str) -> dict:
     if not answers and overall is None:
         raise SubmissionError({"answers": ["at least one answer or overall is required"]})
     check_time("submitted_at", data["submitted_at"], ctx)
+    check_in_window("submitted_at", data["submitted_at"], ctx)
     ref = data.get("household_ref")
     content = {
         "response_id": str(data["response_id"]),
@@ -135,7 +147,7 @@ def prepare_response(data: dict, ctx: RoundContext, key_id: str) -> dict:
     }
 
 
-def public_response(record: dict) -> dict:
+def response_view(record: dict) -> dict:
     """A stored response as the API shows it (no household hash, no internals)."""
     shown = {
         k: record.get(k)
