@@ -15,7 +15,6 @@ import datetime as dt
 import json
 import os
 import platform
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.load import post_load  # noqa: E402
 from bench.synthetic import ROUND_ID, make_round  # noqa: E402
+from tests.live_server import LiveServer  # noqa: E402  (the tests' gunicorn helper)
 from scoring_service.domain.rubric_schema import load_rubric_file  # noqa: E402
 
 RUBRIC = load_rubric_file(ROOT / "rubrics" / "shenyang-2018.json")
@@ -42,37 +42,15 @@ def log(*args):
     print(*args, flush=True)
 
 
-def free_port() -> int:
-    import socket
+def start_server(kind: str, env: dict, workers: int = 2) -> LiveServer:
+    """The service (``env`` of an instance) or the bare baseline under the same gunicorn settings, ready.
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, kind: str, env: dict, workers: int = 2):
-        self.port = free_port()
-        self.proc = subprocess.Popen([PY, "-m", "bench.serve", kind, str(self.port), str(workers)], cwd=ROOT,
-                                     env={**os.environ, **env, "SCORING_RATELIMIT_ENABLED": "false",
-                                          "SCORING_LOG_LEVEL": "WARNING"},
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-        for _ in range(300):
-            try:
-                requests.get(self.url + ("/healthz" if kind != "bare" else "/"), timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
-        time.sleep(1.0)  # let every worker boot
-
-    def workers(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
-        return [int(p) for p in out.split()]
-
-    def stop(self):
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(30)
+    Both log at INFO, as production does: the service its access log, the baseline only ``/readyz``.
+    """
+    instance = Path(env["SCORING_INSTANCE_PATH"])
+    if kind == "bare":
+        return LiveServer(None, instance / "bare-baseline", workers, command=("-m", "bench.serve")).start()
+    return LiveServer(env.get("SCORING_DATABASE_URL"), instance, workers, extra_env=env).start()
 
 
 def cli(env, *args) -> str:
@@ -96,10 +74,10 @@ def demo_instance(base: Path, database_url: str | None = None) -> dict:
 # -- 1. single-survey POST throughput ---------------------------------------------------
 
 def bench_post(env: dict, seconds: float) -> dict:
-    bare = Server("bare", {})
+    bare = start_server("bare", env)
     base = post_load(bare.port, "/echo", None, seconds)
     bare.stop()
-    scoring = Server("scoring", env)
+    scoring = start_server("scoring", env)
     target = post_load(scoring.port, "/api/v1/rounds/shenyang-2018/surveys", env["KIOSK"], seconds)
     scoring.stop()
     return {"bare_rps": base["rps"], "scoring_rps": target["rps"], "ratio": target["rps"] / base["rps"],
@@ -129,7 +107,7 @@ def bench_batch(env: dict, batches: int) -> dict:
             schema.load(item)
     validation = batches * 1000 / (time.perf_counter() - started)
 
-    server = Server("scoring", env)
+    server = start_server("scoring", env)
     session = requests.Session()
     headers = {"Authorization": f"Bearer {env['KIOSK']}"}
     started = time.perf_counter()
@@ -226,12 +204,12 @@ def worker_memory(env: dict, round_id: str) -> dict:
     app = create_app({"INSTANCE_PATH": env["SCORING_INSTANCE_PATH"], "SECRET_KEY": "bench-secret"})
     record, admin = new_key("admin", "bench")
     app.extensions["scoring"].store.create_key(record)
-    server = Server("scoring", env, workers=1)
+    server = start_server("scoring", env, workers=1)
     headers = {"Authorization": f"Bearer {admin}"}
     for path in ("rankings/districts", "rankings/communities", "rewards", "communities/c000001/score"):
         r = requests.get(f"{server.url}/api/v1/rounds/{round_id}/{path}", headers=headers, timeout=300)
         assert r.status_code == 200, (path, r.status_code)
-    pid = server.workers()[0]
+    pid = server.worker_pids()[0]
     status = Path(f"/proc/{pid}/status").read_text()
     peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
     server.stop()

@@ -1,15 +1,18 @@
-"""Start gunicorn for a benchmark: the scoring service or the bare baseline, same settings."""
+"""The bare baseline under the service's gunicorn settings: ``python -m bench.serve --port P --workers W``.
 
-import sys
+Takes the options of ``scoring-service serve``, so ``tests/live_server.py`` starts either.
+"""
 
+import argparse
+
+from bench.bare_app import create_bare_app
 from scoring_service.ops.server import GunicornServer, gunicorn_settings, prepare_metrics_dir
 
 if __name__ == "__main__":
-    kind, port, workers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
     prepare_metrics_dir()
-    if kind == "bare":
-        from bench.bare_app import create_bare_app
-
-        GunicornServer(gunicorn_settings("127.0.0.1", port, workers), app_factory=create_bare_app).run()
-    else:
-        GunicornServer(gunicorn_settings("127.0.0.1", port, workers)).run()
+    GunicornServer(gunicorn_settings(args.host, args.port, args.workers), app_factory=create_bare_app).run()

@@ -1,4 +1,8 @@
-"""Run the service under gunicorn in a subprocess, as production does."""
+"""Run the service under gunicorn in a subprocess, as production does.
+
+The one live-server helper: the tests use it, and so does the benchmark
+(``bench/``), for the service and for its bare baseline app.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+#: ``scoring-service serve``; another module taking the same ``--host/--port/--workers`` may replace it
+SERVE = ("-m", "scoring_service.cli", "serve")
 
 
 def free_port() -> int:
@@ -22,10 +31,14 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """``scoring-service serve`` with its own environment; stopped on exit."""
+    """``scoring-service serve`` (or ``command``) with its own environment; stopped on exit.
 
-    def __init__(self, database_url: str, instance: Path, workers: int = 2, port: int | None = None,
-                 extra_env: dict | None = None):
+    Ready once every worker has loaded the app and answered ``/readyz``, as its
+    JSON access log says (so the app must log at INFO).
+    """
+
+    def __init__(self, database_url: str | None, instance: Path, workers: int = 2, port: int | None = None,
+                 extra_env: dict | None = None, command: Sequence[str] = SERVE):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.instance = instance
@@ -33,22 +46,23 @@ class LiveServer:
         self.env = {
             **os.environ,
             "SCORING_INSTANCE_PATH": str(instance),
-            "SCORING_DATABASE_URL": database_url,
+            **({"SCORING_DATABASE_URL": database_url} if database_url else {}),
             "SCORING_SECRET_KEY": "test-secret-key-not-for-production",
             "SCORING_RATELIMIT_ENABLED": "false",
             "SCORING_LOG_LEVEL": "INFO",  # readiness is read from the access log
             **(extra_env or {}),
         }
         self.workers = workers
+        self.command = tuple(command)
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> LiveServer:
         self.instance.mkdir(parents=True, exist_ok=True)
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "scoring_service.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+            [sys.executable, *self.command, "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", str(self.workers)],
-            env=self.env, stdout=self.log, stderr=self.log, start_new_session=True,
+            env=self.env, stdout=self.log, stderr=self.log, start_new_session=True, cwd=ROOT,
         )
         offset = self.log_path.stat().st_size
         deadline = time.monotonic() + timeout
