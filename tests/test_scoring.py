@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from fractions import Fraction
+from statistics import NormalDist
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scoring_service.services.results import select_latest
+from scoring_service.domain.inspections import select_latest
 from scoring_service.store import InspectionRows
 from scoring_service.scoring import competition_rank, largest_remainder, ranking_order, required_responses, wilson_interval
 from scoring_service.scoring.engine import (
     CommunityInputs,
     InspectionInputs,
     SurveyCounts,
+    agency_item_scores,
     allocate_rewards,
     district_index,
     score_communities,
+    source_weights,
 )
 from scoring_service.scoring.rounding import round_score
+from scoring_service.scoring.stats import Z95, Z998, below_rate
+from scoring_service.scoring.uncertainty import Draws, funnel_limits, rank_uncertainty, score_draws
 
-from .conftest import RUBRIC
+from .conftest import ROOT, RUBRIC
 
 K = len(RUBRIC.items)
 IDX = {code: k for k, code in enumerate(RUBRIC.item_codes)}
@@ -43,7 +51,9 @@ def test_wilson_matches_newcombe_table_1(successes, n, low, high):
 
 
 def test_wilson_without_answers_is_undefined():
-    assert wilson_interval(0, 0) == (None, None, None)
+    assert all(np.isnan(x) for x in wilson_interval(0, 0))
+    with pytest.raises(ValueError):
+        wilson_interval(5, 4)
 
 
 @given(st.integers(1, 5000).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
@@ -270,7 +280,7 @@ def test_latest_inspection_per_agency_ties_by_submission_order():
         points=np.zeros((5, K)), maxima=np.zeros((5, K)), vetoes=[[]] * 5,
     )
     # c/A: two on 09-05, the one submitted last (seq 3) wins over seq 2 and the older 09-01
-    assert select_latest(rows) == [0, 3, 4]
+    assert select_latest(rows.community_ids, rows.agency_ids, rows.inspected_at, rows.seq) == [0, 3, 4]
 
 
 # -- district index and rewards, by hand ---------------------------------------------
@@ -412,28 +422,135 @@ def test_rewards_sum_to_pool_for_any_round(data, pool, pct, top):
 
 @given(st.lists(st.integers(1, 100_000), min_size=1, max_size=50),
        st.sampled_from([0.1, 0.07, 0.15, 0.333, 0.05]))
-def test_vectorised_sample_rule_equals_the_scalar_one(households, share):
-    from scoring_service.scoring.stats import required_responses_array
+def test_sample_rule_on_an_array_is_the_exact_rule_per_element(households, share):
+    exact = [max(10, min(100, math.ceil(Fraction(repr(share)) * h))) for h in households]
+    assert required_responses(households, share, 10, 100).tolist() == exact
+    assert [int(required_responses(h, share, 10, 100)) for h in households] == exact
 
-    assert required_responses_array(households, share, 10, 100).tolist() == [
-        required_responses(h, share, 10, 100) for h in households]
+
+def test_sample_rule_and_acceptance_stay_exact_beyond_int64():
+    # 4·10¹⁸ households × 3/20 and 1.2·10¹⁸ × 10 overflow int64: Python integers take over
+    assert int(required_responses(4 * 10**18 + 1, 0.15, 0, 10**19)) == 600_000_000_000_000_001
+    n = 4 * 10**18
+    assert below_rate([12 * 10**17 - 1, 12 * 10**17], n, 0.3).tolist() == [True, False]
+    assert (12 * 10**17 - 1) / n == 0.3  # what binary floats would have compared
 
 
 @given(st.lists(st.integers(0, 400).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))), max_size=40))
-def test_vectorised_wilson_equals_the_scalar_one(pairs):
-    from scoring_service.scoring.stats import below_rate, below_rate_array, wilson_arrays
-
+def test_wilson_and_acceptance_on_arrays_equal_them_per_element(pairs):
     successes = np.array([s for s, _ in pairs], dtype=np.int64)
     n = np.array([t for _, t in pairs], dtype=np.int64)
-    rate, low, high = wilson_arrays(successes, n)
-    flags = below_rate_array(successes, n, 0.8)
+    rate, low, high = wilson_interval(successes, n)
+    flags = below_rate(successes, n, 0.8)
     for i, (s, t) in enumerate(pairs):
-        expected = wilson_interval(s, t)
+        np.testing.assert_array_equal([rate[i], low[i], high[i]], list(wilson_interval(s, t)))
         if t == 0:
             assert np.isnan(rate[i]) and not flags[i]
         else:
-            assert (rate[i], low[i], high[i]) == pytest.approx(tuple(expected), abs=1e-12)
-            assert flags[i] == below_rate(s, t, 0.8)
+            assert flags[i] == (Fraction(s, t) < Fraction(4, 5))
+
+
+def test_one_z_per_quantile():
+    # SPEC §5 writes z to 16 digits; the standard library's quantile is two units in the last
+    # place away, so the SPEC's constant is the one kept (stats.Z95, used by Wilson and the funnel).
+    assert Z95 == 1.959963984540054
+    assert NormalDist().inv_cdf(0.975) != Z95
+    assert abs(NormalDist().inv_cdf(0.975) - Z95) <= 2 * math.ulp(Z95)
+    assert Z998 == 3.090232306167813  # the 99.8 % funnel limit, computed once in stats
+    f = funnel_limits(np.array([40, 10]), np.array([50, 50]))
+    se = math.sqrt(0.5 * 0.5 / 50)
+    assert f.low95.tolist() == [0.5 - Z95 * se] * 2 and f.high998.tolist() == [0.5 + Z998 * se] * 2
+
+
+def test_scoring_imports_neither_flask_nor_marshmallow():
+    code = ("import sys, scoring_service.scoring.engine, scoring_service.scoring.uncertainty; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'flask', 'marshmallow', 'werkzeug'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+# -- uncertainty: the draws score with the engine --------------------------------------
+
+QUOTAS = {"d1": 3, "d2": 2, "d3": 1}
+
+
+def identity_draw(inputs: CommunityInputs, residents: SurveyCounts, inspections: InspectionInputs) -> Draws:
+    """One draw that perturbs no weight (factors exactly 1) and resamples nothing."""
+    overall = residents.overall
+    return Draws(
+        item_weights=RUBRIC.weights[None, :] * np.ones((1, K)),
+        source_weights=source_weights(RUBRIC)[None, :] * np.ones((1, 3)),
+        resident_items=residents.items[None],
+        satisfied=(overall[:, 3] + overall[:, 4])[None],
+        group=np.arange(len(inputs)),
+        agency_scores=agency_item_scores(inspections)[None],
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(rounds(), st.lists(st.integers(0, 3), min_size=8 * K * 5, max_size=8 * K * 5), st.integers(0, 3))
+def test_a_draw_without_perturbation_or_resampling_is_the_nominal_result(data, public_counts, top):
+    cs, residents, rows = data
+    n = len(cs)
+    public = SurveyCounts(np.array(public_counts[:n * K * 5]).reshape(n, K, 5), np.zeros((n, 5), dtype=np.int64),
+                          np.zeros(n, dtype=np.int64))
+    inputs = CommunityInputs.build(RUBRIC, cs)
+    inspections = inspections_for(n, rows)
+    nominal = score_communities(RUBRIC, inputs, residents, public, inspections)
+    districts = district_index(RUBRIC, QUOTAS, inputs, nominal)
+    drawn = score_draws(RUBRIC, inputs, residents, inspections, nominal, districts, top,
+                        identity_draw(inputs, residents, inspections))
+
+    np.testing.assert_array_equal(drawn.composite[0], nominal.composite)  # exactly, NaN where pending
+    graded = nominal.grade_index >= 0
+    assert drawn.grade_index[0][graded].tolist() == nominal.grade_index[graded].tolist()
+    assert drawn.community_rank[0].tolist() == nominal.rank[nominal.rank > 0].tolist()
+    np.testing.assert_array_equal(drawn.district_index[0], districts.index)
+    assert drawn.district_rank[0].tolist() == districts.rank.tolist()
+    # the reward sets are those the allocation pays
+    rewards = allocate_rewards({"pool_fen": 10**6, "district_share_pct": 50, "top_districts": top},
+                               RUBRIC, inputs, nominal, districts)
+    assert {inputs.ids[c] for c in np.flatnonzero(drawn.reward_eligible[0])} == set(rewards.communities)
+    assert {districts.district_ids[d] for d in np.flatnonzero(drawn.district_rewarded[0])} == set(rewards.districts)
+
+
+@st.composite
+def settled_rounds(draw):
+    """Rounds whose data leave nothing to resample: one answer level per community, one agency each."""
+    n = draw(st.integers(1, 8))
+    cs = [community(f"c{i}", draw(st.sampled_from(["d1", "d2"])), draw(st.integers(1, 400)),
+                    draw(st.booleans()), draw(st.booleans())) for i in range(n)]
+    items = np.zeros((n, K, 5), dtype=np.int64)
+    overall = np.zeros((n, 5), dtype=np.int64)
+    for c in range(n):
+        answers = draw(st.integers(0, 30))
+        items[c, :, draw(st.integers(0, 4))] = answers
+        overall[c, draw(st.integers(0, 4))] = answers
+    rows = [(c, "A", {code: draw(st.sampled_from([0, check["max_points"] / 2, check["max_points"]]))
+                      for code, check in RUBRIC.checks.items()})
+            for c in range(n) if draw(st.booleans())]
+    return cs, SurveyCounts(items, overall, items[:, 0].sum(axis=1)), rows
+
+
+@settings(max_examples=40, deadline=None)
+@given(settled_rounds(), st.integers(0, 2**32), st.integers(0, 3))
+def test_without_perturbation_every_draw_of_a_settled_round_ranks_as_nominal(data, seed, top):
+    cs, residents, rows = data
+    n = len(cs)
+    inputs = CommunityInputs.build(RUBRIC, cs)
+    inspections = inspections_for(n, rows)
+    nominal = score_communities(RUBRIC, inputs, residents, SurveyCounts.zeros(n, K), inspections)
+    districts = district_index(RUBRIC, QUOTAS, inputs, nominal)
+    reward = {"pool_fen": 10**6, "district_share_pct": 50, "top_districts": top}
+    communities, district_spread = rank_uncertainty(RUBRIC, inputs, residents, SurveyCounts.zeros(n, K), inspections,
+                                                    nominal, districts, reward, draws=7, seed=seed, perturbation=0.0)
+    ranked = nominal.rank > 0
+    for spread, ranks in ((communities, nominal.rank[ranked]), (district_spread, districts.rank)):
+        assert spread.median.tolist() == spread.low.tolist() == spread.high.tolist() == ranks.tolist()
+    rewards = allocate_rewards(reward, RUBRIC, inputs, nominal, districts)
+    ranked_ids = [inputs.ids[c] for c in np.flatnonzero(ranked)]
+    assert communities.reward_share.tolist() == [float(cid in rewards.communities) for cid in ranked_ids]
+    assert district_spread.reward_share.tolist() == [float(d in rewards.districts) for d in districts.district_ids]
 
 
 @given(st.lists(st.tuples(st.sampled_from([70.0, 80.5, 80.5, 90.0, 65.25]), st.sampled_from("abc")), max_size=30))

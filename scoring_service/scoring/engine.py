@@ -7,6 +7,11 @@ Everything works on per-community sufficient statistics held in arrays:
   ``overall[C, 5]`` and ``responses[C]``;
 * one row per considered inspection: per-item sums of points and of
   ``max_points`` over the checks not marked ``"na"``.
+
+The steps of the score (item scores, composite, grade, district index) also
+take arrays with extra leading axes, so the Monte Carlo draws of
+:mod:`.uncertainty` score a whole batch of perturbed rounds with these same
+functions: there is one implementation of each rule.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from ..domain.rubric import Rubric
 from .ranking import competition_rank, competition_rank_within, ranking_order
 from .rewards import largest_remainder
 from .rounding import round_score
-from .stats import below_rate_array, required_responses_array, wilson_arrays
+from .stats import below_rate, required_responses, wilson_interval
 
 LEVELS = 5
+#: the sources of the composite, in the order of :func:`source_weights`
+SOURCES = ("professional", "resident", "public")
 
 
 @dataclass(frozen=True)
@@ -107,15 +114,33 @@ class CommunityScores:
     flags: list[list[str]]
     rank: np.ndarray  # 0 when unranked
     rank_in_district: np.ndarray
+    grade_index: np.ndarray  # into rubric.grades, best first; -1 when there is no grade
+    insufficient: np.ndarray  # bool: fewer resident responses than required
+    vetoed: np.ndarray  # bool: a critical check scored 0
+
+
+def sum_by_group(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Sums of ``values`` over its last axis by ``groups`` (int[N], in 0..n_groups−1): (..., N) → (..., n_groups).
+
+    Each sum adds its terms in index order, whatever the leading axes.
+
+    >>> sum_by_group(np.array([[1.0, 2.0, 4.0], [8.0, 16.0, 32.0]]), np.array([1, 0, 1]), 2).tolist()
+    [[2.0, 5.0], [16.0, 40.0]]
+    """
+    values = np.asarray(values, dtype=float)
+    lead, n = values.shape[:-1], values.shape[-1]
+    rows = int(np.prod(lead, dtype=np.int64))
+    bins = (np.arange(rows, dtype=np.int64)[:, None] * n_groups + np.asarray(groups, dtype=np.int64)[None, :]).ravel()
+    return np.bincount(bins, weights=values.reshape(-1), minlength=rows * n_groups).reshape(*lead, n_groups)
 
 
 def likert_item_scores(items: np.ndarray, likert_points: Sequence[float]) -> np.ndarray:
-    """Mean Likert points per community and item; NaN where nobody answered.
+    """Mean Likert points per community and item; NaN where nobody answered. ``items`` (..., 5).
 
     >>> likert_item_scores(np.array([[[0, 0, 0, 1, 1]]]), [20, 40, 60, 80, 100])
     array([[90.]])
     """
-    counts = np.asarray(items, dtype=float)
+    counts = np.asarray(items)
     n = counts.sum(axis=-1)
     total = counts @ np.asarray(likert_points, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -124,6 +149,8 @@ def likert_item_scores(items: np.ndarray, likert_points: Sequence[float]) -> np.
 
 def weighted_item_mean(item_scores: np.ndarray, weights: np.ndarray, applicable: np.ndarray) -> np.ndarray:
     """Σ w·s / Σ w over applicable items with a defined score; NaN if none.
+
+    ``item_scores`` (..., C, K); ``weights`` (K,), or (D, 1, K) for one set per draw.
 
     >>> weighted_item_mean(np.array([[80.0, np.nan, 60.0]]), np.array([10, 10, 30]),
     ...                    np.array([[True, True, False]]))
@@ -137,35 +164,73 @@ def weighted_item_mean(item_scores: np.ndarray, weights: np.ndarray, applicable:
         return np.where(den > 0, num.sum(axis=-1) / np.where(den > 0, den, 1), np.nan)
 
 
-def professional_item_scores(inspections: InspectionInputs, n_communities: int) -> np.ndarray:
-    """P(i): mean over agencies of 100·Σpoints/Σmax, NaN where no agency defines it."""
-    n_items = inspections.points.shape[1]
+def agency_item_scores(inspections: InspectionInputs) -> np.ndarray:
+    """P(a,i) per considered inspection (row) and item: 100·Σpoints/Σmax; NaN where every check was "na"."""
     defined = inspections.max_points > 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        per_agency = np.where(defined, 100.0 * inspections.points / np.where(defined, inspections.max_points, 1), 0.0)
-    total = np.zeros((n_communities, n_items))
-    count = np.zeros((n_communities, n_items))
-    np.add.at(total, inspections.community, per_agency)
-    np.add.at(count, inspections.community, defined.astype(float))
+        return np.where(defined, 100.0 * inspections.points / np.where(defined, inspections.max_points, 1), np.nan)
+
+
+def professional_item_scores(agency_scores: np.ndarray, community: np.ndarray, n_communities: int) -> np.ndarray:
+    """P(i): mean over agencies where defined, NaN where none: rows (..., M, K) → (..., C, K).
+
+    ``community`` (int[M]) is the community of each row.
+    """
+    defined = ~np.isnan(agency_scores)
+
+    def per_community(values: np.ndarray) -> np.ndarray:
+        return np.swapaxes(sum_by_group(np.swapaxes(values, -1, -2), community, n_communities), -1, -2)
+
+    total = per_community(np.where(defined, agency_scores, 0.0))
+    count = per_community(defined)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.where(count > 0, count, 1), np.nan)
 
 
-def combine_sources(sources: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
-    """Σ W(s)·S(s) / Σ W(s) over the sources defined for each community."""
-    stacked = np.vstack([np.asarray(s, dtype=float) for s in sources])
-    w = np.asarray(weights, dtype=float)[:, None] * ~np.isnan(stacked)
-    num = (np.nan_to_num(stacked) * w).sum(axis=0)
-    den = w.sum(axis=0)
+def source_weights(rubric: Rubric) -> np.ndarray:
+    """W(s) in the order of :data:`SOURCES`."""
+    return np.array([float(rubric.source_weights[s]) for s in SOURCES])
+
+
+def composite_scores(
+    item_scores: Sequence[np.ndarray], applicable: np.ndarray, item_weights: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """The source scores P, R, U and the composite, from item scores (..., C, K) of each source.
+
+    composite = Σ W(s)·S(s) / Σ W(s) over the defined sources; NaN unless P and R are defined.
+    ``item_weights`` as in :func:`weighted_item_mean`; ``weights`` (3,), or (D, 1, 3) per draw.
+    """
+    scores = np.broadcast_arrays(*(weighted_item_mean(s, item_weights, applicable) for s in item_scores))
+    stacked = np.stack(scores, axis=-1)
+    w = np.asarray(weights, dtype=float) * ~np.isnan(stacked)
+    num = (np.nan_to_num(stacked) * w).sum(axis=-1)
+    den = w.sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+        composite = np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+    professional, resident, public = scores
+    return professional, resident, public, np.where(np.isnan(professional) | np.isnan(resident), np.nan, composite)
 
 
-def grade_indices(scores_rounded: np.ndarray, rubric: Rubric) -> np.ndarray:
-    """Index (into ``rubric.grades``, best first) of the highest grade each score reaches."""
+def grade_indices(composite_rounded: np.ndarray, rubric: Rubric, capped=False, vetoed=False) -> np.ndarray:
+    """Index (into ``rubric.grades``, best first) of each score's grade, after the caps.
+
+    The highest grade whose threshold the 2-decimal score reaches; ``capped`` (too few responses
+    or satisfaction below acceptance) caps it at ``rubric.cap_grade``, ``vetoed`` makes it the lowest.
+    Scores of any shape; undefined scores get the lowest grade (callers leave them ungraded).
+    """
     mins = np.array([g.min for g in rubric.grades])
-    reached = np.nan_to_num(scores_rounded, nan=-1.0)[:, None] >= mins[None, :]
-    return np.where(reached.any(axis=1), reached.argmax(axis=1), len(mins) - 1)
+    lowest = len(mins) - 1
+    reached = np.nan_to_num(composite_rounded, nan=-1.0)[..., None] >= mins
+    index = np.where(reached.any(axis=-1), reached.argmax(axis=-1), lowest)
+    cap = [g.grade for g in rubric.grades].index(rubric.cap_grade)
+    index = np.where(capped, np.maximum(index, cap), index)
+    return np.where(vetoed, lowest, index)
+
+
+def reward_eligible(grade_index: np.ndarray, vetoed: np.ndarray, rubric: Rubric) -> np.ndarray:
+    """Communities eligible for community rewards: a grade with a multiplier, and no veto."""
+    names = [g.grade for g in rubric.grades]
+    return np.isin(grade_index, [names.index(g) for g in rubric.reward_multipliers]) & ~np.asarray(vetoed)
 
 
 def score_communities(
@@ -177,45 +242,33 @@ def score_communities(
 ) -> CommunityScores:
     """Scores, flags, grades and ranks of every community of a round."""
     n = len(communities)
-    weights = rubric.weights
     applicable = communities.applicable
 
-    prof_items = professional_item_scores(inspections, n)
+    prof_items = professional_item_scores(agency_item_scores(inspections), inspections.community, n)
     prof_items = np.where(applicable, prof_items, np.nan)
-    professional = weighted_item_mean(prof_items, weights, applicable)
-
     res_items = np.where(applicable, likert_item_scores(residents.items, rubric.likert_points), np.nan)
-    resident = weighted_item_mean(res_items, weights, applicable)
     pub_items = np.where(applicable, likert_item_scores(public.items, rubric.likert_points), np.nan)
-    public_score = weighted_item_mean(pub_items, weights, applicable)
+    professional, resident, public_score, composite = composite_scores(
+        (prof_items, res_items, pub_items), applicable, rubric.weights, source_weights(rubric))
+    composite_rounded = round_score(composite)
 
     share, lo, hi = rubric.min_responses
-    required = required_responses_array(communities.households, share, lo, hi)
+    required = required_responses(communities.households, share, lo, hi)
 
     satisfied = residents.overall[:, 3] + residents.overall[:, 4]
     answered = residents.overall.sum(axis=1)
-    rate, ci_lo, ci_hi = wilson_arrays(satisfied, answered)
-    below = below_rate_array(satisfied, answered, rubric.acceptance_satisfaction_rate)
-
-    sw = rubric.source_weights
-    composite = combine_sources(
-        [professional, resident, public_score], [sw["professional"], sw["resident"], sw["public"]]
-    )
-    composite = np.where(np.isnan(professional) | np.isnan(resident), np.nan, composite)
-    composite_rounded = round_score(composite)
+    rate, ci_lo, ci_hi = wilson_interval(satisfied, answered)
+    below = below_rate(satisfied, answered, rubric.acceptance_satisfaction_rate)
 
     pending_inspection = np.isnan(professional)
     pending_survey = np.isnan(resident)
     insufficient = residents.responses < required
     vetoes = [sorted(set(v)) for v in inspections.vetoes] if inspections.vetoes else [[] for _ in range(n)]
-    grade_index = grade_indices(composite_rounded, rubric)
-    cap = [g.grade for g in rubric.grades].index(rubric.cap_grade)
-    grade_index = np.where(insufficient | below, np.maximum(grade_index, cap), grade_index)
     vetoed = np.array([bool(v) for v in vetoes], dtype=bool)
-    grade_index = np.where(vetoed, len(rubric.grades) - 1, grade_index)
-    names = [g.grade for g in rubric.grades]
     defined = ~np.isnan(composite_rounded)
-    grades: list[str | None] = [names[i] if ok else None for i, ok in zip(grade_index.tolist(), defined.tolist())]
+    grade_index = np.where(defined, grade_indices(composite_rounded, rubric, insufficient | below, vetoed), -1)
+    names = [g.grade for g in rubric.grades]
+    grades: list[str | None] = [names[i] if i >= 0 else None for i in grade_index.tolist()]
 
     flags: list[list[str]] = []
     for c, (p_missing, r_missing, few, low) in enumerate(
@@ -234,30 +287,19 @@ def score_communities(
 
     rank = np.zeros(n, dtype=np.int64)
     rank_in_district = np.zeros(n, dtype=np.int64)
-    ranked = np.flatnonzero(~np.isnan(composite_rounded))
+    ranked = np.flatnonzero(defined)
     rank[ranked] = competition_rank(composite_rounded[ranked])
     _, district_codes = np.unique(np.asarray(communities.district_ids, dtype=str), return_inverse=True)
     rank_in_district[ranked] = competition_rank_within(composite_rounded[ranked], district_codes[ranked])
 
     return CommunityScores(
-        professional=professional,
-        professional_items=prof_items,
-        resident=resident,
-        resident_items=res_items,
-        resident_responses=residents.responses,
-        required_responses=required,
-        satisfaction_rate=rate,
-        satisfaction_low=ci_lo,
-        satisfaction_high=ci_hi,
-        public=public_score,
-        public_items=pub_items,
-        public_responses=public.responses,
-        composite=composite,
-        composite_rounded=composite_rounded,
-        grade=grades,
-        flags=flags,
-        rank=rank,
-        rank_in_district=rank_in_district,
+        professional=professional, professional_items=prof_items,
+        resident=resident, resident_items=res_items, resident_responses=residents.responses,
+        required_responses=required, satisfaction_rate=rate, satisfaction_low=ci_lo, satisfaction_high=ci_hi,
+        public=public_score, public_items=pub_items, public_responses=public.responses,
+        composite=composite, composite_rounded=composite_rounded, grade=grades, flags=flags,
+        rank=rank, rank_in_district=rank_in_district,
+        grade_index=grade_index, insufficient=insufficient, vetoed=vetoed,
     )
 
 
@@ -281,6 +323,29 @@ class DistrictIndex:
     grade_counts: list[dict[str, int]]
     share_good_or_better: np.ndarray
     order: np.ndarray  # best first
+    member: np.ndarray  # per community: its position in district_ids, -1 when not in the quotas
+    counted: np.ndarray  # per community: graded and in a district of the quotas
+
+
+def district_scores(
+    rubric: Rubric, composite: np.ndarray, households: np.ndarray, member: np.ndarray, counted: np.ndarray,
+    progress: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Q(d), the households-weighted mean composite of the counted communities (0 when none), and
+    the index D = wq·Q + wp·G. ``composite`` (..., C) → (..., D)."""
+    n_districts = progress.shape[-1]
+    rows = np.flatnonzero(counted)
+    weighted = sum_by_group(np.asarray(composite)[..., rows] * households[rows], member[rows], n_districts)
+    total = sum_by_group(households[rows], member[rows], n_districts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        quality = np.where(total > 0, weighted / np.where(total > 0, total, 1), 0.0)
+    dw = rubric.district_weights
+    return quality, dw["quality"] * quality + dw["progress"] * progress
+
+
+def district_reward_eligible(rank: np.ndarray, index: np.ndarray, top_districts: int) -> np.ndarray:
+    """Districts eligible for district rewards: rank ≤ ``top_districts`` (ties included) and D > 0."""
+    return (np.asarray(rank) <= int(top_districts)) & (np.asarray(index) > 0)
 
 
 def district_index(
@@ -289,25 +354,15 @@ def district_index(
     """District index D = wq·Q + wp·G for every district of the round's quotas."""
     ids = sorted(quotas)
     quota = np.array([int(quotas[d]) for d in ids], dtype=np.int64)
-    graded = np.zeros(len(ids), dtype=np.int64)
-    quality = np.zeros(len(ids))
-    counts = [{g.grade: 0 for g in rubric.grades} for _ in ids]
     position = {d: i for i, d in enumerate(ids)}
-    weighted = np.zeros(len(ids))
-    households = np.zeros(len(ids))
-    for c, grade in enumerate(scores.grade):
-        d = position.get(communities.district_ids[c])
-        if grade is None or d is None:
-            continue
-        graded[d] += 1
-        counts[d][grade] += 1
-        weighted[d] += communities.households[c] * scores.composite[c]
-        households[d] += communities.households[c]
-    has = households > 0
-    quality[has] = weighted[has] / households[has]
+    member = np.array([position.get(d, -1) for d in communities.district_ids], dtype=np.int64)
+    counted = (scores.grade_index >= 0) & (member >= 0)
+    graded = np.bincount(member[counted], minlength=len(ids)).astype(np.int64)
+    counts = [{g.grade: 0 for g in rubric.grades} for _ in ids]
+    for c in np.flatnonzero(counted).tolist():
+        counts[member[c]][scores.grade[c]] += 1
     progress = 100.0 * np.minimum(1.0, graded / np.maximum(quota, 1))
-    dw = rubric.district_weights
-    index = dw["quality"] * quality + dw["progress"] * progress
+    quality, index = district_scores(rubric, scores.composite, communities.households, member, counted, progress)
     index_rounded = round_score(index)
     top = rubric.top_grades
     share = np.array(
@@ -325,6 +380,8 @@ def district_index(
         grade_counts=counts,
         share_good_or_better=share,
         order=ranking_order(index_rounded, ids),
+        member=member,
+        counted=counted,
     )
 
 
@@ -351,16 +408,15 @@ def allocate_rewards(
     community_pool = pool - district_pool
     top_n = int(reward.get("top_districts", 0))
 
-    district_weights = []
-    for i, d in enumerate(districts.district_ids):
-        if districts.rank[i] <= top_n and districts.index[i] > 0:
-            district_weights.append((d, int(np.rint(districts.index_rounded[i] * 100))))
+    district_weights = [
+        (districts.district_ids[i], int(np.rint(districts.index_rounded[i] * 100)))
+        for i in np.flatnonzero(district_reward_eligible(districts.rank, districts.index, top_n)).tolist()
+    ]
     multipliers = rubric.reward_multipliers
-    community_weights = []
-    for c, grade in enumerate(scores.grade):
-        vetoed = any(f.startswith("veto:") for f in scores.flags[c])
-        if grade in multipliers and not vetoed:
-            community_weights.append((communities.ids[c], int(communities.households[c]) * multipliers[grade]))
+    community_weights = [
+        (communities.ids[c], int(communities.households[c]) * multipliers[scores.grade[c]])
+        for c in np.flatnonzero(reward_eligible(scores.grade_index, scores.vetoed, rubric)).tolist()
+    ]
 
     by_district = largest_remainder(district_pool, district_weights)
     by_community = largest_remainder(community_pool, community_weights)

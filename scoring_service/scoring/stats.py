@@ -1,13 +1,25 @@
-"""Small statistics used by the scores: sample rule and Wilson interval."""
+"""Small statistics used by the scores: sample rule, Wilson interval, acceptance test.
+
+Each function takes scalars or arrays and broadcasts like a numpy ufunc: a
+scalar in gives a numpy scalar out.
+"""
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
+from statistics import NormalDist
 from typing import NamedTuple
 
-#: two-sided 95 % normal quantile used by SPEC §5
+import numpy as np
+
+#: two-sided 95 % normal quantile, as SPEC §5 writes it. ``NormalDist().inv_cdf(0.975)`` gives
+#: 1.9599639845400536, two units in the last place away, so the SPEC's digits are kept here.
 Z95 = 1.959963984540054
+#: two-sided 99.8 % normal quantile (funnel control limits; not in the SPEC)
+Z998 = NormalDist().inv_cdf(0.999)
+
+#: products below this bound are exact in int64
+_INT64_SAFE = 2**62
 
 
 def exact_fraction(value) -> Fraction:
@@ -19,91 +31,66 @@ def exact_fraction(value) -> Fraction:
     return Fraction(repr(float(value)))
 
 
-def required_responses(households: int, share=0.10, minimum: int = 10, maximum: int = 100) -> int:
+def _exact_integers(*arrays: np.ndarray, factor: int) -> tuple[np.ndarray, ...]:
+    """The integer ``arrays``, as int64 when every product with ``factor`` fits, else as Python ints."""
+    largest = max((int(np.abs(a).max(initial=0)) for a in arrays), default=0)
+    dtype = np.int64 if largest * max(1, abs(factor)) < _INT64_SAFE else object
+    return tuple(a.astype(dtype) for a in arrays)
+
+
+def required_responses(households, share=0.10, minimum: int = 10, maximum: int = 100):
     """Minimum resident sample: clamp(ceil(share × households), minimum, maximum), exactly.
 
-    >>> required_responses(150)   # 10 % of 150 is 15, not the 16 binary floats give
+    >>> int(required_responses(150))   # 10 % of 150 is 15, not the 16 binary floats give
     15
-    >>> required_responses(40), required_responses(5000)
-    (10, 100)
+    >>> required_responses([40, 5000]).tolist()
+    [10, 100]
     """
-    needed = math.ceil(exact_fraction(share) * int(households))
-    return max(int(minimum), min(int(maximum), needed))
-
-
-def required_responses_array(households, share=0.10, minimum: int = 10, maximum: int = 100):
-    """:func:`required_responses` for an array of household counts, in exact integer arithmetic."""
-    import numpy as np
-
     fraction = exact_fraction(share)
-    num, den = fraction.numerator, fraction.denominator
-    # ceil(h·num/den) with Python integers: exact and free of overflow
-    needed = np.array([-(-int(h) * num // den) for h in np.asarray(households).tolist()], dtype=np.int64)
-    return np.clip(needed, int(minimum), int(maximum))
+    (h,) = _exact_integers(np.asarray(households), factor=fraction.numerator)
+    needed = -(-h * fraction.numerator // fraction.denominator)  # ceil, in integers
+    return np.clip(needed, int(minimum), int(maximum)).astype(np.int64)[()]
 
 
-def wilson_arrays(successes, n, z: float = Z95):
-    """Vectorised :func:`wilson_interval`: (rate, low, high) arrays, NaN where ``n`` is 0."""
-    import numpy as np
+class Interval(NamedTuple):
+    rate: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
 
+
+def wilson_interval(successes, n, z: float = Z95) -> Interval:
+    """Proportion with its Wilson score interval (Newcombe 1998, method 3); NaN where ``n`` is 0.
+
+    >>> r = wilson_interval(81, 263)
+    >>> round(float(r.low), 4), round(float(r.high), 4)
+    (0.2553, 0.3662)
+    """
     successes = np.asarray(successes, dtype=float)
     n = np.asarray(n, dtype=float)
+    if np.any((successes < 0) | (successes > n)):
+        raise ValueError("successes must be between 0 and n")
     safe = np.where(n > 0, n, 1.0)
     p = successes / safe
     z2 = z * z
     denom = 1.0 + z2 / safe
     centre = (p + z2 / (2 * safe)) / denom
     half = z * np.sqrt(np.maximum(p * (1 - p) / safe + z2 / (4 * safe * safe), 0.0)) / denom
+    # Exactly 0 or n successes: the bound on that side is the rate itself.
     low = np.where(successes == 0, 0.0, np.maximum(0.0, centre - half))
     high = np.where(successes == n, 1.0, np.minimum(1.0, centre + half))
     undefined = n <= 0
-    return (np.where(undefined, np.nan, p), np.where(undefined, np.nan, low), np.where(undefined, np.nan, high))
+    return Interval(*(np.where(undefined, np.nan, x)[()] for x in (p, low, high)))
 
 
-class Interval(NamedTuple):
-    rate: float | None
-    low: float | None
-    high: float | None
+def below_rate(successes, n, threshold):
+    """``successes / n < threshold`` per element, in exact rational arithmetic; False where ``n`` is 0.
 
-
-def wilson_interval(successes: int, n: int, z: float = Z95) -> Interval:
-    """Proportion with its Wilson score interval (Newcombe 1998, method 3).
-
-    Returns ``Interval(None, None, None)`` when ``n`` is 0.
-
-    >>> r = wilson_interval(81, 263)
-    >>> round(r.low, 4), round(r.high, 4)
-    (0.2553, 0.3662)
+    >>> bool(below_rate(7, 10, 0.8)), bool(below_rate(8, 10, 0.8)), bool(below_rate(0, 0, 0.8))
+    (True, False, False)
     """
-    if n <= 0:
-        return Interval(None, None, None)
-    if not 0 <= successes <= n:
-        raise ValueError("successes must be between 0 and n")
-    p = successes / n
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    low = max(0.0, centre - half)
-    high = min(1.0, centre + half)
-    # Exactly 0 or n successes: the bound on that side is the rate itself.
-    if successes == 0:
-        low = 0.0
-    if successes == n:
-        high = 1.0
-    return Interval(p, low, high)
-
-
-def below_rate(successes: int, n: int, threshold) -> bool:
-    """``successes / n < threshold`` in exact rational arithmetic."""
-    return Fraction(successes, n) < exact_fraction(threshold)
-
-
-def below_rate_array(successes, n, threshold):
-    """``successes / n < threshold`` per element, exactly (False where ``n`` is 0)."""
-    import numpy as np
-
     fraction = exact_fraction(threshold)
-    # s/n < a/b  ⇔  s·b < a·n  (n > 0), in Python integers
-    return np.array([n_i > 0 and s_i * fraction.denominator < fraction.numerator * n_i
-                     for s_i, n_i in zip(np.asarray(successes).tolist(), np.asarray(n).tolist())], dtype=bool)
+    s, t = np.broadcast_arrays(np.asarray(successes), np.asarray(n))
+    s, t = _exact_integers(s, t, factor=max(fraction.numerator, fraction.denominator))
+    # s/t < a/b  ⇔  s·b < a·t  (t > 0)
+    below = (t > 0) & (s * fraction.denominator < fraction.numerator * t)
+    return np.asarray(below, dtype=bool)[()]

@@ -9,6 +9,9 @@ and ranks the communities and districts again. The spread of ranks over the draw
 is the rank's uncertainty. Fixed conditions (vetoes, sample size, pending sources)
 stay as they are: they are facts, not estimates. Communities with identical data
 share their draws (common random numbers), so they stay tied in every draw.
+
+A draw is scored by :func:`score_draws` with the functions of :mod:`.engine`, over a
+leading draw axis: a draw that perturbs and resamples nothing gives the nominal scores.
 """
 
 from __future__ import annotations
@@ -19,14 +22,28 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..domain.rubric import Rubric
-from .engine import CommunityInputs, CommunityScores, DistrictIndex, InspectionInputs, SurveyCounts
+from .engine import (
+    CommunityInputs,
+    CommunityScores,
+    DistrictIndex,
+    InspectionInputs,
+    SurveyCounts,
+    agency_item_scores,
+    composite_scores,
+    district_reward_eligible,
+    district_scores,
+    grade_indices,
+    likert_item_scores,
+    professional_item_scores,
+    reward_eligible,
+    source_weights,
+)
 from .ranking import competition_rank
-from .stats import exact_fraction
+from .rounding import round_score
+from .stats import Z95, Z998, below_rate
 
 #: elements of the largest per-chunk array (draws × communities × agencies × items)
 CHUNK_ELEMENTS = 2_000_000
-Z_95 = 1.959963984540054
-Z_998 = 3.090232306167813
 
 
 @dataclass
@@ -39,14 +56,76 @@ class RankSpread:
     reward_share: np.ndarray
 
 
-def _weighted(scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Σ w·s / Σ w over defined scores; ``scores`` (D, C, K), ``weights`` (D, K)."""
-    defined = ~np.isnan(scores)
-    w = np.where(defined, weights[:, None, :], 0.0)
-    num = (np.nan_to_num(scores) * w).sum(axis=-1)
-    den = w.sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+@dataclass
+class Draws:
+    """A batch of ``b`` draws of a round's uncertain inputs.
+
+    Communities with identical data form one group and share its drawn answers.
+    """
+
+    item_weights: np.ndarray  # float (b, K)
+    source_weights: np.ndarray  # float (b, 3), in the order of engine.SOURCES
+    resident_items: np.ndarray  # int (b, G, K, 5): resident answer counts per group
+    satisfied: np.ndarray  # int (b, G): overall answers of 4 or 5 per group
+    group: np.ndarray  # int[C]: each community's group
+    agency_scores: np.ndarray  # float (b, M, K): per considered inspection, the item scores drawn for it
+
+
+@dataclass
+class DrawScores:
+    """The scores of a batch of draws (leading axis: draw)."""
+
+    composite: np.ndarray  # (b, C), NaN when pending
+    grade_index: np.ndarray  # (b, C), into rubric.grades
+    reward_eligible: np.ndarray  # (b, C)
+    community_rank: np.ndarray  # (b, R): ranks among the nominally ranked communities
+    district_index: np.ndarray  # (b, D)
+    district_rank: np.ndarray  # (b, D)
+    district_rewarded: np.ndarray  # (b, D)
+
+
+def score_draws(
+    rubric: Rubric,
+    communities: CommunityInputs,
+    residents: SurveyCounts,
+    inspections: InspectionInputs,
+    nominal: CommunityScores,
+    districts: DistrictIndex,
+    top_districts: int,
+    draws: Draws,
+) -> DrawScores:
+    """Score every draw of the batch with the engine's rules.
+
+    The public score's items, the sample rule and the vetoes stay nominal.
+    """
+    applicable = communities.applicable
+    prof_items = professional_item_scores(draws.agency_scores, inspections.community, len(communities))
+    res_items = likert_item_scores(draws.resident_items, rubric.likert_points)[:, draws.group]
+    *_, composite = composite_scores(
+        (prof_items, res_items, nominal.public_items), applicable, draws.item_weights[:, None, :],
+        draws.source_weights[:, None, :])
+    rounded = round_score(composite)
+
+    answered = residents.overall.sum(axis=1)
+    below = below_rate(draws.satisfied[:, draws.group], answered, rubric.acceptance_satisfaction_rate)
+    grade_index = grade_indices(rounded, rubric, nominal.insufficient | below, nominal.vetoed)
+
+    # districts: quality from the drawn composites of the nominally graded communities, progress as is;
+    # a composite a draw leaves undefined counts as 0
+    _, index = district_scores(rubric, np.nan_to_num(composite), communities.households, districts.member,
+                               districts.counted, districts.progress)
+    ranked = np.flatnonzero(nominal.rank > 0)  # pending communities stay out of every draw
+    community_rank = np.array([competition_rank(row) for row in rounded[:, ranked]], dtype=np.int32)
+    district_rank = np.array([competition_rank(row) for row in round_score(index)], dtype=np.int32)
+    return DrawScores(
+        composite=composite,
+        grade_index=grade_index,
+        reward_eligible=reward_eligible(grade_index, nominal.vetoed, rubric),
+        community_rank=community_rank.reshape(len(rounded), ranked.size),
+        district_index=index,
+        district_rank=district_rank.reshape(index.shape),
+        district_rewarded=district_reward_eligible(district_rank, index, top_districts),
+    )
 
 
 def rank_uncertainty(
@@ -65,32 +144,32 @@ def rank_uncertainty(
     """Monte Carlo rank spreads of communities (ranked ones) and of the round's districts."""
     rng = np.random.default_rng(seed)
     C, K = communities.applicable.shape
-    points = np.asarray(rubric.likert_points, dtype=float)
-    applicable = communities.applicable
 
     # weights: item and source, each × U(1 − p, 1 + p), independently per draw
     item_w = rubric.weights[None, :] * rng.uniform(1 - perturbation, 1 + perturbation, size=(draws, K))
-    sw = rubric.source_weights
-    source_w = np.array([sw["professional"], sw["resident"], sw["public"]])[None, :] * rng.uniform(
-        1 - perturbation, 1 + perturbation, size=(draws, 3))
+    source_w = source_weights(rubric)[None, :] * rng.uniform(1 - perturbation, 1 + perturbation, size=(draws, 3))
 
-    # per community, from its own data-keyed stream: resident answers and the overall
-    # question resampled, and its agencies resampled with replacement
-    per_agency = np.full((C, max(1, max((len(a) for a in inspections.agencies), default=1)), K), np.nan)
-    filled = np.zeros(C, dtype=int)
-    defined = inspections.max_points > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        values = np.where(defined, 100.0 * inspections.points / np.where(defined, inspections.max_points, 1), np.nan)
-    for row, c in enumerate(inspections.community.tolist()):
-        per_agency[c, filled[c]] = values[row]
-        filled[c] += 1
-    A = per_agency.shape[1]
+    # each community's inspections: the row of its a-th agency, and how many it has
+    community = inspections.community
+    filled = np.bincount(community, minlength=C)
+    A = max(1, int(filled.max(initial=0)))
+    starts = np.cumsum(filled) - filled
+    by_community = np.argsort(community, kind="stable")
+    position = np.empty(community.size, dtype=np.int64)
+    position[by_community] = np.arange(community.size) - starts[community[by_community]]
+    row_of = np.zeros((C, A), dtype=np.int64)
+    row_of[community, position] = np.arange(community.size)
+    agency_scores = agency_item_scores(inspections)
+    per_agency = np.full((C, A, K), np.nan)
+    per_agency[community, position] = agency_scores
+
     answered = residents.overall.sum(axis=1)
     p_sat = np.where(answered > 0, (residents.overall[:, 3] + residents.overall[:, 4]) / np.maximum(answered, 1), 0.0)
     # Communities with identical data share one set of draws (common random numbers): they stay
     # tied in every draw. Distinct data are drawn together, vectorised, from one stream.
     keys = [hashlib.sha256(b"".join(np.ascontiguousarray(x).tobytes() for x in (
-        residents.items[c], residents.overall[c], per_agency[c], applicable[c]))).digest() for c in range(C)]
+        residents.items[c], residents.overall[c], per_agency[c], communities.applicable[c]))).digest()
+        for c in range(C)]
     _, first, group = np.unique(np.array(keys, dtype=object), return_index=True, return_inverse=True)
     group = group.reshape(-1)
     stream = np.random.default_rng([seed, 1])
@@ -98,26 +177,12 @@ def rank_uncertainty(
     g_n = g_items.sum(axis=-1)
     g_p = np.where(g_n[..., None] > 0, g_items / np.maximum(g_n, 1)[..., None], 0.2)
     g_answered, g_p_sat, g_filled = answered[first], p_sat[first], np.maximum(filled[first], 1)
-    threshold = exact_fraction(rubric.acceptance_satisfaction_rate)
-    pub_items = np.where(applicable, nominal.public_items, np.nan)
-    ranked = nominal.rank > 0  # pending communities stay out of every draw
-    idx = np.flatnonzero(ranked)
-    mins = np.array([g.min for g in rubric.grades])
-    names = [g.grade for g in rubric.grades]
-    cap = names.index(rubric.cap_grade)
-    insufficient = nominal.resident_responses < nominal.required_responses
-    vetoed = np.array([any(f.startswith("veto:") for f in flags) for flags in nominal.flags], dtype=bool)
-    top = [names.index(g) for g in rubric.reward_multipliers]
-    d_pos = {d: i for i, d in enumerate(districts.district_ids)}
-    member = np.array([d_pos.get(d, -1) for d in communities.district_ids], dtype=np.int64)
-    graded = np.array([g is not None for g in nominal.grade], dtype=bool) & (member >= 0)
-    n_d = len(districts.district_ids)
-    totals = np.bincount(member[graded], weights=communities.households[graded], minlength=n_d)
-    dw = rubric.district_weights
-    top_districts = int(reward.get("top_districts", 0))
 
-    community_ranks = np.zeros((draws, idx.size), dtype=np.int32)
-    eligible = np.zeros((draws, idx.size), dtype=bool)
+    ranked = np.flatnonzero(nominal.rank > 0)
+    n_d = len(districts.district_ids)
+    top_districts = int(reward.get("top_districts", 0))
+    community_ranks = np.zeros((draws, ranked.size), dtype=np.int32)
+    eligible = np.zeros((draws, ranked.size), dtype=bool)
     district_ranks = np.zeros((draws, n_d), dtype=np.int32)
     in_reward = np.zeros((draws, n_d), dtype=bool)
     # draws in chunks, so memory stays bounded for rounds of many communities
@@ -125,43 +190,18 @@ def rank_uncertainty(
     for start in range(0, draws, chunk):
         b = min(chunk, draws - start)
         sampled = stream.multinomial(g_n, g_p, size=(b, *g_n.shape))  # (b, G, K, 5)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            g_means = np.where(g_n > 0, sampled @ points / np.maximum(g_n, 1), np.nan)
-        res_items = np.where(applicable[None], g_means[:, group], np.nan)
-        satisfied = stream.binomial(g_answered, g_p_sat, size=(b, g_answered.size))[:, group]
+        satisfied = stream.binomial(g_answered, g_p_sat, size=(b, g_answered.size))
         picks = (stream.random((b, g_answered.size, A)) * g_filled[None, :, None]).astype(int)[:, group]
-        below = (answered[None, :] > 0) & (satisfied * threshold.denominator < threshold.numerator * answered[None, :])
-        chosen = per_agency[np.arange(C)[None, :, None], picks]  # (b, C, A, K)
-        chosen = np.where((np.arange(A)[None, None, :, None] < filled[None, :, None, None]), chosen, np.nan)
-        with np.errstate(invalid="ignore"):
-            counts = (~np.isnan(chosen)).sum(axis=2)
-            prof_items = np.where(counts > 0, np.nansum(chosen, axis=2) / np.maximum(counts, 1), np.nan)
-        prof_items = np.where(applicable[None], prof_items, np.nan)
-
-        w_items = item_w[start:start + b]
-        P = _weighted(prof_items, w_items)
-        R = _weighted(res_items, w_items)
-        U = _weighted(np.broadcast_to(pub_items, (b, C, K)), w_items)
-        stacked = np.stack([P, R, U], axis=-1)
-        w = np.where(np.isnan(stacked), 0.0, source_w[start:start + b, None, :])
-        composite = (np.nan_to_num(stacked) * w).sum(-1) / np.where(w.sum(-1) > 0, w.sum(-1), 1)
-        composite = np.where(ranked[None, :] & ~np.isnan(P) & ~np.isnan(R), np.round(composite, 2), np.nan)
-
-        # grades and reward eligibility per draw
-        grade_idx = (np.nan_to_num(composite, nan=-1)[..., None] >= mins).argmax(-1)
-        grade_idx = np.where(insufficient[None, :] | below, np.maximum(grade_idx, cap), grade_idx)
-        grade_idx = np.where(vetoed[None, :], len(names) - 1, grade_idx)
-        eligible[start:start + b] = (np.isin(grade_idx, top) & ~vetoed[None, :])[:, idx]
-
-        # districts: quality from the drawn composites of graded communities, progress as is
-        for d in range(b):
-            community_ranks[start + d] = competition_rank(composite[d, idx])
-            sums = np.bincount(member[graded], weights=np.nan_to_num(composite[d, graded]) *
-                               communities.households[graded], minlength=n_d)
-            quality = np.where(totals > 0, sums / np.where(totals > 0, totals, 1), 0.0)
-            index = np.round(dw["quality"] * quality + dw["progress"] * districts.progress, 2)
-            district_ranks[start + d] = competition_rank(index)
-            in_reward[start + d] = (district_ranks[start + d] <= top_districts) & (index > 0)
+        batch = Draws(
+            item_weights=item_w[start:start + b], source_weights=source_w[start:start + b],
+            resident_items=sampled, satisfied=satisfied, group=group,
+            agency_scores=agency_scores[row_of[community, picks[:, community, position]]],
+        )
+        scored = score_draws(rubric, communities, residents, inspections, nominal, districts, top_districts, batch)
+        community_ranks[start:start + b] = scored.community_rank
+        eligible[start:start + b] = scored.reward_eligible[:, ranked]
+        district_ranks[start:start + b] = scored.district_rank
+        in_reward[start:start + b] = scored.district_rewarded
 
     def spread(ranks: np.ndarray, rewarded: np.ndarray) -> RankSpread:
         return RankSpread(
@@ -199,6 +239,6 @@ def funnel_limits(satisfied: np.ndarray, answered: np.ndarray) -> Funnel:
     clip = lambda x: np.clip(x, 0.0, 1.0)  # noqa: E731
     return Funnel(
         centre=None if np.isnan(p0) else float(p0), rates=rates, n=answered,
-        low95=clip(p0 - Z_95 * se), high95=clip(p0 + Z_95 * se),
-        low998=clip(p0 - Z_998 * se), high998=clip(p0 + Z_998 * se),
+        low95=clip(p0 - Z95 * se), high95=clip(p0 + Z95 * se),
+        low998=clip(p0 - Z998 * se), high998=clip(p0 + Z998 * se),
     )
