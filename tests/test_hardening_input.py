@@ -12,10 +12,12 @@ import io
 import json
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 from openpyxl import load_workbook
 
 from scoring_service.reports.exports import csv_cell
+from scoring_service.seeding.demo import demo_communities, seed_demo
 
 from .conftest import COMMUNITIES, ROUND, inspection, survey
 
@@ -143,6 +145,16 @@ def test_forms_an_administrator_types_in_together_are_not_flagged(client, keys, 
                     submitted_at=f"2018-09-{10 + i // 5}T09:{i % 5}0:00+08:00") for i in range(20)]
     r = client.post(f"{R}/surveys/batch", json={"responses": forms}, headers=keys.header("admin"))
     assert r.get_json()["created"] == 20
+    body = anomalies(client, keys)
+    assert body["bursts"] == [] and body["duplicates"] == []
+
+
+def test_demo_data_is_not_flagged_as_received_in_one_burst(client, keys, world, app):
+    s = app.extensions["scoring"]
+    communities = demo_communities(np.random.default_rng(2018))[:4]
+    s.store.put_communities(communities)
+    counts = seed_demo(s, s.store.get_round("r2018"), s.rubric("shenyang-2018"), communities)
+    assert counts["responses"] > 300
     body = anomalies(client, keys)
     assert body["bursts"] == [] and body["duplicates"] == []
 
