@@ -26,10 +26,13 @@ class Config:
     METRICS_PUBLIC = True
     METRICS_TOKEN: str | None = None
     RATELIMIT_ENABLED = True
-    RATELIMIT_STORAGE_URI = "memory://"
+    # None: an SQLite file in the instance folder, shared by the server's workers;
+    # several servers need one storage they all reach (mongodb://…, redis://…)
+    RATELIMIT_STORAGE_URI: str | None = None
     RATELIMIT_DEFAULT = "1200 per minute"  # per token (or per address without one)
     RATELIMIT_WRITE = "600 per minute"  # writes per token; a batch of 1000 responses is one write
     RATELIMIT_PER_ADDRESS = "3000 per minute"  # per client address, all tokens together
+    TRUSTED_PROXIES = 0  # proxy hops whose X-Forwarded-For is believed (1 behind the shipped nginx)
     LOG_LEVEL = "INFO"
 
     # flask-smorest / OpenAPI

@@ -1,0 +1,165 @@
+"""Issue 12, items 1, 4, 8 and part of 10: serving model, rate limits, metrics, smaller hardening.
+
+Each test fails on the code before the fix (noted per test) and passes after.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from scoring_service.config import from_environment
+from scoring_service.store import StoreError
+
+from .conftest import add_key, make_app
+from .live_server import LiveServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: seven read routes that answer an admin key 200, even on an empty store
+ROUTES = ["/api/v1/rounds", "/api/v1/districts", "/api/v1/communities", "/api/v1/agencies", "/api/v1/rubrics",
+          "/api/v1/keys", "/api/v1/audit"]
+
+
+@pytest.fixture
+def sqlite_app(tmp_path):
+    """An app on SQLite for behaviour that does not depend on the store."""
+    def build(**overrides):
+        app = make_app(str(tmp_path / "store.sqlite3"), tmp_path / "instance", **overrides)
+        apps.append(app)
+        return app
+
+    apps = []
+    yield build
+    for app in apps:
+        app.extensions["scoring"].store.close()
+
+
+# -- rate limits (item 4) -----------------------------------------------------------
+
+def limited_app(build, **overrides):
+    settings = dict(RATELIMIT_ENABLED=True, RATELIMIT_DEFAULT="20 per minute", RATELIMIT_WRITE="1000 per minute",
+                    RATELIMIT_PER_ADDRESS="1000 per minute")
+    settings.update(overrides)
+    return build(**settings)
+
+
+def test_token_limit_is_one_allowance_across_routes(sqlite_app):
+    """Before: one allowance per route, so 7 routes × 5 requests all passed a limit of 20."""
+    app = limited_app(sqlite_app)
+    client = app.test_client()
+    _, token = add_key(app, "admin", "管理员")
+    h = {"Authorization": f"Bearer {token}"}
+    statuses = [client.get(route, headers=h).status_code for _ in range(5) for route in ROUTES]
+    assert len(statuses) == 35
+    assert statuses[:20] == [200] * 20 and statuses[20:] == [429] * 15
+
+
+def test_address_limit_counts_unknown_routes_too(sqlite_app):
+    """Before: requests that matched no route had no endpoint and were never counted."""
+    app = limited_app(sqlite_app, RATELIMIT_PER_ADDRESS="10 per minute")
+    client = app.test_client()
+    statuses = [client.delete(f"/api/v1/{'A' * 40}{i}").status_code for i in range(12)]
+    assert statuses[:10] == [404] * 10 and statuses[10:] == [429, 429]
+    # the same allowance covers the known routes
+    _, token = add_key(app, "leadership", "领导")
+    assert client.get("/api/v1/rounds", headers={"Authorization": f"Bearer {token}"}).status_code == 429
+
+
+def test_writes_limit_is_shared_across_routes(sqlite_app):
+    app = limited_app(sqlite_app, RATELIMIT_WRITE="3 per minute")
+    client = app.test_client()
+    _, token = add_key(app, "admin", "管理员")
+    h = {"Authorization": f"Bearer {token}"}
+    statuses = [client.put("/api/v1/districts/d1", json={"name_zh": "甲", "name_en": "A"}, headers=h).status_code,
+                client.put("/api/v1/agencies/a1", json={"name": "甲机构"}, headers=h).status_code,
+                client.put("/api/v1/districts/d2", json={"name_zh": "乙", "name_en": "B"}, headers=h).status_code,
+                client.put("/api/v1/agencies/a2", json={"name": "乙机构"}, headers=h).status_code]
+    assert statuses == [201, 201, 201, 429]
+    assert client.get("/api/v1/districts", headers=h).status_code == 200  # reads are not writes
+
+
+def test_forwarded_for_is_ignored_unless_a_proxy_is_trusted(sqlite_app):
+    app = limited_app(sqlite_app, RATELIMIT_DEFAULT="1000 per minute", RATELIMIT_PER_ADDRESS="3 per minute")
+    client = app.test_client()
+    spoofed = [client.get("/api/v1/rounds", headers={"X-Forwarded-For": f"198.51.100.{i}"}).status_code
+               for i in range(5)]
+    assert [s == 429 for s in spoofed] == [False] * 3 + [True] * 2
+
+
+def test_one_trusted_proxy_hop_separates_clients_and_spoofing_does_not_help(sqlite_app):
+    """Before: no such setting; behind nginx every client shared nginx's address."""
+    app = limited_app(sqlite_app, RATELIMIT_DEFAULT="1000 per minute", RATELIMIT_PER_ADDRESS="3 per minute",
+                      TRUSTED_PROXIES=1)
+    client = app.test_client()
+    proxy = {"REMOTE_ADDR": "10.0.0.2"}
+
+    def limited(forwarded_for=None, remote=proxy):
+        headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+        return client.get("/api/v1/rounds", headers=headers, environ_base=remote).status_code == 429
+
+    # the client writes its own X-Forwarded-For; nginx appends the address it saw
+    assert [limited(f"198.51.100.{i}, 203.0.113.7") for i in range(5)] == [False] * 3 + [True] * 2
+    # another client behind the same proxy has its own allowance
+    assert not limited("203.0.113.8")
+    # and the proxy's own address was not the one counted
+    assert not limited(remote={"REMOTE_ADDR": "10.0.0.2"})
+
+
+def test_trusted_proxies_must_not_be_negative(sqlite_app):
+    with pytest.raises(ValueError, match="TRUSTED_PROXIES"):
+        sqlite_app(TRUSTED_PROXIES=-1)
+
+
+def test_retry_after_only_on_429(sqlite_app):
+    """Before: Flask-Limiter put Retry-After on every API response."""
+    app = limited_app(sqlite_app, RATELIMIT_DEFAULT="2 per minute")
+    client = app.test_client()
+    _, token = add_key(app, "leadership", "领导")
+    h = {"Authorization": f"Bearer {token}"}
+    ok = client.get("/api/v1/rounds", headers=h)
+    assert ok.status_code == 200 and "Retry-After" not in ok.headers
+    assert ok.headers["X-RateLimit-Remaining"] == "1"
+    client.get("/api/v1/rounds", headers=h)
+    refused = client.get("/api/v1/districts", headers=h)
+    assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 60
+
+
+# -- under gunicorn (items 1, 4 and 10) ------------------------------------------------
+
+@pytest.mark.slow
+def test_rate_limit_holds_across_routes_and_both_workers(tmp_path):
+    """Before: counts per route and per worker: 253 of 315 requests passed a limit of 20."""
+    db = str(tmp_path / "store.sqlite3")
+    app = make_app(db, tmp_path / "instance")
+    _, token = add_key(app, "admin", "管理员")
+    app.extensions["scoring"].store.close()
+    env = {"SCORING_RATELIMIT_ENABLED": "true", "SCORING_RATELIMIT_DEFAULT": "20 per minute",
+           "SCORING_RATELIMIT_PER_ADDRESS": "1000 per minute"}
+    with LiveServer(db, tmp_path / "instance", workers=2, extra_env=env) as server:
+        h = {"Authorization": f"Bearer {token}"}
+
+        def get(i):
+            return requests.get(server.url + ROUTES[i % len(ROUTES)], headers=h, timeout=10).status_code
+
+        def api_pids():
+            entries = [json.loads(x) for x in server.log_path.read_text().splitlines() if x.startswith("{")]
+            return {e["pid"] for e in entries if e.get("path", "").startswith("/api/v1/")}
+
+        statuses: list[int] = []
+        with ThreadPoolExecutor(max_workers=8) as pool:  # concurrent, so that both workers serve
+            while len(statuses) < 70 or (len(api_pids()) < 2 and len(statuses) < 350):
+                statuses += pool.map(get, range(len(statuses), len(statuses) + 35))
+        assert len(api_pids()) == 2, "both workers served (and counted) requests"
+    assert set(statuses) == {200, 429}
+    assert statuses.count(200) == 20
