@@ -135,6 +135,48 @@ def test_retry_after_only_on_429(sqlite_app):
     assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 60
 
 
+# -- metrics (item 8) ----------------------------------------------------------------
+
+def metrics_text(client, **headers) -> str:
+    r = client.get("/metrics", headers=headers)
+    assert r.status_code == 200
+    return r.get_data(as_text=True)
+
+
+def test_made_up_methods_and_paths_share_one_label(sqlite_app):
+    """Before: each made-up method (and, in the log, each path) added its own series."""
+    app = sqlite_app()
+    client = app.test_client()
+    client.get("/dashboard")
+    for i in range(20):
+        assert client.open("/dashboard", method=f"M{1000 + i}").status_code == 405
+        assert client.open(f"/api/v1/{'A' * 100}{i}", method=f"X{2000 + i}").status_code in (404, 405)
+        assert client.get(f"/no/such/page/{i}").status_code == 404
+    text = metrics_text(client)
+    assert not re.search(r'method="[MX]\d{4}"', text)
+    assert "AAAA" not in text and "/no/such/page" not in text
+    assert 'method="OTHER"' in text and 'url_rule="unmatched"' in text
+    assert 'url_rule="/dashboard"' in text
+    # twenty more made-up requests add no series at all
+    series = {line.rsplit(" ", 1)[0] for line in text.splitlines() if not line.startswith("#")}
+    for i in range(20):
+        client.open("/dashboard", method=f"Q{3000 + i}")
+        client.get(f"/elsewhere/{i}")
+    again = {line.rsplit(" ", 1)[0] for line in metrics_text(client).splitlines() if not line.startswith("#")}
+    assert again == series
+
+
+def test_metrics_token_must_be_the_whole_bearer_header(sqlite_app):
+    """Before: the check took Authorization[7:], so 'XXXXXX <token>' passed."""
+    app = sqlite_app(METRICS_PUBLIC=False, METRICS_TOKEN="metrics-secret-42")
+    client = app.test_client()
+    assert client.get("/metrics", headers={"Authorization": "Bearer metrics-secret-42"}).status_code == 200
+    for header in ("XXXXXX metrics-secret-42", "Bearer metrics-secret-42x", "Bearer metrics-secret-4",
+                   "Bearer  metrics-secret-42", "Basic metrics-secret-42", "metrics-secret-42"):
+        assert client.get("/metrics", headers={"Authorization": header}).status_code == 401, header
+    assert client.get("/metrics").status_code == 401
+
+
 # -- under gunicorn (items 1, 4 and 10) ------------------------------------------------
 
 @pytest.mark.slow

@@ -29,9 +29,7 @@ def guard_metrics(view):
         if not current_app.config["METRICS_PUBLIC"]:
             from ..api.auth import current_principal
 
-            token = current_app.config.get("METRICS_TOKEN")
-            presented = request.headers.get("Authorization", "")[7:].strip()
-            if not (token and presented and hmac.compare_digest(token, presented)):
+            if not metrics_token_presented():
                 principal = current_principal()
                 if principal is None:
                     abort(401, message="metrics need the metrics token or an admin key",
@@ -43,14 +41,47 @@ def guard_metrics(view):
     return wrapper
 
 
+def metrics_token_presented() -> bool:
+    """Whether the whole ``Authorization`` header is ``Bearer <metrics token>`` (constant time)."""
+    token = current_app.config.get("METRICS_TOKEN")
+    if not token:
+        return False
+    presented = request.headers.get("Authorization", "")
+    return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), f"Bearer {token}".encode("utf-8"))
+
+
+#: methods that keep their own label; any other (made-up) method is counted as OTHER
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"
+
+
+def url_rule(req) -> str:
+    """The route's pattern as the label; every request that matched no route shares one label."""
+    return req.url_rule.rule if req.url_rule is not None else UNMATCHED
+
+
+def normalise_method_label(response):
+    """Made-up methods must not add a series each: count them under one ``method="OTHER"``.
+
+    Runs after the view (the response exists) and before the exporter's own
+    after-request hook, which reads ``request.method`` for its labels.
+    """
+    if request.method not in KNOWN_METHODS:
+        request.method = "OTHER"
+    return response
+
+
 def init_metrics(app: Flask) -> None:
-    options = dict(path="/metrics", group_by="url_rule", metrics_decorator=guard_metrics,
+    # group_by is a function named url_rule: the label keeps its name, unmatched routes share one value
+    options = dict(path="/metrics", group_by=url_rule, metrics_decorator=guard_metrics,
                    excluded_paths=["/metrics", "/healthz", "/static"])
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics = GunicornInternalPrometheusMetrics(app, **options)
     else:
         metrics = PrometheusMetrics(app, registry=CollectorRegistry(), **options)
     metrics.info("scoring_service_info", "Scoring service", version="0.1.0")
+    # after_request functions run last-registered first: this one runs before the exporter's
+    app.after_request(normalise_method_label)
     app.extensions["scoring_metrics"] = {
         "submissions": Counter(
             "scoring_submissions_total", "Survey responses and inspections by outcome",
@@ -67,14 +98,21 @@ SUBMISSION_ENDPOINTS = {"surveys.Surveys": "survey", "surveys.Batch": "survey",
 
 
 def count_submissions(response):
-    """Accepted, duplicate and rejected submissions of this request (batches count each item)."""
+    """Accepted, duplicate and rejected submissions of this request (batches count each item).
+
+    Read from the response itself (201 created, 200 identical replay, a batch's
+    counts), so it holds whichever layer records the audit event; an amended
+    inspection (200) is told apart from an unchanged one by the audit note.
+    """
     kind = SUBMISSION_ENDPOINTS.get(request.endpoint or "")
     if kind is None or request.method not in ("POST", "PUT"):
         return response
     note = g.get("audit") or {}
-    if note.get("entity_type") == "survey_batch" and response.status_code == 200:
-        outcomes = {"accepted": note["created"], "duplicate": note["duplicate"], "rejected": note["rejected"]}
-    elif response.status_code in (200, 201) and note.get("outcome") in ("created", "amended"):
+    if request.endpoint == "surveys.Batch" and response.status_code == 200:
+        body = response.get_json(silent=True) or {}
+        outcomes = {"accepted": body.get("created", 0), "duplicate": body.get("duplicate", 0),
+                    "rejected": body.get("rejected", 0)}
+    elif response.status_code == 201 or (response.status_code == 200 and note.get("outcome") == "amended"):
         outcomes = {"accepted": 1}
     elif response.status_code == 200:
         outcomes = {"duplicate": 1}
