@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 import runpy
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,9 +24,11 @@ def manifests() -> list[dict]:
 
 def test_kubernetes_manifests_kinds_and_references():
     docs = manifests()
-    by_kind = {d["kind"]: d for d in docs}
+    by_kind = {d["kind"]: d for d in docs if d["metadata"]["name"] == "scoring-service"}
     assert set(by_kind) == {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
                             "ConfigMap", "Secret"}
+    assert sorted(d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap") == [
+        "scoring-service", "scoring-service-nginx"]
     deployment = by_kind["Deployment"]
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -36,12 +41,70 @@ def test_kubernetes_manifests_kinds_and_references():
     refs = {next(iter(e.values()))["name"] for e in container["envFrom"]}
     assert refs == {by_kind["ConfigMap"]["metadata"]["name"], by_kind["Secret"]["metadata"]["name"]}
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "127.0.0.1:8000/healthz" in " ".join(container["livenessProbe"]["exec"]["command"])
     # every SCORING_ variable the manifests set is a real setting
     from scoring_service.config import Config
 
     names = set(by_kind["ConfigMap"]["data"]) | set(by_kind["Secret"]["stringData"])
-    assert {n[len("SCORING_"):] for n in names if n not in ("SCORING_WORKERS",)} <= set(dir(Config))
+    assert {n[len("SCORING_"):] for n in names if n not in ("SCORING_WORKERS", "SCORING_THREADS")} <= set(dir(Config))
+
+
+def nginx_sidecar_config() -> str:
+    return next(d for d in manifests() if d["metadata"]["name"] == "scoring-service-nginx")["data"]["default.conf"]
+
+
+def test_kubernetes_pods_put_a_buffering_proxy_in_front_of_the_app():
+    docs = manifests()
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    service = next(d for d in docs if d["kind"] == "Service")
+    pod = deployment["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    app, nginx = containers["app"], containers["nginx"]
+    assert "nginx" in nginx["image"]
+    # the Service, the readiness probe and the scraper reach the pod through nginx only
+    nginx_port = next(p for p in nginx["ports"] if p["name"] == "http")
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert all(p["name"] != "http" for p in app["ports"])
+    assert app["readinessProbe"]["httpGet"]["port"] == "http"
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(
+        nginx_port["containerPort"])
+    # the app listens on the pod's loopback only, so nobody can skip the proxy (and spoof X-Forwarded-For)
+    assert {"name": "SCORING_HOST", "value": "127.0.0.1"} in app["env"]
+    app_port = app["ports"][0]["containerPort"]
+    # nginx's configuration comes from the ConfigMap and points at the app
+    mount = next(m for m in nginx["volumeMounts"] if m["mountPath"].startswith("/etc/nginx/"))
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["configMap"]["name"] == "scoring-service-nginx"
+    conf = nginx_sidecar_config()
+    assert re.search(rf"^\s*listen {nginx_port['containerPort']};", conf, re.M)
+    assert re.findall(r"server (\S+);", conf) == [f"127.0.0.1:{app_port}"]
+    assert "proxy_pass http://app;" in conf
+    # it buffers: whole heads within a time limit, whole bodies before the app sees them
+    assert re.search(r"client_header_timeout \d+s;", conf) and re.search(r"client_body_timeout \d+s;", conf)
+    assert "proxy_request_buffering on;" in conf and "client_max_body_size 2m;" in conf
+    # exactly one trusted hop: nginx appends the address it saw, the app believes that one
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in conf
+    configmap = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "scoring-service")
+    assert configmap["data"]["SCORING_TRUSTED_PROXIES"] == "1"
+
+
+def test_nginx_configurations_are_valid(tmp_path):
+    """``nginx -t`` on the sidecar's and the compose balancer's configuration, where nginx is installed."""
+    nginx = shutil.which("nginx")
+    if nginx is None:
+        pytest.skip("nginx is not installed")
+    compose_conf = (DEPLOY / "nginx.conf").read_text()
+    for name, conf in (("sidecar", nginx_sidecar_config()),
+                       ("compose", re.sub(r"server app\d:8000", "server 127.0.0.1:8000", compose_conf))):
+        (tmp_path / f"{name}.conf").write_text(conf)
+        main = tmp_path / f"{name}-main.conf"
+        temp_paths = " ".join(f"{kind}_temp_path {tmp_path}/{kind};"
+                              for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        main.write_text(f"pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log; events {{}}\n"
+                        f"http {{ access_log off; {temp_paths} include {tmp_path}/{name}.conf; }}\n")
+        result = subprocess.run([nginx, "-t", "-q", "-c", str(main), "-p", str(tmp_path), "-e",
+                                 str(tmp_path / "error.log")], capture_output=True, text=True)
+        assert result.returncode == 0, (name, result.stderr)
 
 
 def test_compose_services_and_references():
@@ -63,6 +126,14 @@ def test_compose_services_and_references():
     assert services["app1"]["build"]["dockerfile"] == "deploy/Dockerfile"
     upstreams = re.findall(r"server (\w+):8000", (DEPLOY / "nginx.conf").read_text())
     assert upstreams == ["app1", "app2"]
+    # the apps publish no port: every request comes through nginx, the one hop they trust
+    for name in ("app1", "app2"):
+        assert "ports" not in services[name]
+    assert services["app1"]["environment"]["SCORING_TRUSTED_PROXIES"] == "1"
+    conf = (DEPLOY / "nginx.conf").read_text()
+    assert "client_header_timeout" in conf and "proxy_request_buffering on;" in conf
+    # rate limit counts shared by both app servers
+    assert services["app1"]["environment"]["SCORING_RATELIMIT_STORAGE_URI"].startswith("mongodb://mongo1:27017")
 
 
 def test_dockerfile_copies_what_exists_and_runs_gunicorn_as_non_root():
@@ -78,7 +149,8 @@ def test_gunicorn_config_is_importable_and_builds_the_app(tmp_path, monkeypatch)
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
     monkeypatch.setenv("SCORING_WORKERS", "3")
     config = runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
-    assert config["workers"] == 3 and config["worker_class"] == "sync"
+    assert config["workers"] == 3 and config["worker_class"] == "gthread" and config["threads"] >= 4
+    assert callable(config["post_worker_init"])
     assert config["bind"].endswith(":8000") and config["timeout"] >= 30
     assert callable(config["child_exit"])
     assert (tmp_path / "metrics").is_dir()

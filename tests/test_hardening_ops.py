@@ -177,7 +177,113 @@ def test_metrics_token_must_be_the_whole_bearer_header(sqlite_app):
     assert client.get("/metrics").status_code == 401
 
 
+# -- serving model (item 1) -----------------------------------------------------------
+
+def test_threads_asking_for_one_result_share_one_computation():
+    """Threaded workers serve the dashboard's two parallel requests for one rank-interval run in one
+    process. Before: the second computed again, found the per-worker slot taken and got 429."""
+    import threading
+
+    from scoring_service.services.context import BoundedCache
+
+    cache, slot, calls = BoundedCache("test", 4), threading.BoundedSemaphore(1), []
+
+    def compute():
+        if not slot.acquire(blocking=False):
+            raise RuntimeError("busy")
+        try:
+            calls.append(1)
+            time.sleep(0.3)
+            return {"draws": 1000}
+        finally:
+            slot.release()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: cache.get(("r2018", "g1", 1000, 2018), compute), range(4)))
+    assert results == [{"draws": 1000}] * 4 and len(calls) == 1
+
+    def failing():
+        calls.append(1)
+        time.sleep(0.1)
+        raise RuntimeError("store down")
+
+    calls.clear()
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [pool.submit(cache.get, "broken", failing) for _ in range(3)]
+    assert all(isinstance(f.exception(), RuntimeError) for f in futures)
+    assert len(calls) == 3  # a failure is not handed to the waiters: each tries in turn
+    assert cache.get("broken", lambda: "fine") == "fine"
+
+
 # -- under gunicorn (items 1, 4 and 10) ------------------------------------------------
+
+def raw_request(port: int, data: bytes, timeout: float = 10) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before reading everything: read the answer
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+@pytest.mark.slow
+def test_slow_clients_do_not_stop_the_server(tmp_path):
+    """Before (sync workers): 2 × workers slow sockets held every worker; /healthz waited for the 60 s timeout."""
+    workers = 2
+    with LiveServer(str(tmp_path / "store.sqlite3"), tmp_path / "instance", workers=workers) as server:
+        slow = []
+        for _ in range(2 * workers):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            slow.append(s)
+        try:
+            timings = []
+            deadline = time.monotonic() + 8
+            while time.monotonic() < deadline:
+                for i, s in enumerate(slow):
+                    s.sendall(f"X-Slow-{i}: {time.monotonic()}\r\n".encode())  # one header line at a time
+                started = time.monotonic()
+                r = requests.get(f"{server.url}/healthz", timeout=2)
+                timings.append(time.monotonic() - started)
+                assert r.status_code == 200 and r.json() == {"status": "ok"}
+                time.sleep(1)
+            assert len(timings) >= 4 and max(timings) < 2
+            # the slow requests are still being served when they finish
+            for s in slow:
+                s.sendall(b"\r\n")
+                assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        finally:
+            for s in slow:
+                s.close()
+
+
+@pytest.mark.slow
+def test_protocol_errors_are_json_under_gunicorn(tmp_path):
+    """Before: gunicorn answered an over-long request line with an HTML page; a big chunked body got 400."""
+    db = str(tmp_path / "store.sqlite3")
+    app = make_app(db, tmp_path / "instance")
+    _, token = add_key(app, "admin", "管理员")
+    app.extensions["scoring"].store.close()
+    with LiveServer(db, tmp_path / "instance", workers=1) as server:
+        out = raw_request(server.port, b"GET /api/v1/" + b"A" * 6000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _, body = out.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 414 ")
+        assert b"Content-Type: application/json" in head
+        assert json.loads(body)["code"] == 414
+
+        payload = json.dumps({"name_zh": "和平区", "name_en": "x" * (2 * 1024 * 1024 + 4096)}).encode()
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(payload[i:i + 65536]), payload[i:i + 65536])
+                          for i in range(0, len(payload), 65536)) + b"0\r\n\r\n"
+        head = (f"PUT /api/v1/districts/d1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+        out = raw_request(server.port, head + chunks)
+        status_line, _, rest = out.partition(b"\r\n")
+        assert status_line.startswith(b"HTTP/1.1 413"), status_line
+        assert json.loads(rest.partition(b"\r\n\r\n")[2])["code"] == 413
+
 
 @pytest.mark.slow
 def test_rate_limit_holds_across_routes_and_both_workers(tmp_path):

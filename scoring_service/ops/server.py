@@ -6,6 +6,7 @@ the container run one configuration.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -33,12 +34,56 @@ def child_exit(server, worker) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
-def gunicorn_settings(host: str | None = None, port: int | None = None, workers: int | None = None) -> dict:
-    """Production settings; environment variables override the defaults."""
+def json_protocol_errors(worker) -> None:
+    """Answer requests that gunicorn itself refuses (414, 431, 400) with the service's JSON error body.
+
+    gunicorn writes these before any application code runs, through
+    ``gunicorn.util.write_error`` (its only caller is ``Worker.handle_error``);
+    this ``post_worker_init`` hook points that at :func:`write_json_error`.
+    """
+    from gunicorn import util
+
+    util.write_error = write_json_error
+
+
+def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+    """``gunicorn.util.write_error`` with the body of SPEC §6 instead of an HTML page."""
+    from gunicorn import util
+
+    body = json.dumps({"code": status_int, "status": reason, "message": mesg or reason},
+                      ensure_ascii=False).encode("utf-8")
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+def gunicorn_settings(host: str | None = None, port: int | None = None, workers: int | None = None,
+                      threads: int | None = None) -> dict:
+    """Production settings; environment variables override the defaults.
+
+    Serving model: a few processes (one per core and some) each with a bounded
+    pool of threads (``gthread``). A sync worker serves one connection at a
+    time, so one client that sends its headers slowly held a whole worker and
+    two such clients stopped a two-worker server. A threaded worker waits for a
+    new connection's first bytes without a thread, keeps idle keep-alive
+    connections in its poller and serves ``threads`` requests at once; a slow
+    client still holds a thread while it sends its headers, so the number of
+    slow connections a server absorbs is ``workers × threads``. The buffering
+    proxy in front (``deploy/nginx.conf``, the nginx sidecar in ``deploy/k8s``)
+    takes the rest: it reads a whole request, within a time limit, before the
+    service sees it.
+    """
+    from ..config import from_environment
+
+    from_environment()  # refuses template placeholders (CHANGE-ME) before any worker starts
     return {
         "bind": f"{host or os.environ.get('SCORING_HOST', '127.0.0.1')}:{port or os.environ.get('SCORING_PORT', 8000)}",
         "workers": int(workers or os.environ.get("SCORING_WORKERS", 2 * (os.cpu_count() or 1) + 1)),
-        "worker_class": "sync",  # scoring is CPU-bound and stores are blocking: processes, not threads
+        # Threads share a worker's store (SQLite: one connection per thread; pymongo's
+        # client is thread-safe) and its caches (locked); CPU-heavy numpy work releases the GIL.
+        "worker_class": "gthread",
+        "threads": int(threads or os.environ.get("SCORING_THREADS", 8)),
+        "worker_connections": int(os.environ.get("SCORING_WORKER_CONNECTIONS", 200)),
         "timeout": 60,
         "graceful_timeout": 30,
         "keepalive": 5,
@@ -48,6 +93,7 @@ def gunicorn_settings(host: str | None = None, port: int | None = None, workers:
         "accesslog": None,  # the app logs each request as JSON with its request id
         "errorlog": "-",
         "child_exit": child_exit,
+        "post_worker_init": json_protocol_errors,
     }
 
 
@@ -73,6 +119,6 @@ class GunicornServer(BaseApplication):
         return create_app(self.app_config)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 2) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 2, threads: int | None = None) -> None:
     prepare_metrics_dir()
-    GunicornServer(gunicorn_settings(host, port, workers)).run()
+    GunicornServer(gunicorn_settings(host, port, workers, threads)).run()

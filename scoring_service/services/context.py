@@ -18,26 +18,41 @@ from ..store import Store
 class BoundedCache:
     """A least-recently-used cache of one kind of value, with its own bound.
 
-    Values are computed outside the lock: two threads may compute the same key
-    once each, which is harmless (the computations are pure).
+    Values are computed outside the lock, once: a thread that asks for a key
+    another thread is computing waits for that result (gunicorn's threaded
+    workers serve several requests at once, and the dashboard asks for one
+    rank-interval run twice in parallel). If the computation fails, one waiter
+    tries again.
     """
 
     def __init__(self, name: str, size: int):
         self.name = name
         self.size = size
         self._values: OrderedDict = OrderedDict()
+        self._pending: dict[Hashable, threading.Event] = {}
         self._lock = threading.Lock()
 
     def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key in self._values:
-                self._values.move_to_end(key)
-                return self._values[key]
-        value = compute()
-        with self._lock:
-            self._values[key] = value
-            while len(self._values) > self.size:
-                self._values.popitem(last=False)
+        while True:
+            with self._lock:
+                if key in self._values:
+                    self._values.move_to_end(key)
+                    return self._values[key]
+                running = self._pending.get(key)
+                if running is None:
+                    running = self._pending[key] = threading.Event()
+                    break  # this thread computes
+            running.wait()
+        try:
+            value = compute()
+            with self._lock:
+                self._values[key] = value
+                while len(self._values) > self.size:
+                    self._values.popitem(last=False)
+        finally:
+            with self._lock:
+                del self._pending[key]
+            running.set()
         return value
 
     def __len__(self) -> int:
