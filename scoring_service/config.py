@@ -72,7 +72,19 @@ def from_environment(environ: dict[str, str] | None = None) -> dict:
             settings[name] = int(raw)
         else:
             settings[name] = raw
+    check_no_template_values(settings)
     return settings
+
+
+TEMPLATE_MARK = "CHANGE-ME"
+
+
+def check_no_template_values(settings: dict) -> None:
+    """Refuse to start with a placeholder from the templates in ``deploy/`` (``CHANGE-ME…``)."""
+    for name, value in settings.items():
+        if isinstance(value, str) and TEMPLATE_MARK in value:
+            raise ValueError(f"SCORING_{name} still holds the template placeholder {TEMPLATE_MARK!r} "
+                             "from deploy/: set the real value")
 
 
 def instance_secret(instance_path: str | os.PathLike, create: bool = False) -> str | None:

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -73,6 +74,19 @@ def page(chromium, demo_server):
     context.close()
 
 
+def wait_until(page, expression: str, timeout: float = 30.0) -> None:
+    """Poll ``expression`` in the page until it is true.
+
+    Not ``page.wait_for_function``: Playwright compiles that predicate with
+    ``eval`` inside the page, which the pages' Content-Security-Policy forbids.
+    """
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout} s: {expression}")
+        page.wait_for_timeout(100)
+
+
 def shot(page, name):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -80,7 +94,7 @@ def shot(page, name):
 
 def set_up_kiosk(page, demo_server):
     page.goto(f"{demo_server['url']}/kiosk/heping-001")
-    page.wait_for_function("caches.match(location.pathname).then((r) => !!r)")
+    wait_until(page, "caches.match(location.pathname).then((r) => !!r)")
     page.get_by_label("终端密钥").fill(demo_server["tokens"]["kiosk"])
     page.get_by_role("button", name="保存并开始").click()
     page.get_by_role("button", name="开始评价").wait_for()
@@ -122,7 +136,7 @@ def test_resident_completes_a_survey(page, demo_server):
     community = store.get_community("heping-001")
     applicable = 9 + community["has_elevator"] + community["heating_retrofit"]
     assert screens == applicable + 1  # one screen per applicable item, plus overall
-    page.wait_for_function("document.getElementById('pending').textContent === '0'", timeout=20000)
+    wait_until(page, "document.getElementById('pending').textContent === '0'", timeout=20)
     assert store.count_responses("shenyang-2018") == before + 1
     newest = list(store.iter_responses("shenyang-2018"))[-1]
     assert newest["channel"] == "kiosk" and newest["overall"] == 4 and newest["household_hash"]
@@ -133,7 +147,7 @@ def test_resident_completes_a_survey(page, demo_server):
 def test_offline_kiosk_queues_and_uploads_exactly_three(page, demo_server):
     store = demo_server["store"]
     set_up_kiosk(page, demo_server)
-    page.wait_for_function("document.getElementById('pending').textContent === '0'", timeout=20000)
+    wait_until(page, "document.getElementById('pending').textContent === '0'", timeout=20)
     before = store.count_responses("shenyang-2018")
     page.context.set_offline(True)
     for resident in range(3):
@@ -147,7 +161,7 @@ def test_offline_kiosk_queues_and_uploads_exactly_three(page, demo_server):
     page.locator("#welcome.active").wait_for()
     assert pending(page) == 3
     page.context.set_offline(False)
-    page.wait_for_function("document.getElementById('pending').textContent === '0'", timeout=30000)
+    wait_until(page, "document.getElementById('pending').textContent === '0'", timeout=30)
     page.wait_for_timeout(1000)
     assert store.count_responses("shenyang-2018") == before + 3
 

@@ -177,7 +177,97 @@ def test_metrics_token_must_be_the_whole_bearer_header(sqlite_app):
     assert client.get("/metrics").status_code == 401
 
 
-# -- serving model (item 1) -----------------------------------------------------------
+# -- smaller items (item 10) -----------------------------------------------------------
+
+class ScriptsAndStyles(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.inline = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "script" and "src" not in attrs and attrs.get("type") != "application/json":
+            self.inline.append(("script", attrs))
+        if tag == "style" or "style" in attrs or any(name.startswith("on") for name in attrs):
+            self.inline.append((tag, attrs))
+
+
+def test_pages_send_a_strict_content_security_policy(client, keys, world):
+    pages = ["/", "/dashboard", "/kiosk/heping-001", "/static/kiosk.js", "/kiosk/sw.js"]
+    for path in pages:
+        r = client.get(path)
+        assert r.status_code == 200, path
+        csp = r.headers["Content-Security-Policy"]
+        directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+        assert directives["default-src"] == "'self'" and directives["script-src"] == "'self'"
+        assert directives["style-src"] == "'self'" and directives["frame-ancestors"] == "'none'"
+        assert "unsafe" not in csp
+        assert r.headers["X-Frame-Options"] == "DENY"
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        if r.mimetype == "text/html":
+            # the policy forbids inline code: the pages must not need any
+            parser = ScriptsAndStyles()
+            parser.feed(r.get_data(as_text=True))
+            assert parser.inline == [], path
+    api = client.get("/api/v1/rounds", headers=keys.header("admin"))
+    assert api.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("name", ["SECRET_KEY", "METRICS_TOKEN", "DATABASE_URL", "RATELIMIT_STORAGE_URI"])
+def test_template_placeholders_refuse_to_start(name, tmp_path, monkeypatch):
+    """Before: the CHANGE-ME values of deploy/ were accepted as real secrets."""
+    value = "mongodb://scoring:CHANGE-ME@mongo-0/scoring" if name.endswith(("URL", "URI")) else "CHANGE-ME-64"
+    with pytest.raises(ValueError, match=f"SCORING_{name}.*CHANGE-ME"):
+        from_environment({f"SCORING_{name}": value})
+    monkeypatch.setenv(f"SCORING_{name}", value)
+    with pytest.raises(ValueError, match="CHANGE-ME"):
+        make_app(str(tmp_path / "store.sqlite3"), tmp_path / "instance")
+    from scoring_service.ops.server import gunicorn_settings
+
+    with pytest.raises(ValueError, match="CHANGE-ME"):
+        gunicorn_settings()
+
+
+def test_every_placeholder_in_the_secret_template_is_refused():
+    secret = yaml.safe_load((ROOT / "deploy" / "k8s" / "secret.yaml").read_text())
+    for name, value in secret["stringData"].items():
+        assert "CHANGE-ME" in value
+        with pytest.raises(ValueError, match=name):
+            from_environment({name: value})
+
+
+def test_readyz_does_not_echo_the_store_error(app, client, monkeypatch):
+    """Before: the 503 body carried the exception text (hosts, paths) to anyone."""
+    secret_detail = "cannot open /srv/private/scoring.sqlite3 on db-7.internal:27017"
+
+    def broken():
+        raise StoreError(secret_detail)
+
+    monkeypatch.setattr(app.extensions["scoring"].store, "ping", broken)
+    r = client.get("/readyz")
+    assert r.status_code == 503
+    assert r.get_json() == {"status": "unavailable", "store": "unreachable"}
+    assert "db-7" not in r.get_data(as_text=True)
+
+
+def test_oversized_chunked_body_is_413(sqlite_app):
+    """Before: the JSON parser saw a body cut at the limit and answered 400 or 422."""
+    app = sqlite_app()
+    client = app.test_client()
+    _, token = add_key(app, "admin", "管理员")
+
+    def put(body: bytes):
+        return client.put("/api/v1/districts/d1", input_stream=io.BytesIO(body),
+                          headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                                   "Transfer-Encoding": "chunked"},
+                          environ_overrides={"wsgi.input_terminated": True})
+
+    small = put(json.dumps({"name_zh": "和平区", "name_en": "Heping"}).encode())
+    assert small.status_code == 201, small.get_json()
+    big = put(json.dumps({"name_zh": "和" * 20, "name_en": "x" * (3 * 1024 * 1024)}).encode())
+    assert big.status_code == 413
+    assert big.get_json()["code"] == 413
+
 
 def test_threads_asking_for_one_result_share_one_computation():
     """Threaded workers serve the dashboard's two parallel requests for one rank-interval run in one

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import swagger_ui_bundle
@@ -10,6 +11,7 @@ from flask import Blueprint, jsonify, render_template, send_from_directory
 from ..services.context import state
 from ..store import StoreError
 
+log = logging.getLogger(__name__)
 bp = Blueprint("ops", __name__, template_folder="../web/templates")
 SWAGGER_DIR = Path(swagger_ui_bundle.swagger_ui_path)
 
@@ -23,8 +25,10 @@ def healthz():
 def readyz():
     try:
         state().store.ping()
-    except StoreError as exc:
-        return jsonify(status="unavailable", store=str(exc)), 503
+    except StoreError:
+        # the reason (hosts, paths, driver text) goes to the log, not to anonymous callers
+        log.warning("readiness check failed: the store is unreachable", exc_info=True)
+        return jsonify(status="unavailable", store="unreachable"), 503
     return jsonify(status="ready")
 
 

@@ -73,5 +73,34 @@ def dashboard():
     return render_template("dashboard.html", config=config)
 
 
+#: Pages load only what the service itself serves: no inline script or style, no framing.
+CONTENT_SECURITY_POLICY = "; ".join((
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "connect-src 'self'",
+    "worker-src 'self'",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+))
+
+
+@bp.after_request
+def page_security_headers(response):
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return response
+
+
+def security_headers(response):
+    """On every response: no MIME sniffing, no framing (the API's JSON included)."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
+
+
 def register_pages(app: Flask) -> None:
     app.register_blueprint(bp)
+    app.after_request(security_headers)
