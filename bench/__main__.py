@@ -125,7 +125,7 @@ def bench_batch(env: dict, batches: int) -> dict:
 def ranking_latency(env: dict, round_id: str, repeats: int, also: tuple[str, ...] = ()) -> dict:
     """District ranking through the app: cold (a write just invalidated every cache) and warm."""
     from scoring_service import create_app
-    from scoring_service.api.auth import new_key
+    from scoring_service.services.keys import new_key
 
     app = create_app({"INSTANCE_PATH": env["SCORING_INSTANCE_PATH"], "SECRET_KEY": "bench-secret",
                       "DATABASE_URL": env.get("SCORING_DATABASE_URL"), "RATELIMIT_ENABLED": False,
@@ -199,7 +199,7 @@ def national_instance(base: Path, communities: int, responses: int) -> dict:
 def worker_memory(env: dict, round_id: str) -> dict:
     admin = None
     from scoring_service import create_app
-    from scoring_service.api.auth import new_key
+    from scoring_service.services.keys import new_key
 
     app = create_app({"INSTANCE_PATH": env["SCORING_INSTANCE_PATH"], "SECRET_KEY": "bench-secret"})
     record, admin = new_key("admin", "bench")

@@ -34,6 +34,7 @@ class Config:
     RATELIMIT_PER_ADDRESS = "3000 per minute"  # per client address, all tokens together
     TRUSTED_PROXIES = 0  # proxy hops whose X-Forwarded-For is believed (1 behind the shipped nginx)
     LOG_LEVEL = "INFO"
+    UNCERTAINTY_CONCURRENCY = 1  # on-demand Monte Carlo runs per worker at once; more answer 429
 
     # flask-smorest / OpenAPI
     API_TITLE = "老旧小区改造提质测评服务 · Old community renovation scoring service"

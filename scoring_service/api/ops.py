@@ -8,7 +8,7 @@ from pathlib import Path
 import swagger_ui_bundle
 from flask import Blueprint, jsonify, render_template, send_from_directory
 
-from ..services.context import state
+from ..extensions import state
 from ..store import StoreError
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, abort, render_template, send_from_directory
 
 from ..reports.exports import FLAG_LABELS
-from ..services.context import state
+from ..extensions import state
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static")
