@@ -63,6 +63,16 @@ class CommunityRankingQuerySchema(RankingQuerySchema):
     district_id = ma.fields.String()
 
 
+def exportable(schema):
+    """A 200 that is the JSON ``schema`` or, with ``?format=``, the same table as CSV or XLSX."""
+    def decorate(view):
+        view = blp.alt_response(200, schema=XLSX_BODY, content_type=XLSX, description=EXPORTS, success=True)(view)
+        view = blp.alt_response(200, schema=CSV_BODY, content_type=CSV, description=EXPORTS, success=True)(view)
+        return blp.response(200, schema, description=EXPORTS)(view)
+
+    return decorate
+
+
 def results_for(round_id: str, public_once_published: bool = True) -> Results:
     """Results the caller may read: leadership/admin always, anyone once published."""
     record = get_round_or_404(round_id)
@@ -131,9 +141,7 @@ class CommunityScore(MethodView):
 @blp.route("/rankings/communities")
 class CommunityRanking(MethodView):
     @blp.arguments(CommunityRankingQuerySchema, location="query")
-    @blp.response(200, CommunityRankingSchema, description=EXPORTS)
-    @blp.alt_response(200, schema=CSV_BODY, content_type=CSV, description=EXPORTS, success=True)
-    @blp.alt_response(200, schema=XLSX_BODY, content_type=XLSX, description=EXPORTS, success=True)
+    @exportable(CommunityRankingSchema)
     def get(self, query, round_id):
         """Ranked communities (city rank and rank within district)."""
         results = results_for(round_id)
@@ -156,9 +164,7 @@ class CommunityRanking(MethodView):
 @blp.route("/rankings/districts")
 class DistrictRanking(MethodView):
     @blp.arguments(RankingQuerySchema, location="query")
-    @blp.response(200, DistrictRankingSchema, description=EXPORTS)
-    @blp.alt_response(200, schema=CSV_BODY, content_type=CSV, description=EXPORTS, success=True)
-    @blp.alt_response(200, schema=XLSX_BODY, content_type=XLSX, description=EXPORTS, success=True)
+    @exportable(DistrictRankingSchema)
     def get(self, query, round_id):
         """Districts ranked by their index D = 0.7·quality + 0.3·progress."""
         results = results_for(round_id)
@@ -174,9 +180,7 @@ class DistrictRanking(MethodView):
 @blp.route("/rewards")
 class Rewards(MethodView):
     @blp.arguments(FormatQuerySchema, location="query")
-    @blp.response(200, RewardsSchema, description=EXPORTS)
-    @blp.alt_response(200, schema=CSV_BODY, content_type=CSV, description=EXPORTS, success=True)
-    @blp.alt_response(200, schema=XLSX_BODY, content_type=XLSX, description=EXPORTS, success=True)
+    @exportable(RewardsSchema)
     def get(self, query, round_id):
         """Reward allocations in integer fen (largest-remainder method)."""
         results = results_for(round_id)

@@ -33,7 +33,6 @@ import os
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
@@ -41,6 +40,8 @@ from flask import Flask, request
 from flask_limiter import Limit, Limiter
 from limits.storage import MovingWindowSupport, Storage
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+from ..store.sqlite import immediate_transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS hits (key TEXT NOT NULL, at REAL NOT NULL, expires REAL NOT NULL);
@@ -91,16 +92,8 @@ class SQLiteStorage(Storage, MovingWindowSupport):
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
-    @contextmanager
     def _transaction(self):
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        return immediate_transaction(self._conn())
 
     def _maybe_purge(self, conn: sqlite3.Connection, now: float) -> None:
         if next(self._calls) % self.PURGE_EVERY == 0:

@@ -61,6 +61,19 @@ def _create_private(path: str) -> None:
         pass
 
 
+@contextmanager
+def immediate_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``: the write lock is taken first, so concurrent writers wait on
+    the busy timeout instead of failing to upgrade a read; any exception rolls everything back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 class SQLiteStore(Store):
     def __init__(self, path: str | os.PathLike, busy_timeout_ms: int = 30_000):
         self.path = str(path)
@@ -89,18 +102,13 @@ class SQLiteStore(Store):
     @contextmanager
     def _write(self, scope: str | None = None) -> Iterator[sqlite3.Connection]:
         """One write transaction; its commit replaces the generation tokens (all, and ``scope``'s)."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate_transaction(self._conn()) as conn:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        token = uuid.uuid4().hex
-        conn.execute("UPDATE meta SET value = ? WHERE name = 'generation'", (token,))
-        if scope:
-            conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (f"generation:{scope}", token))
-        conn.execute("COMMIT")
+            token = uuid.uuid4().hex
+            conn.execute("UPDATE meta SET value = ? WHERE name = 'generation'", (token,))
+            if scope:
+                conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
+                             (f"generation:{scope}", token))
 
     def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
         return self._conn().execute(sql, params).fetchall()
