@@ -53,6 +53,10 @@ class Rubric:
         names = [g.grade for g in self.grades]
         return "pass" if "pass" in names else names[max(0, len(names) - 2)]
 
+    def grade_minimum(self, grade: str) -> float:
+        """The threshold of ``grade`` (e.g. ``pass`` ≥ 60)."""
+        return next(g.min for g in self.grades if g.grade == grade)
+
     @property
     def top_grades(self) -> list[str]:
         """Grades counted as 'good or better' (eligible for community rewards)."""

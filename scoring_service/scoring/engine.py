@@ -349,9 +349,14 @@ def district_reward_eligible(rank: np.ndarray, index: np.ndarray, top_districts:
 
 
 def district_index(
-    rubric: Rubric, quotas: Mapping[str, int], communities: CommunityInputs, scores: CommunityScores
+    rubric: Rubric, quotas: Mapping[str, int], communities: CommunityInputs, scores: CommunityScores,
+    progress: Mapping[str, float] | None = None,
 ) -> DistrictIndex:
-    """District index D = wq·Q + wp·G for every district of the round's quotas."""
+    """District index D = wq·Q + wp·G for every district of the round's quotas.
+
+    G is the graded share 100 × min(1, graded / quota) unless ``progress`` gives G per district
+    (the milestone progress of SPEC §11 for a round whose ``progress_rule`` is ``milestones``).
+    """
     ids = sorted(quotas)
     quota = np.array([int(quotas[d]) for d in ids], dtype=np.int64)
     position = {d: i for i, d in enumerate(ids)}
@@ -361,8 +366,11 @@ def district_index(
     counts = [{g.grade: 0 for g in rubric.grades} for _ in ids]
     for c in np.flatnonzero(counted).tolist():
         counts[member[c]][scores.grade[c]] += 1
-    progress = 100.0 * np.minimum(1.0, graded / np.maximum(quota, 1))
-    quality, index = district_scores(rubric, scores.composite, communities.households, member, counted, progress)
+    if progress is None:
+        g = 100.0 * np.minimum(1.0, graded / np.maximum(quota, 1))
+    else:
+        g = np.array([float(progress[d]) for d in ids], dtype=float)
+    quality, index = district_scores(rubric, scores.composite, communities.households, member, counted, g)
     index_rounded = round_score(index)
     top = rubric.top_grades
     share = np.array(
@@ -373,7 +381,7 @@ def district_index(
         quota=quota,
         graded=graded,
         quality=quality,
-        progress=progress,
+        progress=g,
         index=index,
         index_rounded=index_rounded,
         rank=competition_rank(index_rounded),

@@ -42,14 +42,35 @@ def compute_results(ctx: ServiceState, round_id: str, round_: dict | None = None
     )
     residents, public = survey_arrays(store.survey_counts(round_id, n_items), ids)
     scores = score_communities(rubric, reference.inputs, residents, public, inspections)
-    districts = district_index(rubric, round_.get("quotas", {}), reference.inputs, scores)
+    progress = None
+    t = milestone_date(round_)
+    if t is not None:  # SPEC §11: G(d) is the milestone progress at t
+        from .supervision import district_progress  # supervision reads results (its warnings need grades)
+
+        progress = district_progress(ctx, round_, t)
+    districts = district_index(rubric, round_.get("quotas", {}), reference.inputs, scores, progress)
     rewards = allocate_rewards(round_.get("reward", {}), rubric, reference.inputs, scores, districts)
     return LiveResults(round_, rubric, reference, inspections, residents, public, scores, districts, rewards)
 
 
-def live_results(ctx: ServiceState, round_id: str) -> LiveResults:
-    """Live results (cached per store generation), also for a published round (its data is frozen)."""
-    return ctx.live_results.get((round_id, ctx.store.generation()), lambda: compute_results(ctx, round_id))
+def milestone_date(round_: dict):
+    """The as-of date of a round whose district progress follows milestones (None for the graded share,
+    which does not depend on the date)."""
+    if round_.get("progress_rule") != "milestones":
+        return None
+    from .supervision import as_of_date
+
+    return as_of_date(round_)
+
+
+def live_results(ctx: ServiceState, round_id: str, round_: dict | None = None) -> LiveResults:
+    """Live results (cached per store generation and as-of date), also for a published round (its data
+    is frozen). The date matters to milestone progress, which changes at midnight without a write."""
+    round_ = round_ or ctx.store.get_round(round_id)
+    if round_ is None:
+        raise NotFound("round", round_id)
+    key = (round_id, ctx.store.generation(), milestone_date(round_))
+    return ctx.live_results.get(key, lambda: compute_results(ctx, round_id, round_))
 
 
 def round_results(ctx: ServiceState, round_id: str, record: dict | None = None) -> Results:
@@ -62,7 +83,7 @@ def round_results(ctx: ServiceState, round_id: str, record: dict | None = None) 
         raise NotFound("round", round_id)
     if record["status"] == "published":
         return ctx.snapshots.get(round_id, lambda: PublishedResults(*ctx.store.get_snapshot(round_id)))
-    return live_results(ctx, round_id)
+    return live_results(ctx, round_id, record)
 
 
 def snapshot_document(results: LiveResults, round_: dict, published_at: str, uncertainty: dict | None) -> dict:
