@@ -96,7 +96,14 @@ def to_csv(headers: list[str], rows: list[list]) -> bytes:
 
 def to_xlsx(title: str, headers: list[str], rows: list[list]) -> bytes:
     workbook = Workbook()
-    sheet = workbook.active
+    fill_sheet(workbook.active, title, headers, rows)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def fill_sheet(sheet, title: str, headers: list[str], rows: list[list]) -> None:
+    """One table on ``sheet``: bold frozen headers, text cells as text, fitted column widths."""
     sheet.title = title[:31]
     sheet.append(headers)
     for cell in sheet[1]:
@@ -111,9 +118,6 @@ def to_xlsx(title: str, headers: list[str], rows: list[list]) -> bytes:
     for column, header in zip(sheet.columns, headers):
         width = max([len(str(header)) * 2] + [len(str(c.value or "")) for c in column])
         sheet.column_dimensions[column[0].column_letter].width = min(60, width + 2)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
 
 
 def _xlsx_value(value):
