@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 LAUNCHER := tools/ferretdb-launcher/bin/ferretdb-launcher
 
-.PHONY: run test install chromium ferretdb bench clean
+.PHONY: run test install chromium cjkfont poppler ferretdb bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,19 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-wqy-microhei; \
 	  else echo "chromium missing: run 'sudo apt-get install chromium'" >&2; exit 1; fi; }
 
+# A TrueType CJK font for the PDF 督办通报, found as the service finds it
+# (SCORING_PDF_FONT, else scoring_service.reports.supervision.FONT_PATHS).
+cjkfont: install
+	@$(BIN)/python -c "from scoring_service.reports.supervision import find_font; find_font()" 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q fonts-wqy-microhei; \
+	  else echo "no CJK font for the PDF reports: run 'sudo apt-get install fonts-wqy-microhei' or set SCORING_PDF_FONT" >&2; fi; }
+
+# Poppler's pdftotext and pdftoppm: the tests read and render the PDF reports.
+poppler:
+	@command -v pdftoppm >/dev/null 2>&1 && command -v pdftotext >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q poppler-utils; \
+	  else echo "pdftoppm missing: run 'sudo apt-get install poppler-utils'" >&2; exit 1; fi; }
+
 # FerretDB (MongoDB wire protocol on SQLite) embedded in a tiny launcher, built
 # from the Go module proxy and cached in tools/ferretdb-launcher/bin.
 ferretdb: $(LAUNCHER)
@@ -32,10 +45,10 @@ $(LAUNCHER): tools/ferretdb-launcher/main.go tools/ferretdb-launcher/go.mod tool
 	@if command -v go >/dev/null 2>&1; then cd tools/ferretdb-launcher && go build -o bin/ferretdb-launcher . ; \
 	 else echo "go not found: MongoDB tests need MONGODB_URI" >&2; fi
 
-test: install chromium ferretdb
+test: install chromium cjkfont poppler ferretdb
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-run: install
+run: install cjkfont
 	$(BIN)/scoring-service init
 	$(BIN)/scoring-service seed shenyang-2018 --demo
 	@TOKEN=$$($(BIN)/scoring-service keys create --role admin --name "make run" 2>/dev/null | tail -n 1); \
