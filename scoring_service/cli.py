@@ -98,8 +98,9 @@ def keys():
 @click.option("--name", required=True)
 @click.option("--agency", "agency_id", default=None)
 @click.option("--community", "community_id", default=None)
+@click.option("--district", "district_id", default=None, help="the district of a district key")
 @with_appcontext
-def keys_create(role, name, agency_id, community_id):
+def keys_create(role, name, agency_id, community_id, district_id):
     """Create a key; the token is printed once, as the last line."""
     from marshmallow import ValidationError
 
@@ -109,9 +110,10 @@ def keys_create(role, name, agency_id, community_id):
 
     try:
         data = KeyCreateSchema().load({k: v for k, v in {"role": role, "name": name, "agency_id": agency_id,
-                                                         "community_id": community_id}.items() if v})
+                                                         "community_id": community_id,
+                                                         "district_id": district_id}.items() if v})
         record, token = create_key(current_app.extensions["scoring"], data["role"], data["name"],
-                                   data.get("agency_id"), data.get("community_id"))
+                                   data.get("agency_id"), data.get("community_id"), data.get("district_id"))
     except ServiceError as exc:
         raise click.ClickException(exc.message) from None
     except ValidationError as exc:

@@ -147,8 +147,8 @@ class Keys(dict):
         return {"Authorization": f"Bearer {self[name]}"}
 
 
-def add_key(app, role, name, agency_id=None, community_id=None) -> tuple[str, str]:
-    record, token = new_key(role, name, agency_id, community_id)
+def add_key(app, role, name, agency_id=None, community_id=None, district_id=None) -> tuple[str, str]:
+    record, token = new_key(role, name, agency_id, community_id, district_id)
     app.extensions["scoring"].store.create_key(record)
     return record["key_id"], token
 
@@ -190,6 +190,8 @@ def keys(app) -> Keys:
         ("kiosk_2", "kiosk", None, "heping-002"),
     ):
         k.ids[name], k[name] = add_key(app, role, name, agency, community)
+    for name, district in (("district_heping", "heping"), ("district_shenhe", "shenhe")):  # SPEC §3 district keys
+        k.ids[name], k[name] = add_key(app, "district", name, district_id=district)
     return k
 
 

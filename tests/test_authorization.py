@@ -14,7 +14,7 @@ import pytest
 
 from .conftest import inspection, survey
 
-ALL = {"admin", "leadership", "agency_a", "kiosk_1"}
+ALL = {"admin", "leadership", "agency_a", "kiosk_1", "district_heping"}
 ADMIN = {"admin"}
 R = "/api/v1/rounds/r2018"
 
@@ -122,6 +122,77 @@ def test_leadership_only_reads(client, keys, world):
     assert client.post(f"{R}/publish", headers=lead).status_code == 403
     assert client.put("/api/v1/districts/heping", json={"name_zh": "x", "name_en": "x"}, headers=lead).status_code == 403
     assert client.get(f"{R}/rankings/districts", headers=lead).status_code == 200
+
+
+def test_district_key_reads_only_its_own_district(client, keys, world):
+    heping = keys.header("district_heping")
+    listed = client.get("/api/v1/communities", headers=heping).get_json()["items"]
+    assert sorted(c["community_id"] for c in listed) == ["heping-001", "heping-002"]
+    asked_other = client.get("/api/v1/communities?district_id=shenhe", headers=heping).get_json()["items"]
+    assert asked_other == []
+    assert client.get("/api/v1/communities/heping-002", headers=heping).status_code == 200
+    r = client.get("/api/v1/communities/shenhe-001", headers=heping)
+    assert r.status_code == 403 and "heping" in r.get_json()["message"]
+    shenhe = keys.header("district_shenhe")
+    assert client.get("/api/v1/communities/shenhe-001", headers=shenhe).status_code == 200
+    assert client.get("/api/v1/communities/heping-001", headers=shenhe).status_code == 403
+
+
+def test_district_key_never_reads_unpublished_results_nor_writes_elsewhere(client, keys, world):
+    heping = keys.header("district_heping")
+    for path in (f"{R}/rankings/districts", f"{R}/rankings/communities?district_id=heping", f"{R}/rewards",
+                 f"{R}/communities/heping-001/score", f"{R}/evidence/funnel", "/api/v1/audit", "/api/v1/keys"):
+        assert client.get(path, headers=heping).status_code == 403, path
+    c1 = world["communities"]["heping-001"]
+    assert client.post(f"{R}/inspections", json=inspection(c1, agency_id="agency-a"), headers=heping).status_code == 403
+    assert client.post(f"{R}/surveys", json=survey(), headers=heping).status_code == 403
+    assert client.put("/api/v1/communities/heping-001", json=world["communities"]["heping-001"],
+                      headers=heping).status_code == 403
+    # published rankings are public, so a district key reads them like anyone; the score breakdown stays closed
+    assert client.post(f"{R}/publish", headers=keys.header("admin")).status_code == 200
+    assert client.get(f"{R}/rankings/districts", headers=heping).status_code == 200
+    assert client.get(f"{R}/communities/heping-001/score", headers=heping).status_code == 403
+
+
+def test_district_keys_created_through_the_api(client, keys, world):
+    admin = keys.header("admin")
+    r = client.post("/api/v1/keys", json={"role": "district", "name": "和平区政府"}, headers=admin)
+    assert r.status_code == 422 and "district_id" in r.get_json()["errors"]
+    r = client.post("/api/v1/keys", json={"role": "district", "name": "x", "district_id": "nowhere"}, headers=admin)
+    assert r.status_code == 422 and "nowhere" in r.get_json()["errors"]["district_id"][0]
+    r = client.post("/api/v1/keys", json={"role": "district", "name": "x", "district_id": "Heping!"}, headers=admin)
+    assert r.status_code == 422 and "district_id" in r.get_json()["errors"]
+    r = client.post("/api/v1/keys", json={"role": "leadership", "name": "x", "district_id": "heping"}, headers=admin)
+    assert r.status_code == 422 and "district_id" in r.get_json()["errors"]
+    r = client.post("/api/v1/keys", json={"role": "district", "name": "x", "district_id": "heping",
+                                          "community_id": "heping-001"}, headers=admin)
+    assert r.status_code == 422 and "community_id" in r.get_json()["errors"]
+    r = client.post("/api/v1/keys", json={"role": "district", "name": "沈河区政府", "district_id": "shenhe"},
+                    headers=admin)
+    assert r.status_code == 201, r.get_json()
+    created = r.get_json()
+    assert created["role"] == "district" and created["district_id"] == "shenhe"
+    listed = {k["key_id"]: k for k in client.get("/api/v1/keys", headers=admin).get_json()["items"]}
+    assert listed[created["key_id"]]["district_id"] == "shenhe"
+    assert listed[keys.ids["admin"]]["district_id"] is None
+    token = {"Authorization": f"Bearer {created['token']}"}
+    listed = client.get("/api/v1/communities", headers=token).get_json()["items"]
+    assert sorted(c["community_id"] for c in listed) == ["shenhe-001", "shenhe-099"]
+
+
+def test_district_scope_check():
+    from scoring_service.services.errors import Forbidden
+    from scoring_service.services.keys import Principal, check_district_scope
+
+    admin, lead = Principal("k1", "admin", "a"), Principal("k2", "leadership", "l")
+    heping = Principal("k3", "district", "d", district_id="heping")
+    agency = Principal("k4", "agency", "g", agency_id="agency-a")
+    check_district_scope(admin, "shenhe")
+    check_district_scope(heping, "heping")
+    check_district_scope(lead, "shenhe", roles=("admin", "leadership"))
+    for principal, district in ((heping, "shenhe"), (heping, None), (lead, "heping"), (agency, "heping")):
+        with pytest.raises(Forbidden):
+            check_district_scope(principal, district)
 
 
 def test_revoked_key_is_refused_on_next_request(client, keys, world):

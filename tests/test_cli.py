@@ -63,6 +63,25 @@ def test_keys_create_prints_token_last(env, tmp_path):
     assert bad.returncode != 0 and "community_id" in bad.stderr
 
 
+def test_keys_create_district_key(demo):
+    env, instance, _ = demo
+    missing = run(env, "keys", "create", "--role", "district", "--name", "和平区政府", check=False)
+    assert missing.returncode != 0 and "district_id" in missing.stderr
+    unknown = run(env, "keys", "create", "--role", "district", "--name", "x", "--district", "nowhere", check=False)
+    assert unknown.returncode != 0 and "unknown district 'nowhere'" in unknown.stderr
+    result = run(env, "keys", "create", "--role", "district", "--name", "和平区政府", "--district", "heping")
+    token = result.stdout.strip().splitlines()[-1]
+    assert "role: district" in result.stderr
+    app = make_app(str(instance / "scoring.sqlite3"), instance, SECRET_KEY=None)
+    try:
+        listed = app.test_client().get("/api/v1/communities", headers={"Authorization": f"Bearer {token}"})
+        assert listed.status_code == 200
+        districts = {c["district_id"] for c in listed.get_json()["items"]}
+        assert districts == {"heping"}
+    finally:
+        app.extensions["scoring"].store.close()
+
+
 def test_demo_round_matches_the_notice(demo):
     env, instance, out = demo
     assert "demo: 120 communities" in out

@@ -40,6 +40,15 @@ def test_keys_round_trip_and_revocation(store):
     assert not store.revoke_key("nope", AT)
 
 
+def test_keys_carry_their_district(store):
+    store.create_key({"key_id": "k1", "role": "district", "name": "和平区政府", "district_id": "heping",
+                      "secret_hash": "x", "created_at": AT})
+    store.create_key({"key_id": "k2", "role": "admin", "name": "ops", "secret_hash": "y", "created_at": AT})
+    assert store.get_key("k1")["district_id"] == "heping"
+    assert store.get_key("k2")["district_id"] is None
+    assert {k["key_id"]: k["district_id"] for k in store.list_keys()} == {"k1": "heping", "k2": None}
+
+
 def test_rubric_versions_are_immutable(store):
     assert store.put_rubric("rb", {"rubric_id": "rb", "x": 1}, "d1", AT) is Outcome.CREATED
     assert store.put_rubric("rb", {"rubric_id": "rb", "x": 1}, "d1", AT) is Outcome.DUPLICATE

@@ -8,9 +8,9 @@ from flask import g, request
 
 from .errors import abort
 from ..extensions import state
-from ..services.keys import ROLES, Principal, authenticate
+from ..services.keys import ROLES, Principal, authenticate, check_district_scope
 
-__all__ = ["ROLES", "Principal", "current_principal", "require", "require_kiosk_scope"]
+__all__ = ["ROLES", "Principal", "current_principal", "require", "require_district_scope", "require_kiosk_scope"]
 
 
 def _principal_from_header() -> Principal | None:
@@ -63,3 +63,9 @@ def require_kiosk_scope(principal: Principal, community_id: str) -> None:
     """A kiosk key acts only for its own community."""
     if principal.role == "kiosk" and principal.community_id != community_id:
         abort(403, message=f"this kiosk key belongs to community {principal.community_id!r}")
+
+
+def require_district_scope(principal: Principal, district_id: str | None, roles: tuple[str, ...] = ("admin",)) -> None:
+    """Object-level check of a district's rows (SPEC §3): ``roles`` pass (e.g. ``("admin", "leadership")``
+    for reads), a district key only for its own ``district_id``; anyone else gets 403."""
+    check_district_scope(principal, district_id, roles)

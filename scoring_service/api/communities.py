@@ -10,7 +10,7 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from .auth import ANY_KEY, current_principal, require, require_kiosk_scope
+from .auth import ANY_KEY, current_principal, require, require_district_scope, require_kiosk_scope
 from .errors import abort, not_found
 from ..domain.ids import DISTRICT_ID_PATTERN, ID_PATTERN
 from ..extensions import state
@@ -100,6 +100,8 @@ class Communities(MethodView):
         items = state().store.list_communities(query.get("district_id"), query.get("renovation_year"))
         if principal.role == "kiosk":
             items = [c for c in items if c["community_id"] == principal.community_id]
+        elif principal.role == "district":
+            items = [c for c in items if c["district_id"] == principal.district_id]
         return {"items": items}
 
 
@@ -152,10 +154,13 @@ class Community(MethodView):
     @require(*ANY_KEY)
     @blp.response(200, CommunitySchema)
     def get(self, community_id):
-        require_kiosk_scope(current_principal(), community_id)
+        principal = current_principal()
+        require_kiosk_scope(principal, community_id)
         record = state().store.get_community(community_id)
         if record is None:
             not_found("community", community_id)
+        if principal.role == "district":
+            require_district_scope(principal, record["district_id"])
         return record
 
     @require("admin")

@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 
 from ..services import keys
 from .auth import ROLES, require
-from ..domain.ids import ID_PATTERN
+from ..domain.ids import DISTRICT_ID_PATTERN, ID_PATTERN
 from ..extensions import state
 from .common import StrictSchema, note_audit
 
@@ -20,6 +20,7 @@ class KeyCreateSchema(StrictSchema):
     name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
     agency_id = ma.fields.String(validate=ma.validate.Regexp(ID_PATTERN))
     community_id = ma.fields.String(validate=ma.validate.Regexp(ID_PATTERN))
+    district_id = ma.fields.String(validate=ma.validate.Regexp(DISTRICT_ID_PATTERN))
 
     @ma.validates_schema
     def scope_matches_role(self, data, **kwargs):
@@ -32,6 +33,10 @@ class KeyCreateSchema(StrictSchema):
             raise ma.ValidationError("only agency keys have agency_id", "agency_id")
         if role != "kiosk" and data.get("community_id"):
             raise ma.ValidationError("only kiosk keys have community_id", "community_id")
+        if role == "district" and not data.get("district_id"):
+            raise ma.ValidationError("a district key needs district_id", "district_id")
+        if role != "district" and data.get("district_id"):
+            raise ma.ValidationError("only district keys have district_id", "district_id")
 
 
 class KeySchema(ma.Schema):
@@ -40,6 +45,7 @@ class KeySchema(ma.Schema):
     name = ma.fields.String()
     agency_id = ma.fields.String(allow_none=True)
     community_id = ma.fields.String(allow_none=True)
+    district_id = ma.fields.String(allow_none=True)
     created_at = ma.fields.String()
     revoked_at = ma.fields.String(allow_none=True)
 
@@ -59,7 +65,7 @@ class Keys(MethodView):
     @blp.response(201, KeyCreatedSchema)
     def post(self, data):
         record, token = keys.create_key(state(), data["role"], data["name"], data.get("agency_id"),
-                                        data.get("community_id"))
+                                        data.get("community_id"), data.get("district_id"))
         note_audit("key", record["key_id"], "created", role=record["role"])
         return {**keys.key_view(record), "token": token}
 

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 from ..domain.timeutil import now_stored
 from .context import ServiceState
-from .errors import Conflict, Invalid, NotFound
+from .errors import Conflict, Forbidden, Invalid, NotFound
 
-ROLES = ("admin", "leadership", "agency", "kiosk")
+ROLES = ("admin", "leadership", "agency", "kiosk", "district")
+#: the scope field each scoped role carries (SPEC §3)
+SCOPES = {"agency": "agency_id", "kiosk": "community_id", "district": "district_id"}
 
 
 @dataclass(frozen=True)
@@ -27,13 +29,15 @@ class Principal:
     name: str
     agency_id: str | None = None
     community_id: str | None = None
+    district_id: str | None = None
 
 
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def new_key(role: str, name: str, agency_id: str | None = None, community_id: str | None = None) -> tuple[dict, str]:
+def new_key(role: str, name: str, agency_id: str | None = None, community_id: str | None = None,
+            district_id: str | None = None) -> tuple[dict, str]:
     """A key record to store and the token to show once."""
     key_id = "k_" + secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
@@ -43,6 +47,7 @@ def new_key(role: str, name: str, agency_id: str | None = None, community_id: st
         "name": name,
         "agency_id": agency_id,
         "community_id": community_id,
+        "district_id": district_id,
         "secret_hash": hash_secret(secret),
         "created_at": now_stored(),
     }
@@ -51,7 +56,8 @@ def new_key(role: str, name: str, agency_id: str | None = None, community_id: st
 
 def key_view(record: dict) -> dict:
     """A key as the API shows it: never the hash."""
-    return {k: record.get(k) for k in ("key_id", "role", "name", "agency_id", "community_id", "created_at", "revoked_at")}
+    return {k: record.get(k) for k in ("key_id", "role", "name", "agency_id", "community_id", "district_id",
+                                     "created_at", "revoked_at")}
 
 
 def authenticate(ctx: ServiceState, token: str) -> Principal | None:
@@ -64,18 +70,26 @@ def authenticate(ctx: ServiceState, token: str) -> Principal | None:
     if record is None or not valid or record.get("revoked_at"):
         return None
     return Principal(record["key_id"], record["role"], record["name"], record.get("agency_id"),
-                     record.get("community_id"))
+                     record.get("community_id"), record.get("district_id"))
 
 
 def create_key(ctx: ServiceState, role: str, name: str, agency_id: str | None = None,
-               community_id: str | None = None) -> tuple[dict, str]:
-    """Check the scope exists, store the key, return (record, token)."""
+               community_id: str | None = None, district_id: str | None = None) -> tuple[dict, str]:
+    """Check the scope matches the role and exists, store the key, return (record, token)."""
     store = ctx.store
+    given = {"agency_id": agency_id, "community_id": community_id, "district_id": district_id}
+    for field, value in given.items():
+        if SCOPES.get(role) == field and not value:
+            raise Invalid.field(field, f"a {role} key needs {field}")
+        if SCOPES.get(role) != field and value:
+            raise Invalid.field(field, f"only {next(r for r, f in SCOPES.items() if f == field)} keys have {field}")
+    if district_id and store.get_district(district_id) is None:
+        raise Invalid.field("district_id", f"unknown district {district_id!r}")
     if agency_id and store.get_agency(agency_id) is None:
         raise Invalid.field("agency_id", f"unknown agency {agency_id!r}")
     if community_id and store.get_community(community_id) is None:
         raise Invalid.field("community_id", f"unknown community {community_id!r}")
-    record, token = new_key(role, name, agency_id, community_id)
+    record, token = new_key(role, name, agency_id, community_id, district_id)
     store.create_key(record)
     return record, token
 
@@ -93,3 +107,15 @@ def revoke_key(ctx: ServiceState, key_id: str) -> dict:
             raise Conflict("last_admin_key", "the last active admin key cannot be revoked; create another first")
     store.revoke_key(key_id, now_stored())
     return key_view(store.get_key(key_id))
+
+
+def check_district_scope(principal: Principal, district_id: str | None, roles: tuple[str, ...] = ("admin",)) -> None:
+    """Object-level check for district-scoped rows (SPEC §3): keys of ``roles`` pass, a district key
+    passes only for its own district; everyone else is refused (Forbidden)."""
+    if principal.role in roles:
+        return
+    if principal.role == "district":
+        if district_id is not None and principal.district_id == district_id:
+            return
+        raise Forbidden(f"this district key belongs to district {principal.district_id!r}")
+    raise Forbidden(f"the {principal.role} role may not do this")

@@ -210,7 +210,7 @@ class MongoStore(Store):
 
     # -- keys -------------------------------------------------------------------
     def create_key(self, record: Mapping[str, Any]) -> None:
-        doc = {"agency_id": None, "community_id": None, "revoked_at": None, **record}
+        doc = {"agency_id": None, "community_id": None, "district_id": None, "revoked_at": None, **record}
         doc["_id"] = doc.pop("key_id")
         self.db.keys.insert_one(doc)
 

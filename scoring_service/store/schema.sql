@@ -10,6 +10,7 @@ CREATE TABLE IF NOT EXISTS keys (
     name TEXT NOT NULL,
     agency_id TEXT,
     community_id TEXT,
+    district_id TEXT,       -- district keys (SPEC §3); older files get it from ADDED_COLUMNS in sqlite.py
     secret_hash TEXT NOT NULL,
     created_at TEXT NOT NULL,
     revoked_at TEXT

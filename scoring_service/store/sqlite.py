@@ -49,6 +49,12 @@ from .base import (
 #: tables and indexes, idempotent (run by :meth:`SQLiteStore.init`)
 SCHEMA = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
 
+#: columns added after the first schema: (table, column, declaration). ``CREATE TABLE IF NOT EXISTS``
+#: leaves an older file's tables as they were, so :meth:`SQLiteStore.init` adds what they lack.
+ADDED_COLUMNS = (
+    ("keys", "district_id", "TEXT"),
+)
+
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
 
 
@@ -128,6 +134,10 @@ class SQLiteStore(Store):
         conn = self._conn()
         conn.execute("PRAGMA journal_mode = WAL")
         conn.executescript(SCHEMA)
+        with immediate_transaction(conn):  # several workers may start on one old file at once
+            for table, column, declaration in ADDED_COLUMNS:
+                if column not in {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
         conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('generation', ?)", (uuid.uuid4().hex,))
         conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', '1')")
 
@@ -147,9 +157,10 @@ class SQLiteStore(Store):
     def create_key(self, record: Mapping[str, Any]) -> None:
         with self._write() as conn:
             conn.execute(
-                "INSERT INTO keys (key_id, role, name, agency_id, community_id, secret_hash, created_at, revoked_at)"
-                " VALUES (:key_id, :role, :name, :agency_id, :community_id, :secret_hash, :created_at, NULL)",
-                {"agency_id": None, "community_id": None, **record},
+                "INSERT INTO keys (key_id, role, name, agency_id, community_id, district_id, secret_hash, created_at,"
+                " revoked_at) VALUES (:key_id, :role, :name, :agency_id, :community_id, :district_id, :secret_hash,"
+                " :created_at, NULL)",
+                {"agency_id": None, "community_id": None, "district_id": None, **record},
             )
 
     def get_key(self, key_id: str) -> dict | None:
