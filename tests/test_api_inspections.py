@@ -130,3 +130,46 @@ def test_amendment_rules(client, keys, world):
     client.post("/api/v1/rounds/r2018/close", headers=keys.header("admin"))
     r = client.put(f"{URL}/{iid}", json={**body, "amend_reason": "late"}, headers=keys.header("agency_a"))
     assert r.status_code == 409 and r.get_json()["error"] == "round_closed"
+
+
+def test_stage_is_stored_shown_and_validated(client, keys, world):
+    """SPEC §13: acceptance (default) | construction | aftercare, on each version."""
+    c1 = world["communities"]["heping-001"]
+    agency = keys.header("agency_a")
+    plain = client.post(URL, json=inspection(c1), headers=agency).get_json()
+    assert plain["stage"] == "acceptance" and plain["history"][0]["stage"] == "acceptance"
+    body = inspection(c1, stage="construction", inspected_at="2018-06-12T09:00:00+08:00")
+    r = client.post(URL, json=body, headers=agency)
+    assert r.status_code == 201 and r.get_json()["stage"] == "construction"
+    iid = body["inspection_id"]
+    assert client.get(f"{URL}/{iid}", headers=keys.header("leadership")).get_json()["stage"] == "construction"
+    assert client.post(URL, json=body, headers=agency).status_code == 200  # replay
+    r = client.post(URL, json={**body, "stage": "acceptance"}, headers=agency)
+    assert r.status_code == 409 and r.get_json()["error"] == "conflict"  # the stage is part of the content
+    r = client.post(URL, json=inspection(c1, stage="final"), headers=agency)
+    assert r.status_code == 422 and "stage" in r.get_json()["errors"]
+    # naming another stage in an amendment changes it, with a new version
+    r = client.put(f"{URL}/{iid}", json={**body, "stage": "acceptance", "amend_reason": "误填阶段"}, headers=agency)
+    assert r.status_code == 200 and r.get_json()["version"] == 2 and r.get_json()["stage"] == "acceptance"
+    assert [v["stage"] for v in r.get_json()["history"]] == ["construction", "acceptance"]
+
+
+# content hash of the body below, computed before inspections had a stage (commit ef9e549)
+PINNED_ID = "00000000-0000-4000-8000-000000000013"
+PINNED_HASH = "eb2a98cc53650e0c2d33ce6d679f30427b4663cdf4296e3fd8bfa9cf0b306cb0"
+
+
+def test_acceptance_stage_keeps_the_content_hash_of_inspections_before_stages(app, client, keys, world):
+    from scoring_service.domain.inspections import inspection_view
+
+    c1 = world["communities"]["heping-001"]
+    agency = keys.header("agency_a")
+    body = inspection(c1, inspection_id=PINNED_ID)
+    assert client.post(URL, json=body, headers=agency).status_code == 201
+    stored = app.extensions["scoring"].store.get_inspection("r2018", PINNED_ID)
+    assert stored["versions"][0]["content_hash"] == PINNED_HASH
+    # naming the default stage is the same content: a replay, not a conflict
+    assert client.post(URL, json={**body, "stage": "acceptance"}, headers=agency).status_code == 200
+    # a version stored before stages existed has no stage field: it reads as an acceptance inspection
+    old = {**stored, "versions": [{k: v for k, v in version.items() if k != "stage"} for version in stored["versions"]]}
+    assert inspection_view(old)["stage"] == "acceptance"

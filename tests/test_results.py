@@ -135,6 +135,36 @@ def test_rankings_and_rewards(client, scored):
     assert rewards["unallocated_fen"] == 0
 
 
+def test_only_acceptance_inspections_are_scored(client, scored, world):
+    """SPEC §13: construction inspections feed supervision (§11), never the scores of an acceptance round."""
+    lead, b = scored.header("leadership"), scored.header("agency_b")
+    c3 = world["communities"]["shenhe-001"]
+
+    def state():
+        score = client.get(f"{R}/communities/shenhe-001/score", headers=lead).get_json()
+        ranking = client.get(f"{R}/rankings/districts", headers=lead).get_json()["districts"]
+        return score, ranking
+
+    before = state()
+    assert before[0]["professional"]["score"] == 100.0 and before[0]["professional"]["agencies"] == ["agency-a"]
+    failing = full_checks(c3, lambda check: 0)  # the critical illegal_structures.removed check included
+    construction = inspection(c3, failing, stage="construction", inspected_at="2018-09-20T09:00:00+08:00")
+    assert post(client, b, f"{R}/inspections", construction)["stage"] == "construction"
+    assert state() == before
+    # an amendment that does not name the stage keeps the current one
+    r = client.put(f"{R}/inspections/{construction['inspection_id']}", headers=b,
+                   json={**{k: v for k, v in construction.items() if k != "stage"}, "inspector": "李工",
+                         "amend_reason": "补记检查人"})
+    assert r.status_code == 200 and r.get_json()["stage"] == "construction" and r.get_json()["version"] == 2
+    assert state() == before
+    # the same checklist as an acceptance inspection (no stage: the default) is scored: veto, P = (100 + 0) / 2
+    post(client, b, f"{R}/inspections", inspection(c3, failing, inspected_at="2018-09-20T09:00:00+08:00"))
+    after, ranking = state()
+    assert after["professional"]["agencies"] == ["agency-a", "agency-b"] and after["professional"]["score"] == 50.0
+    assert "veto:illegal_structures.removed" in after["flags"] and after["grade"] == "fail"
+    assert ranking != before[1]
+
+
 def test_live_results_follow_new_responses_and_voids(client, scored, world):
     lead, admin = scored.header("leadership"), scored.header("admin")
     before = client.get(f"{R}/communities/heping-002/score", headers=lead).get_json()

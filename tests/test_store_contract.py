@@ -170,6 +170,31 @@ def test_inspections_versions_and_scoping(store):
     assert store.amend_inspection("R", "i1", version("v3", amend_reason="late"), None) is Outcome.ROUND_CLOSED
 
 
+def test_inspection_sums_take_the_stage_of_the_current_version(store):
+    """SPEC §13: an acceptance round scores acceptance inspections only; a version without a stage is one."""
+    open_round(store)
+    for iid, community, first in (("i1", "c1", version()), ("i2", "c2", version(stage="construction")),
+                                  ("i3", "c3", version(stage="acceptance")), ("i4", "c4", version())):
+        record = {"inspection_id": iid, "round_id": "R", "community_id": community, "agency_id": "a",
+                  "versions": [{**first, "community_id": community}]}
+        assert store.add_inspection(record) is Outcome.CREATED
+    # i3 was filed as acceptance by mistake and corrected to construction; i4 the other way round
+    assert store.amend_inspection("R", "i3", version("v2", community_id="c3", stage="construction",
+                                                     amend_reason="施工中检查"), None) is Outcome.CREATED
+    assert store.amend_inspection("R", "i4", version("v2", community_id="c4", stage="construction",
+                                                     amend_reason="x"), None) is Outcome.CREATED
+    assert store.amend_inspection("R", "i4", version("v3", community_id="c4", stage="acceptance",
+                                                     amend_reason="y"), None) is Outcome.CREATED
+    acceptance = store.inspection_sums("R", N_ITEMS)
+    assert acceptance.community_ids == ["c1", "c4"]
+    assert acceptance.points.shape == (2, N_ITEMS) and acceptance.points[0].tolist() == [1.0, 2.0, 0.0]
+    assert store.inspection_sums("R", N_ITEMS, stage="construction").community_ids == ["c2", "c3"]
+    assert len(store.inspection_sums("R", N_ITEMS, stage="aftercare")) == 0
+    assert store.inspection_sums("R", N_ITEMS, stage="aftercare").points.shape == (0, N_ITEMS)
+    stages = [v.get("stage") for v in store.get_inspection("R", "i4")["versions"]]
+    assert stages == [None, "construction", "acceptance"]
+
+
 def test_audit_is_append_only_and_filterable(store):
     for i, key in enumerate(("k1", "k2", "k1")):
         store.append_audit({"at": f"2018-09-1{i}T00:00:00.000000Z", "key_id": key, "round_id": "R",
@@ -264,5 +289,40 @@ def test_sqlite_store_of_the_first_schema_lets_a_voided_response_free_its_househ
     store.void_response("R", "r1", "fraud", "k", AT, N_ITEMS)
     try:
         assert store.add_responses("R", [response("r2", household="h1")], N_ITEMS) == [Outcome.CREATED]
+    finally:
+        store.close()
+
+
+def test_sqlite_store_of_an_older_schema_gains_district_and_stage_columns(tmp_path):
+    """A file made before district keys and inspection stages: init adds the columns; old rows read
+    as keys without a district and acceptance inspections."""
+    import sqlite3
+
+    from scoring_service.store import open_store
+
+    path = str(tmp_path / "old.sqlite3")
+    with sqlite3.connect(path) as conn:
+        conn.executescript("""
+            CREATE TABLE keys (key_id TEXT PRIMARY KEY, role TEXT NOT NULL, name TEXT NOT NULL, agency_id TEXT,
+                community_id TEXT, secret_hash TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT);
+            CREATE TABLE inspection_versions (inspection_id TEXT NOT NULL, version INTEGER NOT NULL,
+                content_hash TEXT NOT NULL, inspected_at TEXT NOT NULL, points BLOB NOT NULL, maxima BLOB NOT NULL,
+                vetoes TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (inspection_id, version));
+            INSERT INTO keys VALUES ('k_old', 'admin', 'ops', NULL, NULL, 'x', '2018-01-01T00:00:00.000000Z', NULL);
+        """)
+        conn.execute("INSERT INTO inspection_versions VALUES ('i_old', 1, 'v1', ?, ?, ?, '[]', '{}')",
+                     (AT, np.array([1.0, 2.0, 0.0]).tobytes(), np.array([2.0, 2.0, 0.0]).tobytes()))
+    store = open_store(path)
+    try:
+        store.init()
+        store.init()  # idempotent once the columns are there
+        assert store.get_key("k_old")["district_id"] is None
+        store.create_key({"key_id": "k_new", "role": "district", "name": "d", "district_id": "heping",
+                          "secret_hash": "y", "created_at": AT})
+        assert store.get_key("k_new")["district_id"] == "heping"
+        open_round(store)
+        store._conn().execute("INSERT INTO inspections VALUES ('i_old', 1, 'R', 'c1', 'a', 1)")
+        assert store.inspection_sums("R", N_ITEMS).community_ids == ["c1"]
+        assert len(store.inspection_sums("R", N_ITEMS, stage="construction")) == 0
     finally:
         store.close()

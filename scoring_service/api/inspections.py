@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 
 from .auth import current_principal, require
 from ..domain.ids import ID_PATTERN
-from ..domain.inspections import inspection_view
+from ..domain.inspections import STAGES, inspection_view
 from ..services import submissions
 from ..extensions import state
 from ..store import Outcome
@@ -36,6 +36,9 @@ class InspectionSchema(StrictSchema):
     agency_id = ma.fields.String(validate=ma.validate.Regexp(ID_PATTERN))
     inspector = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
     inspected_at = ma.fields.AwareDateTime(required=True)
+    stage = ma.fields.String(validate=ma.validate.OneOf(STAGES), metadata={
+        "description": "acceptance (default; scored by §5), construction (during the works, §11) or aftercare. "
+                       "An amendment without it keeps the current version's stage."})
     checks = ma.fields.Dict(keys=ma.fields.String(validate=ma.validate.Length(max=100)), values=PointsOrNA(),
                             required=True)
     notes = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=5000))
@@ -55,6 +58,7 @@ class VersionSchema(ma.Schema):
     version = ma.fields.Integer()
     inspector = ma.fields.String()
     inspected_at = ma.fields.String()
+    stage = ma.fields.String()
     checks = ma.fields.Dict()
     notes = ma.fields.String(allow_none=True)
     evidence = ma.fields.List(ma.fields.String())

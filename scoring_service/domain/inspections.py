@@ -10,6 +10,10 @@ from .timeutil import now_stored, to_stored
 
 NA = "na"
 
+#: SPEC §13: an inspection's stage; acceptance (the default) is the one §5 scores in an acceptance round
+STAGES = ("acceptance", "construction", "aftercare")
+DEFAULT_STAGE = STAGES[0]
+
 
 def check_checklist(checks: dict, community: dict, ctx: RoundContext) -> dict[str, list[str]]:
     """Field errors of a checklist against the rubric and the community's applicable items."""
@@ -75,9 +79,15 @@ def prepare_version(data: dict, ctx: RoundContext, agency_id: str, key_id: str) 
         "notes": data.get("notes") or None,
         "evidence": list(data.get("evidence") or []),
     }
+    stage = data.get("stage") or DEFAULT_STAGE
+    if stage != DEFAULT_STAGE:
+        # Hashed only when not the default: inspections stored before stages existed keep their hash,
+        # so their replays stay replays.
+        content["stage"] = stage
     points, maxima, vetoes = item_sums(data["checks"], ctx)
     return {
         **content,
+        "stage": stage,
         "content_hash": digest(content),
         "amend_reason": data.get("amend_reason"),
         "submitted_at": now_stored(),
@@ -105,8 +115,17 @@ def select_latest(community_ids: Sequence[str], agency_ids: Sequence[str], inspe
     return [best[k] for k in sorted(best)]
 
 
-HISTORY_FIELDS = ("version", "inspector", "inspected_at", "checks", "notes", "evidence", "amend_reason",
+HISTORY_FIELDS = ("version", "inspector", "inspected_at", "stage", "checks", "notes", "evidence", "amend_reason",
                   "submitted_at", "key_id")
+
+
+def stage_of(version: dict) -> str:
+    """A stored version's stage; versions stored before stages existed are acceptance inspections."""
+    return version.get("stage") or DEFAULT_STAGE
+
+
+def _version_view(version: dict) -> dict:
+    return {**{k: version.get(k) for k in HISTORY_FIELDS}, "stage": stage_of(version)}
 
 
 def inspection_view(stored: dict) -> dict:
@@ -118,7 +137,7 @@ def inspection_view(stored: dict) -> dict:
         "round_id": stored["round_id"],
         "community_id": stored["community_id"],
         "agency_id": stored["agency_id"],
-        **{k: current.get(k) for k in HISTORY_FIELDS},
+        **_version_view(current),
         "vetoes": current.get("vetoes", []),
-        "history": [{k: v.get(k) for k in HISTORY_FIELDS} for v in versions],
+        "history": [_version_view(v) for v in versions],
     }

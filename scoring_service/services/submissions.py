@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from ..domain.inspections import inspection_view, prepare_version
+from ..domain.inspections import inspection_view, prepare_version, stage_of
 from ..domain.surveys import RoundContext, SubmissionError, prepare_response, response_view
 from ..domain.timeutil import now_stored
 from ..store import Outcome
@@ -210,6 +210,7 @@ def amend_inspection(ctx: ServiceState, round_id: str, inspection_id: str, data:
         raise Invalid.field("agency_id", "an amendment cannot move an inspection to another agency")
     if data["community_id"] != stored["community_id"]:
         raise Invalid.field("community_id", "an amendment cannot move an inspection to another community")
+    data.setdefault("stage", stage_of(stored["versions"][-1]))  # a stage is changed only by naming it
     rc = round_context(ctx, round_id)
     version = _prepared(lambda: prepare_version(data, rc, stored["agency_id"], principal.key_id))
     version["amend_reason"] = data["amend_reason"]

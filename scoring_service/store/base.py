@@ -106,6 +106,10 @@ class RoundCounts:
         return self.tables().get((community_id, respondent_type))
 
 
+#: the stage of an inspection stored without one (SPEC §13): every inspection before stages existed
+DEFAULT_STAGE = "acceptance"
+
+
 @dataclass
 class InspectionRows:
     """What scoring needs of the current version of each inspection of a round (``M`` rows)."""
@@ -427,8 +431,9 @@ class Store(abc.ABC):
         """Current version of every inspection of the round, with ``seq`` (arrival order)."""
 
     @abc.abstractmethod
-    def inspection_sums(self, round_id: str, n_items: int) -> InspectionRows:
-        """What scoring needs of each current inspection, and nothing else (read on recomputation)."""
+    def inspection_sums(self, round_id: str, n_items: int, stage: str = DEFAULT_STAGE) -> InspectionRows:
+        """What scoring needs of each current inspection whose current version has ``stage``, and nothing
+        else (read on recomputation). An acceptance round scores only acceptance inspections (SPEC §13)."""
 
     # -- audit ------------------------------------------------------------
     @abc.abstractmethod

@@ -32,6 +32,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from pymongo.write_concern import WriteConcern
 
 from .base import (
+    DEFAULT_STAGE,
     AuditEvent,
     CommunityCounts,
     InspectionRows,
@@ -603,9 +604,12 @@ class MongoStore(Store):
                  "community_id": header["community_id"], "agency_id": header["agency_id"]}
                 for header, doc in self._current_versions(round_id)]
 
-    def inspection_sums(self, round_id: str, n_items: int) -> InspectionRows:
-        fields = {"inspection_id": 1, "version": 1, "inspected_at": 1, "item_points": 1, "item_max": 1, "vetoes": 1}
-        pairs = self._current_versions(round_id, fields)
+    def inspection_sums(self, round_id: str, n_items: int, stage: str = DEFAULT_STAGE) -> InspectionRows:
+        fields = {"inspection_id": 1, "version": 1, "inspected_at": 1, "item_points": 1, "item_max": 1, "vetoes": 1,
+                  "stage": 1}
+        # The stage of the current version decides (an amendment may correct it); none stored = acceptance.
+        pairs = [(h, d) for h, d in self._current_versions(round_id, fields)
+                 if (d.get("stage") or DEFAULT_STAGE) == stage]
         shape = (len(pairs), n_items)
         return InspectionRows(
             community_ids=[h["community_id"] for h, _ in pairs],

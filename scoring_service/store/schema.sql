@@ -89,6 +89,7 @@ CREATE TABLE IF NOT EXISTS inspection_versions (
     version INTEGER NOT NULL,
     content_hash TEXT NOT NULL,
     inspected_at TEXT NOT NULL,
+    stage TEXT NOT NULL DEFAULT 'acceptance',  -- SPEC §13; older files get it from ADDED_COLUMNS in sqlite.py
     points BLOB NOT NULL,   -- float64 per rubric item: Σ points of checks not "na"
     maxima BLOB NOT NULL,   -- float64 per rubric item: Σ max_points of those checks
     vetoes TEXT NOT NULL,   -- JSON list of critical checks scored 0

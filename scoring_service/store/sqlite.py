@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .base import (
+    DEFAULT_STAGE,
     AuditEvent,
     CommunityCounts,
     InspectionRows,
@@ -53,6 +54,7 @@ SCHEMA = resources.files(__package__).joinpath("schema.sql").read_text(encoding=
 #: leaves an older file's tables as they were, so :meth:`SQLiteStore.init` adds what they lack.
 ADDED_COLUMNS = (
     ("keys", "district_id", "TEXT"),
+    ("inspection_versions", "stage", "TEXT NOT NULL DEFAULT 'acceptance'"),
 )
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
@@ -491,9 +493,10 @@ class SQLiteStore(Store):
     @staticmethod
     def _insert_version(conn, inspection_id: str, number: int, version: Mapping) -> None:
         conn.execute(
-            "INSERT INTO inspection_versions (inspection_id, version, content_hash, inspected_at, points, maxima,"
-            " vetoes, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO inspection_versions (inspection_id, version, content_hash, inspected_at, stage, points,"
+            " maxima, vetoes, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (inspection_id, number, version["content_hash"], version["inspected_at"],
+             version.get("stage") or DEFAULT_STAGE,
              np.asarray(version["item_points"], dtype=np.float64).tobytes(),
              np.asarray(version["item_max"], dtype=np.float64).tobytes(),
              _dumps(list(version.get("vetoes", []))), _dumps(version)),
@@ -546,12 +549,13 @@ class SQLiteStore(Store):
             for r in rows
         ]
 
-    def inspection_sums(self, round_id: str, n_items: int) -> InspectionRows:
+    def inspection_sums(self, round_id: str, n_items: int, stage: str = DEFAULT_STAGE) -> InspectionRows:
         cur = self._conn().execute(
             "SELECT i.community_id, i.agency_id, i.seq, v.inspected_at, v.points, v.maxima, v.vetoes"
             " FROM inspections i JOIN inspection_versions v"
-            " ON v.inspection_id = i.inspection_id AND v.version = i.version WHERE i.round_id = ? ORDER BY i.seq",
-            (round_id,),
+            " ON v.inspection_id = i.inspection_id AND v.version = i.version WHERE i.round_id = ? AND v.stage = ?"
+            " ORDER BY i.seq",
+            (round_id, stage),
         )
         cur.row_factory = None
         rows = cur.fetchall()
