@@ -326,3 +326,104 @@ def test_sqlite_store_of_an_older_schema_gains_district_and_stage_columns(tmp_pa
         assert len(store.inspection_sums("R", N_ITEMS, stage="construction")) == 0
     finally:
         store.close()
+
+
+# -- milestones (SPEC §11) ---------------------------------------------------------
+
+def milestone(code="plan_approved", reached_on="2018-04-20", community="c1", content=None, **extra):
+    return {"round_id": "R", "community_id": community, "code": code, "reached_on": reached_on, "note": None,
+            "votes": None, "management_mode": None, "changed_reason": None, "key_id": "k",
+            "recorded_at": AT, "content_hash": content or f"{code}:{reached_on}", **extra}
+
+
+def test_milestone_versions_current_records_and_generation(store):
+    open_round(store)
+    before = store.generation("milestones")
+    assert store.add_milestone_version(milestone()) is Outcome.CREATED
+    assert store.generation("milestones") != before
+    assert store.add_milestone_version(milestone()) is Outcome.DUPLICATE
+    assert store.add_milestone_version(milestone(reached_on="2018-04-21", changed_reason="typo")) is Outcome.CREATED
+    assert store.add_milestone_version(milestone(reached_on=None, content="withdrawn")) is Outcome.CREATED
+    assert store.add_milestone_version(milestone("contract_signed", "2018-04-25")) is Outcome.CREATED
+    assert store.add_milestone_version(milestone(community="c2")) is Outcome.CREATED
+    versions = store.milestone_versions("R", "c1")
+    assert [(v["code"], v["version"], v["reached_on"]) for v in versions] == [
+        ("contract_signed", 1, "2018-04-25"),
+        ("plan_approved", 1, "2018-04-20"), ("plan_approved", 2, "2018-04-21"), ("plan_approved", 3, None)]
+    assert versions[2]["changed_reason"] == "typo" and versions[2]["key_id"] == "k"
+    current = store.current_milestones("R")
+    assert [(v["community_id"], v["code"], v["version"], v["reached_on"]) for v in current] == [
+        ("c1", "contract_signed", 1, "2018-04-25"), ("c1", "plan_approved", 3, None),
+        ("c2", "plan_approved", 1, "2018-04-20")]
+    assert store.current_milestones("other") == [] and store.milestone_versions("R", "c9") == []
+    # writable whatever the round's status
+    store.publish_round("R", b"{}", "sha", AT)
+    assert store.add_milestone_version(milestone("settled", "2018-12-01")) is Outcome.CREATED
+
+
+def test_milestone_check_sees_the_current_records_and_can_refuse(store):
+    open_round(store)
+    store.add_milestone_version(milestone())
+    seen = []
+
+    class Refused(Exception):
+        pass
+
+    def refuse(current):
+        seen.append(current)
+        raise Refused
+
+    try:
+        store.add_milestone_version(milestone("contract_signed", "2018-04-25"), check=refuse)
+    except Refused:
+        pass
+    assert list(seen[0]) == ["plan_approved"] and seen[0]["plan_approved"]["version"] == 1
+    assert [v["code"] for v in store.milestone_versions("R", "c1")] == ["plan_approved"]
+    # an identical replay is a DUPLICATE before any check
+    assert store.add_milestone_version(milestone(), check=refuse) is Outcome.DUPLICATE and len(seen) == 1
+
+
+def test_concurrent_milestone_writes_are_exact(database_url, store):
+    """Eight writers at once on one community: versions numbered 1..8 without gaps, one creation of
+    identical content, and a check that allows one milestone only lets exactly one through."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scoring_service.store import open_store
+
+    others = [open_store(database_url) for _ in range(8)]
+    open_round(store)
+    barrier = threading.Barrier(len(others))
+
+    class Refused(Exception):
+        pass
+
+    def only_first(current):
+        if any(code.startswith("x") for code in current):
+            raise Refused
+
+    def write(pair):
+        i, other = pair
+        barrier.wait()
+        distinct = other.add_milestone_version(milestone(reached_on=f"2018-04-{10 + i}"))
+        barrier.wait()
+        same = other.add_milestone_version(milestone("contract_signed", "2018-04-25"))
+        barrier.wait()
+        try:
+            alone = other.add_milestone_version(milestone(f"x{i}", community="c2"), check=only_first)
+        except Refused:
+            alone = None
+        return distinct, same, alone
+
+    with ThreadPoolExecutor(max_workers=len(others)) as pool:
+        results = list(pool.map(write, enumerate(others)))
+    assert [r[0] for r in results] == [Outcome.CREATED] * 8
+    versions = [v for v in store.milestone_versions("R", "c1") if v["code"] == "plan_approved"]
+    assert sorted(v["version"] for v in versions) == list(range(1, 9))
+    assert sorted(v["reached_on"] for v in versions) == [f"2018-04-{10 + i}" for i in range(8)]
+    assert sorted(r[1] for r in results).count(Outcome.CREATED) == 1
+    assert [r[1] for r in results].count(Outcome.DUPLICATE) == 7
+    assert [r[2] for r in results].count(Outcome.CREATED) == 1
+    assert len(store.milestone_versions("R", "c2")) == 1
+    for other in others:
+        other.close()

@@ -272,6 +272,33 @@ def audit_conditions(filters: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
     return conditions
 
 
+#: a milestone write's last check: called with the community's current records (code → latest
+#: version) inside the write, it raises to refuse the write
+MilestoneCheck = Callable[[dict[str, dict]], None]
+
+def latest_by_code(versions: Iterable[Mapping]) -> dict[str, dict]:
+    """code → the version with the highest number."""
+    latest: dict[str, dict] = {}
+    for version in versions:
+        code = version["code"]
+        if code not in latest or version["version"] > latest[code]["version"]:
+            latest[code] = dict(version)
+    return latest
+
+
+def next_milestone_version(current: Mapping[str, Mapping], record: Mapping,
+                           check: MilestoneCheck | None) -> dict | None:
+    """The version to write for ``record`` given the community's ``current`` records: None when
+    it repeats the current version of its code (DUPLICATE), else the record with its number,
+    after ``check`` passed."""
+    previous = current.get(record["code"])
+    if previous is not None and previous["content_hash"] == record["content_hash"]:
+        return None
+    if check is not None:
+        check({code: dict(v) for code, v in current.items()})
+    return {**record, "version": previous["version"] + 1 if previous else 1}
+
+
 class Store(abc.ABC):
     """What the service needs from a database."""
 
@@ -291,8 +318,8 @@ class Store(abc.ABC):
     def generation(self, scope: str | None = None) -> str:
         """A token that changes after every committed write (cache invalidation).
 
-        With ``scope`` ("reference", "inspections" or "surveys") only writes of
-        that kind change it, so a survey does not invalidate cached reference data.
+        With ``scope`` ("reference", "inspections", "surveys" or "milestones") only writes
+        of that kind change it, so a survey does not invalidate cached reference data.
         """
 
     # -- keys -------------------------------------------------------------
@@ -434,6 +461,30 @@ class Store(abc.ABC):
     def inspection_sums(self, round_id: str, n_items: int, stage: str = DEFAULT_STAGE) -> InspectionRows:
         """What scoring needs of each current inspection whose current version has ``stage``, and nothing
         else (read on recomputation). An acceptance round scores only acceptance inspections (SPEC §13)."""
+
+    # -- milestones (SPEC §11) ------------------------------------------------
+    @abc.abstractmethod
+    def add_milestone_version(self, record: Mapping, check: MilestoneCheck | None = None) -> Outcome:
+        """Add a version of one milestone of a community: CREATED, or DUPLICATE when its
+        ``content_hash`` equals the current version's (nothing written).
+
+        ``record`` has ``round_id, community_id, code, reached_on`` (None: withdrawn), ``note,
+        votes, management_mode, changed_reason, key_id, recorded_at, content_hash``; the store
+        gives it ``version`` = the code's previous version + 1. ``check(current)``, when given,
+        is called with the community's current records (code → latest version) just before the
+        write, and may raise to refuse it: the writes of one community are serialised, so what
+        it checked is what the version is added to. Allowed whatever the round's status (works
+        go on after a round closes); changes generation scope "milestones".
+        """
+
+    @abc.abstractmethod
+    def milestone_versions(self, round_id: str, community_id: str) -> list[dict]:
+        """Every version of the community's milestones in the round, by code then version."""
+
+    @abc.abstractmethod
+    def current_milestones(self, round_id: str) -> list[dict]:
+        """The latest version of every (community, code) of the round, withdrawn ones included,
+        by community then code."""
 
     # -- audit ------------------------------------------------------------
     @abc.abstractmethod

@@ -36,6 +36,7 @@ from .base import (
     AuditEvent,
     CommunityCounts,
     InspectionRows,
+    MilestoneCheck,
     Outcome,
     RoundCounts,
     Store,
@@ -44,6 +45,8 @@ from .base import (
     audit_conditions,
     count_differences,
     first_occurrences,
+    latest_by_code,
+    next_milestone_version,
     replay_outcome,
     response_replay,
     round_gate,
@@ -70,6 +73,12 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     "inspections": [IndexModel([("round_id", ASCENDING)], name="by_round")],
     "inspection_versions": [IndexModel([("round_id", ASCENDING)], name="by_round")],
+    # versions of a community's milestones are serialised by their _id "<round>|<community>|<n>"
+    # (n counts the community's versions); this index finds them and keeps (code, version) unique
+    "milestone_versions": [
+        IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING), ("code", ASCENDING),
+                    ("version", ASCENDING)], name="one_version", unique=True),
+    ],
     "audit": [
         IndexModel([("seq", ASCENDING)], name="by_seq"),
         IndexModel([("key_id", ASCENDING), ("seq", ASCENDING)], name="by_key"),
@@ -187,7 +196,8 @@ class MongoStore(Store):
                     if index.document["name"] not in existing:
                         db[collection].create_indexes([index])
             seeds = {"schema_version": {"value": 1}}
-            for name in ("generation", "generation:reference", "generation:inspections", "generation:surveys"):
+            for name in ("generation", "generation:reference", "generation:inspections", "generation:surveys",
+                         "generation:milestones"):
                 seeds[name] = {"token": uuid.uuid4().hex}
             for name, fields in seeds.items():
                 try:
@@ -620,6 +630,43 @@ class MongoStore(Store):
             maxima=np.array([d["item_max"] for _, d in pairs], dtype=np.float64).reshape(shape),
             vetoes=[list(d.get("vetoes", [])) for _, d in pairs],
         )
+
+    # -- milestones -------------------------------------------------------------------
+    def add_milestone_version(self, record: Mapping, check: MilestoneCheck | None = None) -> Outcome:
+        """Insert-only: each version of a community's milestones takes the community's next number
+        n in its ``_id``. Two writers that read the same versions both try n; the unique ``_id``
+        lets one win and the other reads again, so its check and version number see the winner."""
+        round_id, community_id = record["round_id"], record["community_id"]
+        for _ in range(20):
+            docs = list(self.db.milestone_versions.find({"round_id": round_id, "community_id": community_id}))
+            version = next_milestone_version(latest_by_code(docs), record, check)
+            if version is None:
+                return Outcome.DUPLICATE
+            number = max((d["n"] for d in docs), default=0) + 1
+            try:
+                self.db.milestone_versions.insert_one(
+                    {**version, "_id": f"{round_id}|{community_id}|{number}", "n": number})
+            except DuplicateKeyError:
+                continue
+            self._bump("milestones")
+            return Outcome.CREATED
+        raise StoreError(f"milestones of community {community_id} are being written concurrently; try again")
+
+    @staticmethod
+    def _milestone(doc: Mapping) -> dict:
+        return {k: v for k, v in doc.items() if k not in ("_id", "n")}
+
+    def milestone_versions(self, round_id: str, community_id: str) -> list[dict]:
+        cursor = self.db.milestone_versions.find({"round_id": round_id, "community_id": community_id})
+        return sorted((self._milestone(d) for d in cursor), key=lambda v: (v["code"], v["version"]))
+
+    def current_milestones(self, round_id: str) -> list[dict]:
+        latest: dict[tuple[str, str], dict] = {}
+        for doc in self.db.milestone_versions.find({"round_id": round_id}):
+            key = (doc["community_id"], doc["code"])
+            if key not in latest or doc["version"] > latest[key]["version"]:
+                latest[key] = doc
+        return [self._milestone(latest[key]) for key in sorted(latest)]
 
     # -- audit ---------------------------------------------------------------------
     def append_audit(self, event: Mapping) -> None:

@@ -96,6 +96,17 @@ CREATE TABLE IF NOT EXISTS inspection_versions (
     body TEXT NOT NULL,
     PRIMARY KEY (inspection_id, version)
 );
+-- Milestones (SPEC §11): every version kept; the current one of a code has the highest version.
+CREATE TABLE IF NOT EXISTS milestone_versions (
+    round_id TEXT NOT NULL,
+    community_id TEXT NOT NULL,
+    code TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    reached_on TEXT,        -- NULL: withdrawn
+    content_hash TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (round_id, community_id, code, version)
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,

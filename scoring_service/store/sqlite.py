@@ -27,6 +27,7 @@ from .base import (
     AuditEvent,
     CommunityCounts,
     InspectionRows,
+    MilestoneCheck,
     Outcome,
     RoundCounts,
     Store,
@@ -36,6 +37,8 @@ from .base import (
     audit_conditions,
     count_differences,
     first_occurrences,
+    latest_by_code,
+    next_milestone_version,
     replay_outcome,
     response_count_rows,
     response_replay,
@@ -569,6 +572,34 @@ class SQLiteStore(Store):
             maxima=np.frombuffer(b"".join(r[5] for r in rows), dtype=np.float64).reshape(shape),
             vetoes=[json.loads(r[6]) if r[6] != "[]" else [] for r in rows],
         )
+
+    # -- milestones -------------------------------------------------------------
+    def add_milestone_version(self, record: Mapping, check: MilestoneCheck | None = None) -> Outcome:
+        # one BEGIN IMMEDIATE transaction: the read, the check and the insert see no other writer
+        with self._write("milestones") as conn:
+            current = latest_by_code(json.loads(r["body"]) for r in conn.execute(
+                "SELECT body, MAX(version) FROM milestone_versions WHERE round_id = ? AND community_id = ?"
+                " GROUP BY code", (record["round_id"], record["community_id"])))
+            version = next_milestone_version(current, record, check)
+            if version is None:
+                return Outcome.DUPLICATE
+            conn.execute(
+                "INSERT INTO milestone_versions (round_id, community_id, code, version, reached_on, content_hash, body)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (version["round_id"], version["community_id"], version["code"], version["version"],
+                 version["reached_on"], version["content_hash"], _dumps(version)))
+            return Outcome.CREATED
+
+    def milestone_versions(self, round_id: str, community_id: str) -> list[dict]:
+        rows = self._read("SELECT body FROM milestone_versions WHERE round_id = ? AND community_id = ?"
+                          " ORDER BY code, version", (round_id, community_id))
+        return [json.loads(r["body"]) for r in rows]
+
+    def current_milestones(self, round_id: str) -> list[dict]:
+        # SQLite takes the bare column (body) from the row holding MAX(version)
+        rows = self._read("SELECT body, MAX(version) FROM milestone_versions WHERE round_id = ?"
+                          " GROUP BY community_id, code ORDER BY community_id, code", (round_id,))
+        return [json.loads(r["body"]) for r in rows]
 
     # -- audit ----------------------------------------------------------------
     @staticmethod
