@@ -35,6 +35,7 @@ class Config:
     TRUSTED_PROXIES = 0  # proxy hops whose X-Forwarded-For is believed (1 behind the shipped nginx)
     LOG_LEVEL = "INFO"
     UNCERTAINTY_CONCURRENCY = 1  # on-demand Monte Carlo runs per worker at once; more answer 429
+    TODAY: str | None = None  # YYYY-MM-DD: fixes "today" (China time) for tests and demos; None: the real date
     # TrueType CJK font of the PDF 督办通报; None: the first of reports.supervision.FONT_PATHS that exists
     PDF_FONT: str | None = None
 

@@ -8,6 +8,7 @@ from flask_smorest import Blueprint
 
 from .auth import ANY_KEY, require
 from ..services import rounds
+from ..domain import milestones as ms
 from ..domain.ids import DISTRICT_ID_PATTERN, ID_PATTERN
 from ..services.results import publish
 from ..extensions import state
@@ -37,6 +38,20 @@ class RoundCreateSchema(StrictSchema):
         validate=ma.validate.Length(min=1, max=10_000),
     )
     reward = ma.fields.Nested(RewardSchema, required=True)
+    # supervision (SPEC §11); each absent field takes its default, and a round created without them
+    # is stored exactly as before they existed
+    milestone_deadlines = ma.fields.Dict(
+        keys=ma.fields.String(validate=ma.validate.OneOf(ms.CODES)), values=ma.fields.Date(),
+        metadata={"description": "milestone code → deadline (default: none)"})
+    progress_rule = ma.fields.String(validate=ma.validate.OneOf(ms.PROGRESS_RULES),
+                                     metadata={"description": "district progress: graded_share (default) or milestones"})
+    late_credit = ma.fields.Float(validate=ma.validate.Range(min=0, max=1),
+                                  metadata={"description": "credit of a late milestone (default 0.5)"})
+    warning_share = ma.fields.Float(validate=ma.validate.Range(min=0, max=1),
+                                    metadata={"description": "share of the quota with overdue milestones that "
+                                                             "warns a district (default 0.2)"})
+    progress_as_of = ma.fields.Date(metadata={"description": "date of the supervision figures (default: today "
+                                                            "while open, else the closing date)"})
 
     @ma.validates_schema
     def window(self, data, **kwargs):
@@ -58,6 +73,12 @@ class RoundSchema(ma.Schema):
     closed_at = ma.fields.String(allow_none=True)
     published_at = ma.fields.String(allow_none=True)
     snapshot_sha256 = ma.fields.String(allow_none=True)
+    # present only when the round was created with them (absent: the default of SPEC §11)
+    milestone_deadlines = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.String())
+    progress_rule = ma.fields.String()
+    late_credit = ma.fields.Float()
+    warning_share = ma.fields.Float()
+    progress_as_of = ma.fields.String()
 
 
 class RoundListSchema(ma.Schema):

@@ -1,14 +1,39 @@
-"""Times: parsed from ISO 8601 with an offset, stored and shown in UTC."""
+"""Times: parsed from ISO 8601 with an offset, stored and shown in UTC. Dates of the works
+(milestones, SPEC §11) are calendar dates in China time."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 STORED_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+#: China time (Asia/Shanghai), the zone of the programme's calendar dates: UTC+8 all year since
+#: 1992 (no daylight saving), so a fixed offset is exact for the dates the service handles and
+#: needs no time-zone database on the machine
+CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def today_china() -> date:
+    """Today's date in China (Asia/Shanghai).
+
+    Callers look it up through the module (``timeutil.today_china()``) so a test can
+    monkeypatch it; a whole app is fixed to one date by its ``TODAY`` setting instead
+    (:func:`scoring_service.services.clock.today`).
+    """
+    return datetime.now(CHINA).date()
+
+
+def china_date(dt: datetime) -> date:
+    """The calendar date in China of an aware time.
+
+    >>> china_date(datetime(2018, 9, 30, 16, 30, tzinfo=timezone.utc))
+    datetime.date(2018, 10, 1)
+    """
+    return dt.astimezone(CHINA).date()
 
 
 def has_utc_time(dt: datetime) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..domain.milestones import DEADLINES_2018
+
 #: (district_id, 中文名, English name, 2018 quota)
 SHENYANG_2018_DISTRICTS = (
     ("heping", "和平区", "Heping District", 52),
@@ -24,4 +26,7 @@ SHENYANG_2018_ROUND = {
     "closes_at": "2018-09-30T23:59:59+08:00",
     # Reward pool reserved from the city's 6.93亿元 (SPEC §9): 3000万元 here.
     "reward": {"pool_fen": 3_000_000_000, "district_share_pct": 40, "top_districts": 3},
+    # the notice's deadlines (SPEC §11); district progress from the milestones
+    "milestone_deadlines": dict(DEADLINES_2018),
+    "progress_rule": "milestones",
 }

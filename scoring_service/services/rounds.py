@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..domain.canonical import digest
+from ..domain.milestones import ROUND_FIELDS, stored_round_fields
 from ..domain.timeutil import now_stored, to_stored
 from ..store import Outcome
 from .context import ServiceState
@@ -31,7 +32,8 @@ def create_round(ctx: ServiceState, data: dict) -> tuple[Outcome, dict]:
     if errors:
         raise Invalid.fields(errors)
     content = {
-        **data,
+        **{name: value for name, value in data.items() if name not in ROUND_FIELDS},
+        **stored_round_fields(data),
         "opens_at": to_stored(data["opens_at"]),
         "closes_at": to_stored(data["closes_at"]),
         "quotas": dict(sorted(data["quotas"].items())),
