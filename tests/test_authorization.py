@@ -55,6 +55,17 @@ MATRIX = [
     ("GET", f"{R}/evidence/funnel", None, {"admin", "leadership"}),
     ("GET", f"{R}/evidence/anomalies", None, {"admin", "leadership"}),
     ("GET", "/api/v1/audit", None, ADMIN),
+    # milestones (SPEC §11): a future date is refused after the scope check, so nothing is written
+    ("GET", f"{R}/communities/heping-001/milestones", None, {"admin", "leadership", "district_heping"}),
+    ("GET", f"{R}/communities/shenhe-001/milestones", None, {"admin", "leadership"}),
+    ("GET", f"{R}/communities/heping-001/milestones/plan_approved", None, {"admin", "leadership", "district_heping"}),
+    ("GET", f"{R}/communities/shenhe-001/milestones/plan_approved", None, {"admin", "leadership"}),
+    ("PUT", f"{R}/communities/heping-001/milestones/plan_approved", {"reached_on": "2100-01-01"},
+     {"admin", "district_heping"}),
+    ("PUT", f"{R}/communities/shenhe-001/milestones/plan_approved", {"reached_on": "2100-01-01"}, ADMIN),
+    ("DELETE", f"{R}/communities/heping-001/milestones/plan_approved", {"changed_reason": "x"},
+     {"admin", "district_heping"}),
+    ("DELETE", f"{R}/communities/shenhe-001/milestones/plan_approved", {"changed_reason": "x"}, ADMIN),
 ]
 
 

@@ -12,6 +12,7 @@ from webargs.core import parse_json
 from .errors import abort, register_error_handlers
 from ..extensions import Api
 from . import agencies, audit, communities, districts, inspections, keys, ops, results, rounds, rubrics, surveys
+from . import milestones
 
 BLUEPRINTS = (
     keys.blp,
@@ -22,6 +23,7 @@ BLUEPRINTS = (
     rounds.blp,
     surveys.blp,
     inspections.blp,
+    milestones.blp,
     results.blp,
     audit.blp,
 )
