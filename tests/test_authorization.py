@@ -55,6 +55,9 @@ MATRIX = [
     ("GET", f"{R}/evidence/funnel", None, {"admin", "leadership"}),
     ("GET", f"{R}/evidence/anomalies", None, {"admin", "leadership"}),
     ("GET", "/api/v1/audit", None, ADMIN),
+    # supervision (SPEC §11): a district key reads its own district only
+    ("GET", f"{R}/supervision", None, {"admin", "leadership", "district_heping"}),
+    ("GET", f"{R}/supervision?district_id=shenhe", None, {"admin", "leadership"}),
     # milestones (SPEC §11): a future date is refused after the scope check, so nothing is written
     ("GET", f"{R}/communities/heping-001/milestones", None, {"admin", "leadership", "district_heping"}),
     ("GET", f"{R}/communities/shenhe-001/milestones", None, {"admin", "leadership"}),

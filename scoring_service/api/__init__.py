@@ -12,7 +12,7 @@ from webargs.core import parse_json
 from .errors import abort, register_error_handlers
 from ..extensions import Api
 from . import agencies, audit, communities, districts, inspections, keys, ops, results, rounds, rubrics, surveys
-from . import milestones
+from . import milestones, supervision
 
 BLUEPRINTS = (
     keys.blp,
@@ -24,6 +24,7 @@ BLUEPRINTS = (
     surveys.blp,
     inspections.blp,
     milestones.blp,
+    supervision.blp,
     results.blp,
     audit.blp,
 )

@@ -58,6 +58,12 @@ class Busy(ServiceError):
     status = 429
 
 
+class Unavailable(ServiceError):
+    """Something the service needs is missing on this machine (503), e.g. a CJK font for PDFs."""
+
+    status = 503
+
+
 #: messages for the 409 reasons of SPEC §6
 REASON_MESSAGES = {
     "conflict": "The same id was already used with different content.",

@@ -43,7 +43,7 @@ def compute_results(ctx: ServiceState, round_id: str, round_: dict | None = None
     residents, public = survey_arrays(store.survey_counts(round_id, n_items), ids)
     scores = score_communities(rubric, reference.inputs, residents, public, inspections)
     progress = None
-    t = milestone_date(round_)
+    t = milestone_date(ctx, round_)
     if t is not None:  # SPEC §11: G(d) is the milestone progress at t
         from .supervision import district_progress  # supervision reads results (its warnings need grades)
 
@@ -53,14 +53,14 @@ def compute_results(ctx: ServiceState, round_id: str, round_: dict | None = None
     return LiveResults(round_, rubric, reference, inspections, residents, public, scores, districts, rewards)
 
 
-def milestone_date(round_: dict):
+def milestone_date(ctx: ServiceState, round_: dict):
     """The as-of date of a round whose district progress follows milestones (None for the graded share,
     which does not depend on the date)."""
     if round_.get("progress_rule") != "milestones":
         return None
     from .supervision import as_of_date
 
-    return as_of_date(round_)
+    return as_of_date(ctx, round_)
 
 
 def live_results(ctx: ServiceState, round_id: str, round_: dict | None = None) -> LiveResults:
@@ -69,7 +69,7 @@ def live_results(ctx: ServiceState, round_id: str, round_: dict | None = None) -
     round_ = round_ or ctx.store.get_round(round_id)
     if round_ is None:
         raise NotFound("round", round_id)
-    key = (round_id, ctx.store.generation(), milestone_date(round_))
+    key = (round_id, ctx.store.generation(), milestone_date(ctx, round_))
     return ctx.live_results.get(key, lambda: compute_results(ctx, round_id, round_))
 
 
