@@ -25,22 +25,14 @@ from xml.sax.saxutils import escape
 
 from openpyxl import Workbook
 
+from ..domain.milestones import MILESTONES
 from .exports import csv_cell, fill_sheet
 
 TITLE = "老旧小区改造提质工作进度督办通报"
 
 #: SPEC §11, in order
-MILESTONE_NAMES = {
-    "plan_approved": "设计和施工方案经区政府审定",
-    "residents_voted": "改造方案公示，居民投票表决通过",
-    "illegal_structures_cleared": "违建拆除完成（先拆违后改造）",
-    "contract_signed": "签订施工合同",
-    "works_started": "开工",
-    "works_completed": "工程竣工",
-    "accepted": "民意验收和专业验收完成",
-    "management_assigned": "后续管理落实",
-    "settled": "工程结算审核完成",
-}
+#: Chinese milestone names (SPEC §11), from the one table in domain/milestones.py
+MILESTONE_NAMES = {m.code: m.name_zh for m in MILESTONES}
 REASON_LABELS = {
     "overdue_milestones": "逾期节点较多",
     "communities_missing": "登记小区不足",
