@@ -22,6 +22,7 @@ MATRIX = [
     # method, path, body, allowed roles
     ("POST", "/api/v1/keys", {"role": "leadership"}, ADMIN),
     ("GET", "/api/v1/keys", None, ADMIN),
+    ("GET", "/api/v1/keys/me", None, ALL),
     ("DELETE", "/api/v1/keys/k_missing", None, ADMIN),
     ("GET", "/api/v1/rubrics", None, ALL),
     ("GET", "/api/v1/rubrics/shenyang-2018", None, ALL),
@@ -192,6 +193,15 @@ def test_district_keys_created_through_the_api(client, keys, world):
     token = {"Authorization": f"Bearer {created['token']}"}
     listed = client.get("/api/v1/communities", headers=token).get_json()["items"]
     assert sorted(c["community_id"] for c in listed) == ["shenhe-001", "shenhe-099"]
+
+
+def test_every_key_reads_only_itself(client, keys, world):
+    """GET /keys/me: the pages learn the holder's role and scope (never a token, never another key)."""
+    for role, expected in (("district_heping", ("district", "heping")), ("leadership", ("leadership", None)),
+                           ("admin", ("admin", None))):
+        body = client.get("/api/v1/keys/me", headers=keys.header(role)).get_json()
+        assert (body["key_id"], body["role"], body["district_id"]) == (keys.ids[role], *expected)
+        assert "token" not in body and "secret_hash" not in body
 
 
 def test_district_scope_check():

@@ -7,7 +7,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from ..services import keys
-from .auth import ROLES, require
+from .auth import ROLES, current_principal, require
 from ..domain.ids import DISTRICT_ID_PATTERN, ID_PATTERN
 from ..extensions import state
 from .common import StrictSchema, note_audit
@@ -73,6 +73,15 @@ class Keys(MethodView):
     @blp.response(200, KeyListSchema)
     def get(self):
         return {"items": [keys.key_view(k) for k in state().store.list_keys()]}
+
+
+@blp.route("/me")
+class OwnKey(MethodView):
+    @require(*ROLES)
+    @blp.response(200, KeySchema)
+    def get(self):
+        """The caller's own key (any role, never the token): lets a page show what its holder may do."""
+        return keys.key_view(state().store.get_key(current_principal().key_id))
 
 
 @blp.route("/<key_id>")
