@@ -46,10 +46,10 @@ def init():
 @with_appcontext
 def seed(name, demo):
     """Load the 2018 rubric, districts and round (and demo data)."""
-    from .services.errors import ServiceError
+    from .services.errors import Conflict, ServiceError
     from .services.rounds import create_round
     from .services.rubrics import store_rubric
-    from .seeding.demo import demo_communities, seed_demo
+    from .seeding.demo import demo_communities, seed_demo, seed_milestones
     from .seeding.reference import SHENYANG_2018_DISTRICTS, SHENYANG_2018_ROUND
     from .domain.rubric_schema import RubricSchema, load_rubric_file
 
@@ -71,21 +71,52 @@ def seed(name, demo):
     }
     try:
         outcome, record = create_round(state, round_data)
+    except Conflict:
+        raise click.ClickException(_round_conflict(store.get_round(round_data["round_id"]), round_data)) from None
     except ServiceError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"round {record['round_id']}: {outcome.value}")
     if not demo:
         return
-    if store.count_responses(record["round_id"], include_voided=True):
-        click.echo("demo data already present; nothing added")
-        return
     import numpy as np
 
+    round_id = record["round_id"]
     communities = demo_communities(np.random.default_rng(2018))
-    store.put_communities(communities)
-    counts = seed_demo(state, store.get_round(record["round_id"]), state.rubric(record["rubric_id"]), communities)
-    click.echo(f"demo: {len(communities)} communities, {counts['inspections']} inspections, "
-               f"{counts['responses']} survey responses")
+    if store.count_responses(round_id, include_voided=True):
+        click.echo("demo surveys and inspections already present; nothing added")
+    else:
+        store.put_communities(communities)
+        counts = seed_demo(state, store.get_round(round_id), state.rubric(record["rubric_id"]), communities)
+        click.echo(f"demo: {len(communities)} communities, {counts['inspections']} inspections, "
+                   f"{counts['responses']} survey responses")
+    if store.current_milestones(round_id):
+        click.echo("demo milestones already present; nothing added")
+    elif any((store.get_community(c["community_id"]) or {}).get("name_zh") != c["name_zh"] for c in communities):
+        click.echo("the round's communities are not the demo's; no demo milestones added")
+    else:
+        counts = seed_milestones(state, round_id, communities)
+        click.echo(f"demo milestones: {counts['created']} records of {len(communities)} communities")
+
+
+def _round_conflict(existing: dict | None, wanted: dict) -> str:
+    """What to do when the round to seed exists with other content (e.g. seeded by an older build)."""
+    from .domain.milestones import stored_round_fields
+    from .domain.timeutil import to_stored
+
+    round_id = wanted["round_id"]
+    expected = {**{k: v for k, v in wanted.items() if k not in ("opens_at", "closes_at")},
+                **stored_round_fields(wanted),
+                "opens_at": to_stored(wanted["opens_at"]), "closes_at": to_stored(wanted["closes_at"])}
+    differing = sorted(k for k, v in expected.items() if (existing or {}).get(k) != v)
+    differing += sorted(k for k in stored_round_fields(existing or {}) if k not in expected)
+    where = current_app.config.get("DATABASE_URL") or current_app.instance_path
+    return (f"round {round_id!r} already exists in this store with other content"
+            + (f" (differs in: {', '.join(differing)})" if differing else "")
+            + ", probably seeded by an older build; nothing was changed. To load this build's round, "
+            f"re-initialise the instance (a new SCORING_INSTANCE_PATH, or remove the store at {where}; with "
+            "MongoDB a new database in SCORING_DATABASE_URL), then run 'scoring-service init' and "
+            "'scoring-service seed shenyang-2018 --demo' again; or keep this store and create the round "
+            "you need under another round id (POST /api/v1/rounds).")
 
 
 @click.group()

@@ -6,14 +6,17 @@ store calls as the API, so the demo exercises the real path.
 
 from __future__ import annotations
 
+import math
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 
+from ..domain import milestones as ms
 from ..domain.inspections import prepare_version
 from .reference import SHENYANG_2018_DISTRICTS
 from ..services.context import ServiceState
+from ..services.keys import Principal
 from ..domain.surveys import RoundContext, prepare_response
 from ..domain.timeutil import to_stored
 
@@ -56,6 +59,16 @@ def demo_communities(rng: np.random.Generator) -> list[dict]:
     return communities
 
 
+def pending_inspection(communities: list[dict]) -> set[str]:
+    """A few communities still waiting for the agencies' inspection (their works ran late)."""
+    return {c["community_id"] for c in communities[5::29]}
+
+
+def illegal_structures_found(communities: list[dict]) -> set[str]:
+    """Communities whose inspection found illegal structures not removed (a veto)."""
+    return {c["community_id"] for c in communities[11::53]}
+
+
 def _likert(rng: np.random.Generator, quality: float, size: int) -> np.ndarray:
     """Answers 1..5 centred on a community's quality (0–100)."""
     centre = 1 + 4 * (quality - 20) / 80
@@ -72,8 +85,8 @@ def seed_demo(s: ServiceState, round_: dict, rubric, communities: list[dict], se
                        secret_key=s.secret_key, future_tolerance=timedelta(minutes=10))
     start = datetime(2018, 9, 3, 9, 0, tzinfo=CST)
     quality = {c["community_id"]: float(np.clip(rng.normal(81, 8), 45, 99)) for c in communities}
-    pending = {c["community_id"] for c in communities[5::29]}  # a few still waiting for inspection
-    vetoed = {c["community_id"] for c in communities[11::53]}  # illegal structures not removed
+    pending = pending_inspection(communities)
+    vetoed = illegal_structures_found(communities)
     counts = {"inspections": 0, "responses": 0}
     n_items = len(rubric.item_codes)
 
@@ -142,4 +155,174 @@ def seed_demo(s: ServiceState, round_: dict, rubric, communities: list[dict], se
         for i in range(0, len(records), 1000):
             outcomes = store.add_responses(round_["round_id"], records[i:i + 1000], n_items)
             counts["responses"] += sum(o.value == "created" for o in outcomes)
+    return counts
+
+
+# -- milestones (SPEC §11) -----------------------------------------------------------
+
+#: the district that falls behind in the demo: enough of its communities have an overdue milestone at
+#: the round's as-of date to trip the ``overdue_milestones`` warning (警示督办)
+SLOW_DISTRICT = "sujiatun"
+SEED_PRINCIPAL = Principal(key_id="seed", role="admin", name="演示数据")
+
+
+def _day(rng: np.random.Generator, first: date, last: date) -> date:
+    """A day between ``first`` and ``last``, both included."""
+    return first + timedelta(days=int(rng.integers(0, (last - first).days + 1)))
+
+
+def _after(rng: np.random.Generator, earliest: date, low: int, high: int) -> date:
+    return earliest + timedelta(days=int(rng.integers(low, high + 1)))
+
+
+def _votes(rng: np.random.Generator, households: int, passing: bool = True) -> dict:
+    """A residents' vote on the renovation plan. A passing one: at least two thirds take part and a
+    majority of them approve; a failing one: fewer than two thirds take part."""
+    eligible = households
+    if passing:
+        participants = max(-(-2 * eligible // 3), int(eligible * rng.uniform(0.70, 0.95)))
+        in_favour = max(participants // 2 + 1, int(participants * rng.uniform(0.78, 0.97)))
+    else:
+        participants = int(eligible * rng.uniform(0.50, 0.62))
+        in_favour = int(participants * rng.uniform(0.70, 0.90))
+    return {"eligible_households": eligible, "participants": participants, "in_favour": in_favour}
+
+
+def _management_mode(rng: np.random.Generator, community: dict) -> str:
+    small = community["households"] < 200
+    return "self_managed" if rng.random() < (0.6 if small else 0.15) else "property_company"
+
+
+def milestone_plan(communities: list[dict], as_of: date, warning_share: float = 0.2,
+                   seed: int = 2018) -> list[tuple[str, str, dict]]:
+    """The demo's milestone records, (community_id, code, body) in the order they are recorded, with the
+    body as the API takes it (``reached_on`` a date) and later corrections carrying ``changed_reason``.
+
+    Most communities keep the notice's timeline (方案审定、居民表决、拆违、签约 by 30 April; works from
+    April, completed by 31 August; acceptance and management by 30 September). About a fifth run late on
+    one step. The communities still waiting for inspection ran behind: their works finished late or not at
+    all, and one of them failed its residents' vote (fewer than two thirds took part). Those whose
+    inspection found illegal structures are not accepted, except one in :data:`SLOW_DISTRICT` that the
+    district recorded as accepted anyway (accepted_but_failing). :data:`SLOW_DISTRICT` also has enough
+    overdue communities at ``as_of`` to be warned. Late dates fall on or before ``as_of``.
+    """
+    rng = np.random.default_rng([seed, 11])
+    waiting = sorted(pending_inspection(communities))
+    found = illegal_structures_found(communities)
+    failed_vote = waiting[-1]
+    not_completed = waiting[1] if len(waiting) > 1 else None
+    slow = [c["community_id"] for c in communities
+            if c["district_id"] == SLOW_DISTRICT and c["community_id"] not in found | set(waiting)]
+    quota = sum(c["district_id"] == SLOW_DISTRICT for c in communities)
+    needed = max(1, math.ceil(warning_share * quota))
+    slow_overdue = [slow[i] for i in sorted(rng.choice(len(slow), size=min(needed, len(slow)), replace=False))]
+    # late acceptance and management fall in the first days of October, seen at as_of
+    late_by = min(as_of, date(2018, 10, 8))
+    late_kinds = ["plan", "contract", "cleared", "completed"]
+    if late_by >= date(2018, 10, 1):
+        late_kinds += ["accepted", "management"]
+    plan: list[tuple[str, str, dict]] = []
+    corrections: list[tuple[str, str, dict]] = []
+    corrected, switched = 0, False
+
+    for community in communities:
+        cid = community["community_id"]
+        dates: dict[str, date] = {}
+        notes: dict[str, str] = {}
+        late = str(rng.choice(late_kinds)) if rng.random() < 0.22 else None
+        dates["plan_approved"] = (_day(rng, date(2018, 5, 2), date(2018, 5, 10)) if late == "plan"
+                                  else _day(rng, date(2018, 3, 5), date(2018, 4, 18)))
+        dates["residents_voted"] = _after(rng, dates["plan_approved"], 2, 9)
+        dates["illegal_structures_cleared"] = (_day(rng, date(2018, 5, 2), date(2018, 5, 20)) if late == "cleared"
+                                               else _day(rng, date(2018, 3, 15), date(2018, 4, 27)))
+        signed_after = max(dates["plan_approved"], dates["residents_voted"])
+        dates["contract_signed"] = (max(_day(rng, date(2018, 5, 3), date(2018, 5, 25)), signed_after)
+                                    if late == "contract" else _after(rng, signed_after, 1, 3))
+        # works from April (先拆违后改造: after the clearing and the contract)
+        dates["works_started"] = _after(rng, max(dates["contract_signed"], dates["illegal_structures_cleared"],
+                                                 date(2018, 3, 31)), 1, 12)
+        dates["works_completed"] = (_day(rng, date(2018, 9, 3), date(2018, 9, 18)) if late == "completed"
+                                    else _day(rng, date(2018, 6, 20), date(2018, 8, 28)))
+        dates["accepted"] = (_day(rng, date(2018, 10, 1), late_by) if late == "accepted"
+                             else _day(rng, date(2018, 9, 24), date(2018, 9, 30)))
+        dates["management_assigned"] = (_day(rng, date(2018, 10, 1), late_by) if late == "management"
+                                        else _day(rng, date(2018, 9, 10), date(2018, 9, 30)))
+        if rng.random() < 0.35:
+            dates["settled"] = _day(rng, date(2018, 11, 5), date(2018, 12, 28))
+        votes = _votes(rng, community["households"])
+        mode = _management_mode(rng, community)
+
+        if cid == failed_vote:
+            # the vote failed: the works could not be contracted, nothing after it happened
+            votes = _votes(rng, community["households"], passing=False)
+            notes["residents_voted"] = "参与表决户数不足三分之二，表决未通过，需重新公示后组织表决"
+            dates = {code: dates[code] for code in ("plan_approved", "residents_voted", "illegal_structures_cleared")}
+        elif cid == not_completed:
+            dates["contract_signed"] = _day(rng, date(2018, 5, 21), date(2018, 5, 30))
+            dates["works_started"] = _after(rng, max(dates["contract_signed"], dates["illegal_structures_cleared"]),
+                                            10, 20)
+            notes["works_started"] = "施工合同签订滞后，开工推迟"
+            dates = {code: d for code, d in dates.items() if code in ms.CODES[:5]}
+        elif cid in waiting:
+            # completed late, not yet accepted (the agencies have not inspected it)
+            dates["works_completed"] = _day(rng, date(2018, 9, 10), date(2018, 9, 20))
+            for code in ("accepted", "settled"):
+                dates.pop(code, None)
+        elif cid in found:
+            dates.pop("settled", None)
+            if community["district_id"] != SLOW_DISTRICT:
+                dates.pop("accepted")  # the inspection found illegal structures: not accepted
+            else:
+                dates["accepted"] = date(2018, 9, 28)
+                notes["accepted"] = "区政府组织验收通过"
+        elif cid in slow_overdue[:1]:
+            dates.pop("management_assigned")  # no property company found yet (后续管理未落实)
+        elif cid in slow_overdue:
+            dates["works_completed"] = _day(rng, date(2018, 9, 14), date(2018, 9, 21))
+            dates.pop("accepted")  # completed late, acceptance not yet organised
+        if "accepted" not in dates or "management_assigned" not in dates:
+            dates.pop("settled", None)
+
+        for code in ms.CODES:
+            if code not in dates:
+                continue
+            body: dict = {"reached_on": dates[code]}
+            if notes.get(code):
+                body["note"] = notes[code]
+            if code == "residents_voted":
+                body["votes"] = votes
+            if code == "management_assigned":
+                body["management_mode"] = mode
+            ordinary = late is None and cid not in waiting + slow_overdue and cid not in found
+            if code == "works_completed" and ordinary and corrected < 2 and rng.random() < 0.1:
+                # entered wrongly at first, corrected later from the completion record
+                corrected += 1
+                plan.append((cid, code, {**body, "reached_on": _after(rng, dates[code], 3, 6)}))
+                corrections.append((cid, code, {**body, "changed_reason": "按竣工验收备案表更正竣工日期"}))
+                continue
+            if code == "management_assigned" and ordinary and mode == "property_company" and not switched \
+                    and community["households"] < 400:
+                # self-managed at first, then the owners chose a property company
+                switched = True
+                first = {**body, "reached_on": _after(rng, dates[code], -12, -6), "management_mode": "self_managed"}
+                plan.append((cid, code, first))
+                corrections.append((cid, code, {**body, "note": "业主大会决定选聘物业服务企业",
+                                                "changed_reason": "管理方式由自治管理改为物业管理"}))
+                continue
+            plan.append((cid, code, body))
+    return plan + corrections
+
+
+def seed_milestones(s: ServiceState, round_id: str, communities: list[dict], seed: int = 2018) -> dict:
+    """Record the demo's milestones (:func:`milestone_plan`) through the service the API uses, so every
+    rule holds (order, votes, management mode, no future date). Replays write nothing."""
+    from ..services.milestones import record_milestone
+    from ..services.rounds import get_round
+
+    settings = ms.round_settings(get_round(s, round_id))
+    as_of = settings.progress_as_of or date(2018, 10, 8)
+    counts = {"created": 0, "duplicate": 0}
+    for community_id, code, body in milestone_plan(communities, as_of, settings.warning_share, seed):
+        outcome, _ = record_milestone(s, round_id, community_id, code, body, SEED_PRINCIPAL)
+        counts[outcome.value] = counts.get(outcome.value, 0) + 1
     return counts

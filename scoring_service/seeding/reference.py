@@ -29,4 +29,8 @@ SHENYANG_2018_ROUND = {
     # the notice's deadlines (SPEC §11); district progress from the milestones
     "milestone_deadlines": dict(DEADLINES_2018),
     "progress_rule": "milestones",
+    # supervision figures of this past round are read as of the first working day after the
+    # acceptance deadline (30 September) and the National Day holiday, when every deadline has
+    # passed: not today's date, at which every unrecorded milestone would be years overdue
+    "progress_as_of": "2018-10-08",
 }
