@@ -164,3 +164,21 @@ def test_seeding_over_an_older_round_says_what_to_do(tmp_path, monkeypatch):
     assert "another round id" in message
     assert app.extensions["scoring"].store.current_milestones(ROUND_ID) == []  # nothing was changed
     app.extensions["scoring"].store.close()
+
+
+def test_backup_of_the_demo_round_restores_its_supervision_report(seeded, tmp_path):
+    env, app, seed_out = seeded
+    recorded = int(seed_out.split("demo milestones: ")[1].split()[0])
+    out = tmp_path / "shenyang-2018.jsonl"
+    run(env, "export-round", ROUND_ID, "--out", str(out))
+    other = {**env, "SCORING_INSTANCE_PATH": str(tmp_path / "other")}
+    run(other, "init")
+    restored_out = run(other, "import-round", str(out)).stdout
+    assert f"milestone {recorded}," in restored_out  # every version, corrections included
+    target = make_app(str(tmp_path / "other" / "scoring.sqlite3"), tmp_path / "other", SECRET_KEY=None)
+    try:
+        with target.app_context(), app.app_context():
+            assert supervision_report(target.extensions["scoring"], ROUND_ID, None) == supervision_report(
+                app.extensions["scoring"], ROUND_ID, None)
+    finally:
+        target.extensions["scoring"].store.close()

@@ -1,4 +1,5 @@
-"""Backup and restore of one round as JSON Lines: raw submissions, every version, the audit trail.
+"""Backup and restore of one round as JSON Lines: raw submissions, every version (inspections and
+milestones), the audit trail.
 
 Each line is ``{"type": …, "data": …}``. Restoring into an empty store
 replays the records through the store interface in their original order,
@@ -42,6 +43,10 @@ def export_round(store: Store, round_id: str) -> Iterator[dict]:
         full = store.get_inspection(round_id, current["inspection_id"])
         yield {"type": "inspection", "data": {k: full[k] for k in ("inspection_id", "round_id", "community_id",
                                                                    "agency_id", "versions")}}
+    # every version of every milestone (SPEC §11), each code's versions oldest first
+    for community_id in sorted({record["community_id"] for record in store.current_milestones(round_id)}):
+        for version in store.milestone_versions(round_id, community_id):
+            yield {"type": "milestone", "data": version}
     for event in store.list_audit({"round_id": round_id}, limit=10**9):
         yield {"type": "audit", "data": {k: v for k, v in event.items() if k != "seq"}}
     snapshot = store.get_snapshot(round_id)
@@ -73,6 +78,7 @@ def import_round(store: Store, lines: Iterable[str]) -> dict[str, int]:
     voided: list[dict] = []
     pending: list[dict] = []
     freed: set[tuple[str, str]] = set()  # (community, household) of the voided responses in ``pending``
+    milestone_versions: dict[tuple[str, str], int] = {}  # (community, code) → versions restored
 
     def flush():
         """Store the pending responses, then void those that were voided (which frees their households)."""
@@ -119,6 +125,16 @@ def import_round(store: Store, lines: Iterable[str]) -> dict[str, int]:
             store.add_inspection({**data, "versions": [first]})
             for version in later:
                 store.amend_inspection(round_id, data["inspection_id"], version, None)
+        elif kind == "milestone":
+            # the store numbers each code's versions; they must come back with the same numbers
+            key = (data["community_id"], data["code"])
+            expected = milestone_versions.get(key, 0) + 1
+            if data.get("round_id") != round_id or data.get("version") != expected:
+                raise RestoreError(f"milestone {key[0]}/{key[1]}: version {data.get('version')} of round "
+                                   f"{data.get('round_id')!r} where version {expected} of {round_id!r} comes next")
+            if store.add_milestone_version(data) is not Outcome.CREATED:
+                raise RestoreError(f"milestone {key[0]}/{key[1]} version {expected} could not be restored as new")
+            milestone_versions[key] = expected
         elif kind == "audit":
             store.append_audit(data)
         elif kind == "snapshot":
