@@ -40,6 +40,8 @@ class Outcome(str, enum.Enum):
     ROUND_PUBLISHED = "round_published"
     NOT_FOUND = "not_found"
     FORBIDDEN = "forbidden"
+    #: a disbursement of a tranche that already has one (SPEC §12)
+    ALREADY_PAID = "already_paid"
 
 
 @dataclass(frozen=True)
@@ -299,6 +301,21 @@ def next_milestone_version(current: Mapping[str, Mapping], record: Mapping,
     return {**record, "version": previous["version"] + 1 if previous else 1}
 
 
+#: a funding write's last check: called with the community's current funding version (None before
+#: the first) inside the write, it raises to refuse the write
+FundingCheck = Callable[[dict | None], None]
+
+
+def next_funding_version(current: Mapping | None, record: Mapping, check: FundingCheck | None) -> dict | None:
+    """The funding version to write for ``record`` given the ``current`` one: None when it repeats it
+    (DUPLICATE), else the record with its number, after ``check`` passed."""
+    if current is not None and current["content_hash"] == record["content_hash"]:
+        return None
+    if check is not None:
+        check(dict(current) if current is not None else None)
+    return {**record, "version": current["version"] + 1 if current else 1}
+
+
 class Store(abc.ABC):
     """What the service needs from a database."""
 
@@ -316,10 +333,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def generation(self, scope: str | None = None) -> str:
-        """A token that changes after every committed write (cache invalidation).
+        """A token that changes after every committed write that can change a score (cache invalidation).
 
         With ``scope`` ("reference", "inspections", "surveys" or "milestones") only writes
         of that kind change it, so a survey does not invalidate cached reference data.
+        Funding and disbursement writes (SPEC §12) change only scope "funding": money changes
+        no score, so they leave the token without scope (and cached results) as they were.
         """
 
     # -- keys -------------------------------------------------------------
@@ -485,6 +504,47 @@ class Store(abc.ABC):
     def current_milestones(self, round_id: str) -> list[dict]:
         """The latest version of every (community, code) of the round, withdrawn ones included,
         by community then code."""
+
+    # -- funding ledger (SPEC §12) ---------------------------------------------
+    @abc.abstractmethod
+    def put_funding(self, record: Mapping, check: FundingCheck | None = None) -> Outcome:
+        """Add a version of a community's funding record in a round (replace semantics, every version
+        kept): CREATED, or DUPLICATE when its ``content_hash`` equals the current version's (nothing
+        written, no check).
+
+        ``record`` has ``round_id, community_id, land_category, approved_budget_fen,
+        settled_budget_fen, district_funds_in_place_fen, key_id, recorded_at, content_hash``; the
+        store gives it ``version`` = the previous version + 1. ``check(current)``, when given, is
+        called with the current version (None for the first) just before the write and may raise
+        to refuse it: the writes of one community are serialised, so what it checked is what the
+        version replaces. Changes generation scope "funding" only (money changes no score, so
+        cached results stay).
+        """
+
+    @abc.abstractmethod
+    def funding_versions(self, round_id: str, community_id: str) -> list[dict]:
+        """Every version of the community's funding record in the round, oldest first."""
+
+    @abc.abstractmethod
+    def current_funding(self, round_id: str) -> list[dict]:
+        """The latest funding version of every community of the round, by community."""
+
+    @abc.abstractmethod
+    def add_disbursement(self, record: Mapping) -> Outcome:
+        """Record a payment of one tranche, insert-only and idempotent by ``disbursement_id``:
+        CREATED; DUPLICATE when that id exists with the same ``content_hash``; CONFLICT when it
+        exists with other content; ALREADY_PAID when the (round, community, tranche) has another
+        disbursement. Exact under concurrency: of several writers of one tranche exactly one
+        creates. ``record`` has ``disbursement_id, round_id, community_id, tranche, amount_fen,
+        paid_on, voucher, key_id, recorded_at, content_hash``. Changes generation scope "funding"
+        only."""
+
+    @abc.abstractmethod
+    def get_disbursement(self, disbursement_id: str) -> dict | None: ...
+
+    @abc.abstractmethod
+    def disbursements(self, round_id: str, community_id: str | None = None) -> list[dict]:
+        """The round's disbursements (of one community when given), by community then tranche."""
 
     # -- audit ------------------------------------------------------------
     @abc.abstractmethod

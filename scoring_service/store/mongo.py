@@ -35,6 +35,7 @@ from .base import (
     DEFAULT_STAGE,
     AuditEvent,
     CommunityCounts,
+    FundingCheck,
     InspectionRows,
     MilestoneCheck,
     Outcome,
@@ -46,6 +47,7 @@ from .base import (
     count_differences,
     first_occurrences,
     latest_by_code,
+    next_funding_version,
     next_milestone_version,
     replay_outcome,
     response_replay,
@@ -78,6 +80,17 @@ INDEXES: dict[str, list[IndexModel]] = {
     "milestone_versions": [
         IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING), ("code", ASCENDING),
                     ("version", ASCENDING)], name="one_version", unique=True),
+    ],
+    # funding ledger (SPEC §12): versions serialised by their _id "<round>|<community>|<version>" like
+    # milestones; a disbursement's _id is "<round>|<community>|<tranche>", so a tranche is paid once,
+    # and its client id is unique
+    "funding_versions": [
+        IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING), ("version", ASCENDING)],
+                   name="one_funding_version", unique=True),
+    ],
+    "disbursements": [
+        IndexModel([("disbursement_id", ASCENDING)], name="one_disbursement_id", unique=True),
+        IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING)], name="by_round_community"),
     ],
     "audit": [
         IndexModel([("seq", ASCENDING)], name="by_seq"),
@@ -667,6 +680,65 @@ class MongoStore(Store):
             if key not in latest or doc["version"] > latest[key]["version"]:
                 latest[key] = doc
         return [self._milestone(latest[key]) for key in sorted(latest)]
+
+    # -- funding ledger (SPEC §12) ---------------------------------------------------
+    def _bump_funding(self) -> None:
+        """Only the "funding" token: money changes no score, so cached results stay valid."""
+        self._upsert(self.db.meta, {"_id": "generation:funding", "token": uuid.uuid4().hex})
+
+    def put_funding(self, record: Mapping, check: FundingCheck | None = None) -> Outcome:
+        """Insert-only: each version takes the community's next number in its ``_id``. Two writers that
+        read the same current version both try that number; the unique ``_id`` lets one win and the
+        other reads again, so its check and version number see the winner."""
+        round_id, community_id = record["round_id"], record["community_id"]
+        for _ in range(20):
+            current = self.db.funding_versions.find_one({"round_id": round_id, "community_id": community_id},
+                                                        sort=[("version", -1)])
+            version = next_funding_version(_plain(current), record, check)
+            if version is None:
+                return Outcome.DUPLICATE
+            try:
+                self.db.funding_versions.insert_one(
+                    {**version, "_id": f"{round_id}|{community_id}|{version['version']}"})
+            except DuplicateKeyError:
+                continue
+            self._bump_funding()
+            return Outcome.CREATED
+        raise StoreError(f"funding of community {community_id} is being written concurrently; try again")
+
+    def funding_versions(self, round_id: str, community_id: str) -> list[dict]:
+        cursor = self.db.funding_versions.find({"round_id": round_id, "community_id": community_id})
+        return sorted((_plain(d) for d in cursor), key=lambda v: v["version"])
+
+    def current_funding(self, round_id: str) -> list[dict]:
+        latest: dict[str, dict] = {}
+        for doc in self.db.funding_versions.find({"round_id": round_id}):
+            key = doc["community_id"]
+            if key not in latest or doc["version"] > latest[key]["version"]:
+                latest[key] = doc
+        return [_plain(latest[key]) for key in sorted(latest)]
+
+    def add_disbursement(self, record: Mapping) -> Outcome:
+        """Insert-only with ``_id`` "<round>|<community>|<tranche>" and a unique ``disbursement_id``:
+        whichever key a concurrent writer collides on, the stored document decides the outcome."""
+        doc = {**record, "_id": f"{record['round_id']}|{record['community_id']}|{record['tranche']}"}
+        try:
+            self.db.disbursements.insert_one(doc)
+        except DuplicateKeyError:
+            same_id = self.db.disbursements.find_one({"disbursement_id": record["disbursement_id"]})
+            if same_id is not None:
+                return replay_outcome(same_id["content_hash"], record["content_hash"])
+            return Outcome.ALREADY_PAID
+        self._bump_funding()
+        return Outcome.CREATED
+
+    def get_disbursement(self, disbursement_id: str) -> dict | None:
+        return _plain(self.db.disbursements.find_one({"disbursement_id": disbursement_id}))
+
+    def disbursements(self, round_id: str, community_id: str | None = None) -> list[dict]:
+        query = {"round_id": round_id, **({"community_id": community_id} if community_id is not None else {})}
+        return sorted((_plain(d) for d in self.db.disbursements.find(query)),
+                      key=lambda d: (d["community_id"], d["tranche"]))
 
     # -- audit ---------------------------------------------------------------------
     def append_audit(self, event: Mapping) -> None:

@@ -107,6 +107,25 @@ CREATE TABLE IF NOT EXISTS milestone_versions (
     body TEXT NOT NULL,
     PRIMARY KEY (round_id, community_id, code, version)
 );
+-- Funding ledger (SPEC §12): every version of a community's funding record kept (the current one has
+-- the highest version); disbursements insert-only, one per (round, community, tranche).
+CREATE TABLE IF NOT EXISTS funding_versions (
+    round_id TEXT NOT NULL,
+    community_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (round_id, community_id, version)
+);
+CREATE TABLE IF NOT EXISTS disbursements (
+    disbursement_id TEXT PRIMARY KEY,
+    round_id TEXT NOT NULL,
+    community_id TEXT NOT NULL,
+    tranche INTEGER NOT NULL,
+    content_hash TEXT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (round_id, community_id, tranche)
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,

@@ -26,6 +26,7 @@ from .base import (
     DEFAULT_STAGE,
     AuditEvent,
     CommunityCounts,
+    FundingCheck,
     InspectionRows,
     MilestoneCheck,
     Outcome,
@@ -38,6 +39,7 @@ from .base import (
     count_differences,
     first_occurrences,
     latest_by_code,
+    next_funding_version,
     next_milestone_version,
     replay_outcome,
     response_count_rows,
@@ -599,6 +601,69 @@ class SQLiteStore(Store):
         # SQLite takes the bare column (body) from the row holding MAX(version)
         rows = self._read("SELECT body, MAX(version) FROM milestone_versions WHERE round_id = ?"
                           " GROUP BY community_id, code ORDER BY community_id, code", (round_id,))
+        return [json.loads(r["body"]) for r in rows]
+
+    # -- funding ledger (SPEC §12) --------------------------------------------------
+    @contextmanager
+    def _funding_write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction that replaces only the "funding" generation token: money changes no
+        score, so cached results keyed by the other tokens stay valid."""
+        with immediate_transaction(self._conn()) as conn:
+            yield conn
+            conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('generation:funding', ?)",
+                         (uuid.uuid4().hex,))
+
+    def put_funding(self, record: Mapping, check: FundingCheck | None = None) -> Outcome:
+        # one BEGIN IMMEDIATE transaction: the read, the check and the insert see no other writer
+        with self._funding_write() as conn:
+            row = conn.execute("SELECT body FROM funding_versions WHERE round_id = ? AND community_id = ?"
+                               " ORDER BY version DESC LIMIT 1",
+                               (record["round_id"], record["community_id"])).fetchone()
+            version = next_funding_version(json.loads(row["body"]) if row else None, record, check)
+            if version is None:
+                return Outcome.DUPLICATE
+            conn.execute("INSERT INTO funding_versions (round_id, community_id, version, content_hash, body)"
+                         " VALUES (?, ?, ?, ?, ?)",
+                         (version["round_id"], version["community_id"], version["version"],
+                          version["content_hash"], _dumps(version)))
+            return Outcome.CREATED
+
+    def funding_versions(self, round_id: str, community_id: str) -> list[dict]:
+        rows = self._read("SELECT body FROM funding_versions WHERE round_id = ? AND community_id = ?"
+                          " ORDER BY version", (round_id, community_id))
+        return [json.loads(r["body"]) for r in rows]
+
+    def current_funding(self, round_id: str) -> list[dict]:
+        # SQLite takes the bare column (body) from the row holding MAX(version)
+        rows = self._read("SELECT body, MAX(version) FROM funding_versions WHERE round_id = ?"
+                          " GROUP BY community_id ORDER BY community_id", (round_id,))
+        return [json.loads(r["body"]) for r in rows]
+
+    def add_disbursement(self, record: Mapping) -> Outcome:
+        with self._funding_write() as conn:
+            row = conn.execute("SELECT content_hash FROM disbursements WHERE disbursement_id = ?",
+                               (record["disbursement_id"],)).fetchone()
+            if row is not None:
+                return replay_outcome(row["content_hash"], record["content_hash"])
+            try:
+                conn.execute("INSERT INTO disbursements (disbursement_id, round_id, community_id, tranche,"
+                             " content_hash, body) VALUES (?, ?, ?, ?, ?, ?)",
+                             (record["disbursement_id"], record["round_id"], record["community_id"],
+                              record["tranche"], record["content_hash"], _dumps(record)))
+            except sqlite3.IntegrityError:  # UNIQUE (round_id, community_id, tranche)
+                return Outcome.ALREADY_PAID
+            return Outcome.CREATED
+
+    def get_disbursement(self, disbursement_id: str) -> dict | None:
+        return self._body("disbursements", "disbursement_id", disbursement_id)
+
+    def disbursements(self, round_id: str, community_id: str | None = None) -> list[dict]:
+        if community_id is None:
+            rows = self._read("SELECT body FROM disbursements WHERE round_id = ? ORDER BY community_id, tranche",
+                              (round_id,))
+        else:
+            rows = self._read("SELECT body FROM disbursements WHERE round_id = ? AND community_id = ?"
+                              " ORDER BY tranche", (round_id, community_id))
         return [json.loads(r["body"]) for r in rows]
 
     # -- audit ----------------------------------------------------------------
