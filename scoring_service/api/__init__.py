@@ -12,7 +12,7 @@ from webargs.core import parse_json
 from .errors import abort, register_error_handlers
 from ..extensions import Api
 from . import agencies, audit, communities, districts, inspections, keys, ops, results, rounds, rubrics, surveys
-from . import milestones, supervision
+from . import ledger, milestones, supervision
 
 BLUEPRINTS = (
     keys.blp,
@@ -25,6 +25,7 @@ BLUEPRINTS = (
     inspections.blp,
     milestones.blp,
     supervision.blp,
+    ledger.blp,
     results.blp,
     audit.blp,
 )

@@ -52,6 +52,10 @@ class RoundCreateSchema(StrictSchema):
                                                              "warns a district (default 0.2)"})
     progress_as_of = ma.fields.Date(metadata={"description": "date of the supervision figures (default: today "
                                                             "while open, else the closing date)"})
+    # funding ledger (SPEC §12); stored only when given
+    city_budget_fen = ma.fields.Integer(strict=True, validate=ma.validate.Range(min=0, max=10**15),
+                                        metadata={"description": "the city's budget for subsidies and rewards "
+                                                                 "(optional)"})
 
     @ma.validates_schema
     def window(self, data, **kwargs):
@@ -79,6 +83,7 @@ class RoundSchema(ma.Schema):
     late_credit = ma.fields.Float()
     warning_share = ma.fields.Float()
     progress_as_of = ma.fields.String()
+    city_budget_fen = ma.fields.Integer()  # SPEC §12, present only when the round was created with it
 
 
 class RoundListSchema(ma.Schema):

@@ -72,6 +72,9 @@ REASON_MESSAGES = {
     "round_closed": "The round is closed; no more submissions are accepted.",
     "round_published": "The round is published; its results are frozen.",
     "rubric_in_use": "The rubric is used by a round and cannot change.",
+    "tranche_not_due": "The funding tranche is not due: its milestone is not reached, it is held, or it does "
+                       "not apply.",
+    "already_paid": "The funding tranche has already been paid; paid is final.",
 }
 
 OUTCOME_REASONS = {
@@ -80,6 +83,7 @@ OUTCOME_REASONS = {
     Outcome.HOUSEHOLD: "household_already_responded",
     Outcome.ROUND_CLOSED: "round_closed",
     Outcome.ROUND_PUBLISHED: "round_published",
+    Outcome.ALREADY_PAID: "already_paid",
 }
 
 

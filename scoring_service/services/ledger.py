@@ -1,0 +1,306 @@
+"""Funding ledger (SPEC §12): funding records, disbursements and the round's ledger.
+
+Who: an admin sets every funding field; the district key of the community's district may change only
+``district_funds_in_place_fen``; leadership reads. Disbursements are an admin's, judged at today's
+date (China time). The ledger is computed at the as-of date of §11 from the current funding records,
+the milestones reached by then, the disbursements paid by then and the communities' live grades.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from ..domain import ledger as lg
+from ..domain import milestones as ms
+from ..domain.timeutil import now_stored
+from ..store import Outcome
+from .clock import today
+from .context import ServiceState
+from .errors import Conflict, Forbidden, Invalid, NotFound
+from .keys import Principal, check_district_scope
+from .rounds import get_round
+from .supervision import as_of_date, covered_communities
+
+#: roles that pass the district check for any district (a district key passes for its own)
+READERS = ("admin", "leadership")
+
+
+def _covered(ctx: ServiceState, round_id: str, community_id: str, principal: Principal,
+             roles: tuple[str, ...]) -> tuple[dict, dict]:
+    """The round and the community, after checking both exist, the key may act for the community, and
+    the round covers it."""
+    round_ = get_round(ctx, round_id)
+    community = ctx.store.get_community(community_id)
+    if community is None:
+        raise NotFound("community", community_id)
+    check_district_scope(principal, community["district_id"], roles)
+    if community["renovation_year"] != round_["year"]:
+        raise Invalid.field("community_id", f"is not covered by round {round_id!r}: renovated in "
+                                            f"{community['renovation_year']}, the round covers {round_['year']}")
+    return round_, community
+
+
+# -- funding records -------------------------------------------------------------------
+
+def _funding_version_view(record: dict) -> dict:
+    return {"version": record["version"], **{name: record.get(name) for name in lg.FUNDING_FIELDS},
+            "key_id": record.get("key_id"), "recorded_at": record["recorded_at"]}
+
+
+def _funding_view(versions: list[dict]) -> dict:
+    current = versions[-1]
+    return {"round_id": current["round_id"], "community_id": current["community_id"],
+            **_funding_version_view(current), "history": [_funding_version_view(v) for v in versions]}
+
+
+def _paid_tranches(ctx: ServiceState, round_id: str, community_id: str) -> dict[int, dict]:
+    return {d["tranche"]: d for d in ctx.store.disbursements(round_id, community_id)}
+
+
+def put_funding(ctx: ServiceState, round_id: str, community_id: str, data: dict[str, Any],
+                principal: Principal) -> tuple[Outcome, dict]:
+    """Record (replace) a community's funding: CREATED with the new version, or DUPLICATE for a replay
+    of the current one. A district key may change only ``district_funds_in_place_fen`` (Forbidden
+    naming the other fields it would change); fields made final by payments refuse to change
+    (Conflict ``already_paid``)."""
+    _covered(ctx, round_id, community_id, principal, ("admin",))
+    record = {"round_id": round_id, "community_id": community_id,
+              **{name: data.get(name) for name in lg.FUNDING_FIELDS},
+              "key_id": principal.key_id, "recorded_at": now_stored()}
+    record["content_hash"] = lg.funding_hash(record)
+
+    def check(current: dict | None) -> None:
+        changed = lg.changed_fields(current, record)
+        if principal.role == "district":
+            others = [name for name in changed if name not in lg.DISTRICT_FIELDS]
+            if current is None:
+                raise Forbidden(f"community {community_id!r} has no funding record yet: an admin records it "
+                                f"first; a district key may then change only district_funds_in_place_fen")
+            if others:
+                raise Forbidden(f"a district key may change only district_funds_in_place_fen, not "
+                                f"{', '.join(others)}")
+        paid = _paid_tranches(ctx, round_id, community_id)
+        final = [name for name in lg.final_fields(sorted(paid)) if name in changed]
+        if final:
+            last = paid[max(paid)]
+            raise Conflict("already_paid", f"{', '.join(final)} can no longer change: tranche {last['tranche']} "
+                                           f"was paid on {last['paid_on']} (disbursement {last['disbursement_id']})")
+
+    outcome = ctx.store.put_funding(record, check)
+    return outcome, _funding_view(ctx.store.funding_versions(round_id, community_id))
+
+
+def get_funding(ctx: ServiceState, round_id: str, community_id: str, principal: Principal) -> dict:
+    """The community's current funding record with every version (oldest first); 404 when none."""
+    _covered(ctx, round_id, community_id, principal, READERS)
+    versions = ctx.store.funding_versions(round_id, community_id)
+    if not versions:
+        raise NotFound("funding record", f"{round_id}/{community_id}")
+    return _funding_view(versions)
+
+
+# -- one community's ledger --------------------------------------------------------------
+
+def _reached(records: dict[str, dict]) -> dict[str, date | None]:
+    return {code: ms.effective_reach_date(record) for code, record in records.items()}
+
+
+def _payments(disbursements: list[dict]) -> dict[int, lg.Payment]:
+    return {d["tranche"]: lg.Payment(d["amount_fen"], date.fromisoformat(d["paid_on"]), d["disbursement_id"])
+            for d in disbursements}
+
+
+def _grades(ctx: ServiceState, round_id: str) -> dict[str, str | None]:
+    from .results import live_results  # results build on supervision, which this module reads
+
+    results = live_results(ctx, round_id)
+    return {cid: results.raw.grade[i] for i, cid in enumerate(results.inputs.ids)}
+
+
+def _needs_grade(funding: lg.Funding | None, reached: dict[str, date | None], t: date) -> bool:
+    """Only a reached tranche 3 on non-independent land asks for the grade (so a ledger or a payment
+    that does not need it does not score the round)."""
+    settled = reached.get("settled")
+    return funding is not None and funding.land_category == "non_independent" and settled is not None \
+        and settled <= t
+
+
+def _not_due_message(state: lg.TrancheState, funding: lg.Funding | None, cumulative: int | None) -> str:
+    """Why tranche ``state`` cannot be paid, in words naming the status and reasons."""
+    k = state.tranche
+    if funding is None:
+        return f"tranche {k} is not due: the community has no funding record"
+    if state.status == "not_applicable":
+        return f"tranche {k} is not_applicable: independent land (独立操作区) receives no city subsidy"
+    if state.status == "not_due":
+        return f"tranche {k} is not_due: milestone {state.milestone} is not reached"
+    words = []
+    for reason in state.reasons:
+        if reason == "district_match_missing":
+            words.append(f"district_match_missing (the district's funds in place, "
+                         f"{funding.district_funds_in_place_fen} fen, are below the cumulative city share "
+                         f"{cumulative} fen)")
+        elif reason == "acceptance_failed":
+            words.append("acceptance_failed (the community's grade is fail or not yet given)")
+    return f"tranche {k} is held: {'; '.join(words)}"
+
+
+def record_disbursement(ctx: ServiceState, round_id: str, community_id: str, data: dict[str, Any],
+                        principal: Principal) -> tuple[Outcome, dict]:
+    """Record that a tranche was paid (a negative tranche 3: the refund received). CREATED, or DUPLICATE
+    for an identical replay; Conflict ``conflict`` (same id, other content), ``tranche_not_due`` (not
+    due, held or not applicable at today's date; the message names why), ``already_paid``; Invalid
+    naming ``amount_fen`` with the computed amount, or ``paid_on``."""
+    _covered(ctx, round_id, community_id, principal, ("admin",))
+    k = data["tranche"]
+    record = {"disbursement_id": str(data["disbursement_id"]), "round_id": round_id, "community_id": community_id,
+              "tranche": k, "amount_fen": data["amount_fen"], "paid_on": data["paid_on"].isoformat(),
+              "voucher": data.get("voucher"), "key_id": principal.key_id, "recorded_at": now_stored()}
+    record["content_hash"] = lg.disbursement_hash(record)
+    stored = ctx.store.get_disbursement(record["disbursement_id"])
+    if stored is not None:
+        if stored["content_hash"] != record["content_hash"]:
+            raise Conflict("conflict", f"disbursement {record['disbursement_id']} exists with other content")
+        return Outcome.DUPLICATE, disbursement_view(stored)
+
+    day = today(ctx)
+    if data["paid_on"] > day:
+        raise Invalid.field("paid_on", f"must not be after today ({day.isoformat()}, China time)")
+    paid = _paid_tranches(ctx, round_id, community_id)
+    if k in paid:
+        raise Conflict("already_paid", f"tranche {k} was already paid on {paid[k]['paid_on']} "
+                                       f"(disbursement {paid[k]['disbursement_id']}, {paid[k]['amount_fen']} fen)")
+    current = ctx.store.funding_versions(round_id, community_id)
+    funding = lg.Funding.of(current[-1]) if current else None
+    records = {r["code"]: r for r in ctx.store.milestone_versions(round_id, community_id)}  # last version wins
+    reached = _reached(records)
+    grade = _grades(ctx, round_id).get(community_id) if k == 3 and _needs_grade(funding, reached, day) else None
+    ledger = lg.community_ledger(funding, reached, _payments(list(paid.values())), grade, day)
+    state = ledger.tranche(k)
+    if state.status != "due":
+        cumulative = None
+        if funding is not None and funding.land_category == "non_independent":
+            s = lg.subsidy(funding.approved_budget_fen)
+            s_final = (lg.final_subsidy(funding.approved_budget_fen, funding.settled_budget_fen)
+                       if ledger.settled else s)
+            cumulative = lg.cumulative_shares(s, s_final)[k - 1]
+        raise Conflict("tranche_not_due", _not_due_message(state, funding, cumulative))
+    if record["amount_fen"] != state.amount_fen:
+        raise Invalid.field("amount_fen", f"must be {state.amount_fen} fen ({lg.yuan(state.amount_fen)} yuan), "
+                                          f"the amount of tranche {k} computed today ({day.isoformat()})")
+    reached_on = reached[state.milestone]
+    if data["paid_on"] < reached_on:
+        raise Invalid.field("paid_on", f"must not be before {state.milestone} was reached ({reached_on.isoformat()})")
+
+    outcome = ctx.store.add_disbursement(record)
+    if outcome is Outcome.CONFLICT:
+        raise Conflict("conflict", f"disbursement {record['disbursement_id']} exists with other content")
+    if outcome is Outcome.ALREADY_PAID:
+        raise Conflict("already_paid", f"tranche {k} of {community_id} was paid by another disbursement")
+    return outcome, disbursement_view(ctx.store.get_disbursement(record["disbursement_id"]))
+
+
+def disbursement_view(record: dict) -> dict:
+    return {name: record.get(name) for name in ("disbursement_id", "round_id", "community_id", "tranche",
+                                                "amount_fen", "paid_on", "voucher", "key_id", "recorded_at")} | {
+        "milestone": lg.BY_NUMBER[record["tranche"]].milestone}
+
+
+# -- the round's ledger ------------------------------------------------------------------
+
+def _tranche_row(state: lg.TrancheState) -> dict:
+    row = {"tranche": state.tranche, "milestone": state.milestone, "amount_fen": state.amount_fen,
+           "status": state.status, "reasons": list(state.reasons)}
+    if state.payment is not None:
+        row["paid_on"] = state.payment.paid_on.isoformat()
+        row["disbursement_id"] = state.payment.disbursement_id
+    return row
+
+
+def ledger_report(ctx: ServiceState, round_id: str, principal: Principal | None, as_of: date | None = None,
+                  district_id: str | None = None) -> dict:
+    """The ledger of SPEC §12 ``GET /rounds/{r}/ledger`` at the as-of date; a district key reads its own
+    district only. ``committed_subsidy_fen``, ``uncommitted_fen`` and ``over_committed`` concern the
+    city's budget and so cover the whole round; ``totals``, ``districts`` and ``communities`` cover the
+    district asked for (or all)."""
+    round_ = get_round(ctx, round_id)
+    if principal is not None and principal.role == "district":
+        if district_id not in (None, principal.district_id):
+            raise Forbidden("a district key reads its own district's ledger only")
+        district_id = principal.district_id
+    t = as_of_date(ctx, round_, as_of)
+    communities = covered_communities(ctx, round_)
+    funding = {r["community_id"]: lg.Funding.of(r) for r in ctx.store.current_funding(round_id)}
+    payments: dict[str, list[dict]] = {}
+    for d in ctx.store.disbursements(round_id):
+        payments.setdefault(d["community_id"], []).append(d)
+    records: dict[str, dict[str, dict]] = {}
+    for record in ctx.store.current_milestones(round_id):
+        records.setdefault(record["community_id"], {})[record["code"]] = record
+    grade_of: Callable[[str], str | None] = _lazy_grades(ctx, round_id)
+
+    rows, ledgers = [], {}
+    for community in communities:
+        cid = community["community_id"]
+        reached = _reached(records.get(cid, {}))
+        f = funding.get(cid)
+        grade = grade_of(cid) if _needs_grade(f, reached, t) else None
+        ledgers[cid] = ledger = lg.community_ledger(f, reached, _payments(payments.get(cid, [])), grade, t)
+        rows.append((community, f, ledger))
+
+    committed = sum(ledger.subsidy_fen or 0 for ledger in ledgers.values())
+    money = lg.round_money(round_)
+    uncommitted = lg.uncommitted(money, committed)
+    district_names = {d["district_id"]: d.get("name_zh") for d in ctx.store.list_districts()}
+    district_ids = sorted(set(round_.get("quotas", {})) | {c["district_id"] for c in communities})
+    if district_id is not None:
+        district_ids = [d for d in district_ids if d == district_id]
+        rows = [row for row in rows if row[0]["district_id"] == district_id]
+    by_district = {d: lg.Totals() for d in district_ids}
+    totals = lg.Totals()
+    for community, _, ledger in rows:
+        by_district[community["district_id"]].add(ledger)
+        totals.add(ledger)
+
+    def community_row(community: dict, f: lg.Funding | None, ledger: lg.CommunityLedger) -> dict:
+        return {"community_id": community["community_id"], "district_id": community["district_id"],
+                **{name: getattr(f, name) if f else None for name in lg.FUNDING_FIELDS},
+                "subsidy_fen": ledger.subsidy_fen,
+                "tranches": [_tranche_row(s) for s in ledger.tranches]}
+
+    return {
+        "round_id": round_id,
+        "as_of": t.isoformat(),
+        "city_budget_fen": money.city_budget_fen,
+        "reward_pool_fen": money.reward_pool_fen,
+        "committed_subsidy_fen": committed,
+        "uncommitted_fen": uncommitted,
+        "over_committed": uncommitted is not None and uncommitted < 0,
+        "totals": totals.as_dict(),
+        "districts": [{"district_id": d, "name_zh": district_names.get(d), **by_district[d].as_dict()}
+                      for d in district_ids],
+        "communities": [community_row(*row) for row in rows],
+    }
+
+
+def _lazy_grades(ctx: ServiceState, round_id: str) -> Callable[[str], str | None]:
+    """Grades looked up on first need: a ledger without a reached tranche 3 does not score the round."""
+    table: dict[str, str | None] | None = None
+
+    def grade_of(community_id: str) -> str | None:
+        nonlocal table
+        if table is None:
+            table = _grades(ctx, round_id)
+        return table.get(community_id)
+
+    return grade_of
+
+
+def ledger_names(ctx: ServiceState, report: dict) -> dict[str, str | None]:
+    """Community id → Chinese name, for the spreadsheets of a ledger."""
+    wanted = {c["community_id"] for c in report["communities"]}
+    round_ = get_round(ctx, report["round_id"])
+    return {c["community_id"]: c.get("name_zh") for c in covered_communities(ctx, round_)
+            if c["community_id"] in wanted}
