@@ -70,6 +70,18 @@ MATRIX = [
     ("DELETE", f"{R}/communities/heping-001/milestones/plan_approved", {"changed_reason": "x"},
      {"admin", "district_heping"}),
     ("DELETE", f"{R}/communities/shenhe-001/milestones/plan_approved", {"changed_reason": "x"}, ADMIN),
+    # funding ledger (SPEC §12): a district key reads its own district and records its funds in place.
+    # Roles are tried in sorted order, so the admin's PUT creates the record the district key then replays.
+    ("GET", f"{R}/ledger", None, {"admin", "leadership", "district_heping"}),
+    ("GET", f"{R}/ledger?format=csv", None, {"admin", "leadership", "district_heping"}),
+    ("GET", f"{R}/ledger?district_id=shenhe", None, {"admin", "leadership"}),
+    ("GET", f"{R}/communities/heping-001/funding", None, {"admin", "leadership", "district_heping"}),
+    ("GET", f"{R}/communities/shenhe-001/funding", None, {"admin", "leadership"}),
+    ("PUT", f"{R}/communities/heping-001/funding", {"land_category": "independent", "approved_budget_fen": 0,
+                                                    "district_funds_in_place_fen": 0}, {"admin", "district_heping"}),
+    ("PUT", f"{R}/communities/shenhe-001/funding", {"land_category": "independent", "approved_budget_fen": 0,
+                                                    "district_funds_in_place_fen": 0}, ADMIN),
+    ("POST", f"{R}/communities/heping-001/disbursements", {"disbursement_id": "bad"}, ADMIN),
 ]
 
 
