@@ -43,6 +43,8 @@ def test_readme_walkthrough(tmp_path):
     assert lines.index("201") < lines.index("200")
     assert (tmp_path / "rankings.csv").read_bytes().startswith("\ufeff排名".encode())
     assert (tmp_path / "districts.xlsx").stat().st_size > 1000
+    assert (tmp_path / "supervision.pdf").read_bytes().startswith(b"%PDF")  # the 督办通报
+    assert '"changed_reason":"以竣工验收备案日期为准"' in result.stdout  # the correction, with its reason
     assert '"status":"published"' in result.stdout  # the publish call
     assert result.stdout.count('{"districts":[') == 2  # read with a key, then without one
     assert re.search(r"^[0-9a-f]{64}  -$", result.stdout, re.M)
