@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, abort, render_template, send_from_directory
 
+from ..domain.milestones import MANAGEMENT_MODE_NAMES, MILESTONES
 from ..reports.exports import FLAG_LABELS
+from ..reports.supervision import REASON_LABELS
 from ..extensions import state
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static",
@@ -69,7 +71,17 @@ def dashboard():
     s = state()
     check_texts = {code: check["text_zh"] for body in s.store.list_rubrics()
                    for item in body["items"] for code, check in ((c["code"], c) for c in item["checks"])}
-    config = {"flag_labels": FLAG_LABELS, "check_texts": check_texts}
+    config = {
+        "flag_labels": FLAG_LABELS,
+        "check_texts": check_texts,
+        # the 进度督办 tab: names from the one table of SPEC §11, so the script hard-codes none
+        "milestones": [{"code": m.code, "name_zh": m.name_zh, "carries": m.carries} for m in MILESTONES],
+        "management_modes": MANAGEMENT_MODE_NAMES,
+        "reason_labels": REASON_LABELS,
+        # a published round is public: the page may say how its progress is counted without a key
+        "progress_rules": {r["round_id"]: r.get("progress_rule", "graded_share")
+                           for r in s.store.list_rounds() if r["status"] == "published"},
+    }
     return render_template("dashboard.html", config=config)
 
 

@@ -8,7 +8,8 @@
                   ["fail", "不合格", "#b42318"]];
   const GRADE_ORDER = {excellent: 1, good: 2, pass: 3, fail: 4};
   const $ = (id) => document.getElementById(id);
-  const state = {round: null, districts: [], communities: [], names: {}, sort: {key: "rank", dir: 1}};
+  const state = {round: null, me: null, districts: [], communities: [], names: {}, sort: {key: "rank", dir: 1}};
+  const ROLE_NAMES = {admin: "管理员", leadership: "领导小组", district: "区级", agency: "测评机构", kiosk: "测评终端"};
 
   function headers() {
     const key = localStorage.getItem(KEY);
@@ -23,6 +24,12 @@
       throw error;
     }
     return r.json();
+  }
+  /** A write: resolves to {ok, status, body} whatever the answer (the caller explains refusals). */
+  async function send(method, path, payload) {
+    const r = await fetch("/api/v1/" + path, {method, headers: {...headers(), "Content-Type": "application/json"},
+      body: JSON.stringify(payload)});
+    return {ok: r.ok, status: r.status, body: await r.json().catch(() => ({}))};
   }
   function el(tag, attrs, text) {
     const node = document.createElement(tag);
@@ -168,12 +175,25 @@
       (p.flag === "satisfaction_outlier_low" ? "显著低于全市水平" : "显著高于全市水平"))));
   }
 
-  async function loadRound(roundId) {
+  function loadRound(roundId) {
     $("message").textContent = "";
     state.round = state.rounds.find((r) => r.round_id === roundId) || {round_id: roundId};
     const status = {open: "测评进行中", closed: "已截止", published: "已发布"}[state.round.status] || "";
     $("round-status").textContent = status;
     $("round-status").classList.toggle("published", state.round.status === "published");
+    Object.values(tabs).forEach((tab) => { tab.loadedFor = null; });
+    loadActiveTab();
+  }
+
+  function progressRule(round) {
+    return round.progress_rule || config.progress_rules[round.round_id] || "graded_share";
+  }
+
+  async function loadResults(round) {
+    const roundId = round.round_id;
+    $("results-message").textContent = "";
+    $("index-note").textContent = "综合指数 = 0.7 × 质量得分（各小区综合得分按户数加权平均）+ 0.3 × 进度得分（" +
+      (progressRule(round) === "milestones" ? "各时间节点按期完成情况，详见“进度督办”" : "已评定小区数 / 计划数") + "）。";
     try {
       const u = "uncertainty=1&draws=1000&seed=2018";
       const [districts, communities, rewards] = await Promise.all([
@@ -192,9 +212,61 @@
       select.value = current;
       renderDistricts(); renderCommunities(); renderRewards(rewards);
     } catch (e) {
-      $("message").textContent = e.status === 401 || e.status === 403
-        ? "该轮次结果尚未发布，请输入领导小组或管理员密钥。" : "加载失败：" + e.message;
+      const district = state.me && state.me.role === "district";
+      $("results-message").textContent = e.status === 401 || e.status === 403
+        ? (district ? "区级密钥只能看已发布的测评结果；本区的工作进度请看“进度督办”。"
+          : "该轮次结果尚未发布，请输入领导小组或管理员密钥。") : "加载失败：" + e.message;
     }
+  }
+
+  // -- tabs ---------------------------------------------------------------------------
+  // A tab is a [role=tab] button with data-tab="name" and its panel; its script registers
+  // {load(round)}, called when the tab is shown for a round it has not loaded yet.
+  const tabs = {};
+  const tabButtons = () => Array.from(document.querySelectorAll("[role=tab][data-tab]"));
+  function registerTab(name, handlers) { tabs[name] = {...handlers, loadedFor: null}; }
+  function activeTab() {
+    const selected = tabButtons().find((b) => b.getAttribute("aria-selected") === "true");
+    return selected ? selected.dataset.tab : "results";
+  }
+  function selectTab(name) {
+    tabButtons().forEach((b) => {
+      const on = b.dataset.tab === name;
+      b.setAttribute("aria-selected", on ? "true" : "false");
+      b.tabIndex = on ? 0 : -1;
+      $(b.getAttribute("aria-controls")).hidden = !on;
+    });
+  }
+  function showTab(name, focus) {
+    selectTab(name);
+    if (focus) document.querySelector(`[role=tab][data-tab="${name}"]`).focus();
+    history.replaceState(null, "", location.pathname + location.search + "#" + name);
+    loadActiveTab();
+  }
+  function loadActiveTab(force) {
+    const tab = tabs[activeTab()];
+    if (!tab || !state.round || !state.round.round_id) return;
+    if (!force && tab.loadedFor === state.round.round_id) return;
+    tab.loadedFor = state.round.round_id;
+    tab.load(state.round);
+  }
+  registerTab("results", {load: loadResults});
+  document.querySelector("[role=tablist]").addEventListener("keydown", (e) => {
+    const buttons = tabButtons(), i = buttons.indexOf(document.activeElement);
+    if (i < 0) return;
+    const next = {ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: buttons.length - 1}[e.key];
+    if (next === undefined) return;
+    e.preventDefault();
+    showTab(buttons[(next + buttons.length) % buttons.length].dataset.tab, true);
+  });
+  tabButtons().forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
+
+  async function loadMe() {
+    state.me = null;
+    if (localStorage.getItem(KEY)) state.me = await api("keys/me").catch(() => null);
+    const me = state.me;
+    const role = me && (ROLE_NAMES[me.role] || me.role);
+    $("who").textContent = !me ? "" : me.name === role ? `当前：${role}` : `当前：${me.name}（${role}）`;
   }
 
   async function loadRounds() {
@@ -212,10 +284,16 @@
     if (select.value) loadRound(select.value);
   }
 
-  async function download(path, format) {
+  /** Fetch an export of the round with the key and save it under the name the service gives. */
+  async function download(path, query, message) {
     const roundId = state.round && state.round.round_id;
-    const r = await fetch(`/api/v1/rounds/${roundId}/${path}?format=${format}`, {headers: headers()});
-    if (!r.ok) { $("message").textContent = "导出失败：HTTP " + r.status; return; }
+    const params = new URLSearchParams(typeof query === "string" ? {format: query} : query);
+    const r = await fetch(`/api/v1/rounds/${roundId}/${path}?${params}`, {headers: headers()});
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      (message || $("results-message")).textContent = "导出失败：" + (body.message || "HTTP " + r.status);
+      return;
+    }
     const blob = await r.blob();
     const match = /filename\*=UTF-8''([^;]+)/.exec(r.headers.get("Content-Disposition") || "");
     const a = el("a", {href: URL.createObjectURL(blob), download: match ? decodeURIComponent(match[1]) : `export.${format}`});
@@ -227,7 +305,10 @@
     const key = $("key").value.trim();
     if (key) localStorage.setItem(KEY, key); else localStorage.removeItem(KEY);
     $("key").value = "";
-    loadRounds();
+    loadMe().then(() => {
+      if (state.me && state.me.role === "district") selectTab("supervision");
+      loadRounds();
+    });
   });
   $("round").addEventListener("change", (e) => loadRound(e.target.value));
   $("district-filter").addEventListener("change", renderCommunities);
@@ -238,12 +319,22 @@
   document.querySelectorAll("button[data-export]").forEach((b) =>
     b.addEventListener("click", () => download(b.dataset.export, b.dataset.format)));
 
-  const wanted = new URLSearchParams(location.search).get("round");
-  if (wanted && !localStorage.getItem(KEY)) {  // a published round needs no key
-    state.rounds = [{round_id: wanted}];
-    $("round").replaceChildren(el("option", {value: wanted}, wanted));
-    loadRound(wanted);
-  } else {
-    loadRounds();
-  }
+  window.Dashboard = {config, state, $, el, api, send, download, fmt, registerTab, reload: () => loadActiveTab(true),
+    canRecordIn: (districtId) => !!state.me && (state.me.role === "admin" ||
+      (state.me.role === "district" && state.me.district_id === districtId))};
+
+  // Tab scripts load after this one and register themselves; start once they have.
+  document.addEventListener("DOMContentLoaded", async () => {
+    await loadMe();
+    const asked = location.hash.slice(1);
+    selectTab(tabs[asked] ? asked : state.me && state.me.role === "district" ? "supervision" : "results");
+    const wanted = new URLSearchParams(location.search).get("round");
+    if (wanted && !localStorage.getItem(KEY)) {  // a published round needs no key
+      state.rounds = [{round_id: wanted}];
+      $("round").replaceChildren(el("option", {value: wanted}, wanted));
+      loadRound(wanted);
+    } else {
+      loadRounds();
+    }
+  });
 })();
