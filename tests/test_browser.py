@@ -52,7 +52,9 @@ def demo_server(tmp_path_factory):
         return out.stdout.strip().splitlines()[-1]
 
     tokens = {"kiosk": key("--role", "kiosk", "--name", "一号终端", "--community", "heping-001"),
-              "leadership": key("--role", "leadership", "--name", "领导小组")}
+              "leadership": key("--role", "leadership", "--name", "领导小组"),
+              "admin": key("--role", "admin", "--name", "管理员"),
+              "district": key("--role", "district", "--name", "和平区住建局", "--district", "heping")}
     server = LiveServer(str(instance / "scoring.sqlite3"), instance, workers=2,
                         extra_env={"SCORING_SECRET_KEY": (instance / "secret_key").read_text()})
     with server:
@@ -227,3 +229,218 @@ def test_pages_on_a_phone(chromium, demo_server):
     assert box["height"] >= 44 and box["width"] >= 300  # large touch targets
     shot(page, "kiosk-phone")
     context.close()
+
+
+# -- 进度督办 (SPEC §11, §16) --------------------------------------------------------------
+
+SUPERVISION = "/api/v1/rounds/shenyang-2018/supervision"
+
+
+def assert_demo_milestones(demo_server) -> None:
+    """The demo records milestones (seeding/demo.py): the tab has something to show."""
+    assert len(demo_server["store"].current_milestones("shenyang-2018")) > 900
+
+
+def sign_in(page, url, token):
+    page.goto(f"{url}/dashboard")
+    page.get_by_label("访问密钥").fill(token)
+    page.get_by_role("button", name="保存", exact=True).click()
+
+
+def supervision_report(demo_server, role, **query):
+    headers = {"Authorization": f"Bearer {demo_server['tokens'][role]}"}
+    r = requests.get(demo_server["url"] + SUPERVISION, params=query, headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def table_progress(page) -> list[tuple[str, str]]:
+    return [(row.locator("th").inner_text(), row.locator("td.progress").inner_text())
+            for row in page.locator("#sv-district-table tbody tr").all()]
+
+
+def test_supervision_tab_for_leadership(page, demo_server):
+    assert_demo_milestones(demo_server)
+    console_errors = []
+    page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+    url = demo_server["url"]
+    sign_in(page, url, demo_server["tokens"]["leadership"])
+    tab = page.get_by_role("tab", name="进度督办")
+    expect(page.get_by_role("tab", name="测评结果")).to_have_attribute("aria-selected", "true")
+    tab.click()
+    expect(tab).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#panel-results")).to_be_hidden()
+    page.locator("#sv-grid tbody button.ms").first.wait_for()
+    api = supervision_report(demo_server, "leadership")
+    assert page.locator("#sv-as-of").input_value() == api["as_of"]  # the report's own date to start with
+
+    # the grid: every covered community × the nine milestones; overdue ones red, with words
+    assert page.locator("#sv-grid tbody tr[data-community]").count() == len(api["communities"])
+    assert page.locator("#sv-grid tbody button.ms").count() == 9 * len(api["communities"])
+    overdue = [(c["community_id"], code, m) for c in api["communities"] for code, m in c["milestones"].items()
+               if m["status"] == "overdue"]
+    assert overdue and page.locator("#sv-grid button.ms-overdue").count() == len(overdue)
+    community, code, milestone = overdue[0]
+    cell = page.locator(f"#sv-grid button[data-community='{community}'][data-code='{code}']")
+    assert cell.inner_text().replace("\n", "") == f"✗ 逾期{milestone['days_overdue']}天"
+    assert cell.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(253, 225, 222)"  # red
+    on_time = page.locator("#sv-grid button.ms-on_time").first
+    assert on_time.inner_text().startswith("✓ ")
+    assert on_time.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(227, 243, 230)"  # green
+    # the details show on keyboard focus, not only on hover, and Escape hides them
+    tip = page.locator("#sv-tip")
+    expect(tip).to_be_hidden()
+    cell.focus()
+    expect(tip).to_be_visible()
+    assert f"截止日期：{milestone['deadline']}" in tip.inner_text()
+    assert f"已逾期 {milestone['days_overdue']} 天" in tip.inner_text()
+    page.keyboard.press("Escape")
+    expect(tip).to_be_hidden()
+    page.locator("#sv-grid button.ms-late").first.hover()
+    expect(tip).to_be_visible()
+    assert "逾期完成，晚了" in tip.inner_text()
+    failed = next(c["community_id"] for c in api["communities"]
+                  if (c["milestones"]["residents_voted"].get("votes") or {}).get("passed") is False)
+    page.mouse.move(0, 0)  # away from the grid, so the tip is the focused cell's
+    page.locator(f"#sv-grid button[data-community='{failed}'][data-code='residents_voted']").focus()
+    expect(tip).to_contain_text("未通过（按未完成计）")  # the failed vote is shown, and counts as not reached
+
+    # the warnings in words, naming each warned district, its reasons and communities
+    warned = [d for d in api["districts"] if d["warning"]]
+    assert warned
+    assert page.locator("#sv-warnings > li").count() == len(warned)
+    names = {c["community_id"]: c["name_zh"] for c in api["communities"]}
+    for d in warned:
+        item = page.locator(f"#sv-warnings > li[data-district='{d['district_id']}']").inner_text()
+        assert d["name_zh"] in item
+        labels = {"overdue_milestones": "逾期节点较多", "communities_missing": "登记小区不足",
+                  "construction_below_pass": "施工阶段检查未达合格", "rectifications_overdue": "整改逾期",
+                  "accepted_but_failing": "已验收但不合格"}
+        for reason in d["reasons"]:
+            assert labels[reason["code"]] in item
+            assert all(names[c] in item for c in reason["communities"])
+    # the district table: the report's order (slowest first) and figures
+    assert table_progress(page) == [(d["name_zh"], f"{d['progress']:.2f}") for d in api["districts"]]
+    first = page.locator("#sv-district-table tbody tr").first.locator("td").all_inner_texts()
+    d = api["districts"][0]
+    assert first[1:8] == [str(d[k]) for k in ("quota", "communities", "milestones_due", "on_time", "late", "overdue",
+                                             "overdue_communities")]
+    shot(page, "dashboard-supervision")
+
+    # another date: the figures of that day
+    page.get_by_label("统计截至").fill("2018-05-15")
+    wait_until(page, "document.getElementById('sv-summary').textContent.includes('2018年5月15日')")
+    earlier = supervision_report(demo_server, "leadership", as_of="2018-05-15")
+    assert table_progress(page) == [(d["name_zh"], f"{d['progress']:.2f}") for d in earlier["districts"]]
+    assert sorted(table_progress(page)) != sorted((d["name_zh"], f"{d['progress']:.2f}") for d in api["districts"])
+
+    # one district; then the 督办通报 of that district and day, fetched with the key
+    page.get_by_label("按区查看").select_option("heping")
+    wait_until(page, "document.querySelectorAll('#sv-district-table tbody tr').length === 1")
+    rows = page.locator("#sv-grid tbody tr[data-community]")
+    assert rows.count() == sum(c["district_id"] == "heping" for c in api["communities"])
+    with page.expect_download() as download:
+        page.get_by_role("button", name="下载督办通报 PDF").click()
+    assert download.value.suggested_filename == "shenyang-2018-督办通报-2018-05-15.pdf"
+    with open(download.value.path(), "rb") as f:
+        assert f.read(5) == b"%PDF-"
+    with page.expect_download() as download:
+        page.get_by_role("button", name="下载督办通报 Excel").click()
+    assert download.value.suggested_filename.endswith(".xlsx")
+
+    # leadership reads only: a cell opens no form
+    rows.first.locator("button.ms").first.click()
+    expect(page.locator("#sv-dialog")).to_be_hidden()
+    assert page.external_requests == []
+    # nothing refused by the Content-Security-Policy, no script error (401 before the key, no favicon: fine)
+    assert [m for m in console_errors if not m.startswith("Failed to load resource")] == []
+
+
+def test_ranking_note_follows_the_progress_rule(page, demo_server):
+    sign_in(page, demo_server["url"], demo_server["tokens"]["leadership"])
+    expect(page.locator("#index-note")).to_contain_text("进度得分（各时间节点按期完成情况")  # the demo round: milestones
+    assert "已评定小区数" not in page.locator("#index-note").inner_text()
+
+
+def test_district_key_records_a_milestone(page, demo_server):
+    assert_demo_milestones(demo_server)
+    sign_in(page, demo_server["url"], demo_server["tokens"]["district"])
+    # a district key lands on its own district's supervision
+    expect(page.get_by_role("tab", name="进度督办")).to_have_attribute("aria-selected", "true")
+    page.locator("#sv-grid tbody button.ms").first.wait_for()
+    expect(page.locator("#sv-scope")).to_have_text("本区：和平区")
+    expect(page.locator("#sv-district")).to_be_hidden()
+    page.get_by_label("统计截至").fill("2018-10-08")
+    wait_until(page, "document.getElementById('sv-summary').textContent.includes('2018年10月8日')")
+    api = supervision_report(demo_server, "district", as_of="2018-10-08")
+    assert {c["district_id"] for c in api["communities"]} == {"heping"}
+    shown = page.locator("#sv-grid tbody tr[data-community]")
+    assert sorted(shown.evaluate_all("rows => rows.map((r) => r.dataset.community)")) == sorted(
+        c["community_id"] for c in api["communities"])
+    assert [row[0] for row in table_progress(page)] == ["和平区"]
+
+    # management_assigned (deadline 30 September, no order rule): preferably one not reached yet
+    target = next((c for c in api["communities"]
+                   if c["milestones"]["management_assigned"]["status"] in ("overdue", "pending")), api["communities"][0])
+    community = target["community_id"]
+    replacing = target["milestones"]["management_assigned"]["reached_on"] is not None
+    cell = page.locator(f"#sv-grid button[data-community='{community}'][data-code='management_assigned']")
+    cell.click()
+    dialog = page.locator("#sv-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_label("后续管理方式")).to_be_visible()
+    expect(dialog.get_by_label("有表决权的户数")).to_be_hidden()  # votes belong to residents_voted only
+    dialog.get_by_label("完成日期").fill("2099-01-01")
+    dialog.get_by_label("后续管理方式").select_option(label="物业管理")
+    if replacing:
+        dialog.get_by_label("修改原因").fill("补录物业进驻日期")
+    dialog.get_by_role("button", name="保存").click()
+    expect(page.locator("#sv-form-error")).to_contain_text("未能保存：完成日期：不能晚于今天")  # the service's 422
+    expect(dialog).to_be_visible()
+    shot(page, "dashboard-supervision-refused")
+    dialog.get_by_label("完成日期").fill("2018-10-05")
+    dialog.get_by_role("button", name="保存").click()
+    expect(dialog).to_be_hidden()
+    cell = page.locator(f"#sv-grid button[data-community='{community}'][data-code='management_assigned']")
+    expect(cell).to_have_class(re.compile(r"\bms-late\b"))  # amber: five days after the deadline
+    assert cell.inner_text().replace("\n", " ") == "▲ 10-05 晚5天"
+    assert cell.evaluate("b => getComputedStyle(b).backgroundColor") == "rgb(255, 241, 214)"
+    expect(page.locator("#sv-status")).to_contain_text("已保存")
+    recorded = demo_server["store"].current_milestones("shenyang-2018")
+    mine = next(r for r in recorded if r["community_id"] == community and r["code"] == "management_assigned")
+    assert (mine["reached_on"], mine["management_mode"]) == ("2018-10-05", "property_company")
+    shot(page, "dashboard-supervision-district")
+
+    # on time: green
+    cell.click()
+    expect(dialog.get_by_label("修改原因")).to_be_visible()  # replacing now needs a reason
+    dialog.get_by_label("完成日期").fill("2018-09-28")
+    dialog.get_by_label("修改原因").fill("核对物业合同后更正日期")
+    dialog.get_by_role("button", name="保存").click()
+    expect(dialog).to_be_hidden()
+    cell = page.locator(f"#sv-grid button[data-community='{community}'][data-code='management_assigned']")
+    expect(cell).to_have_class(re.compile(r"\bms-on_time\b"))
+    assert cell.inner_text() == "✓ 09-28"
+
+    # the residents' vote carries its counts: the form shows the recorded ones; a vote that fails is kept
+    voted = next(c for c in api["communities"] if c["milestones"]["residents_voted"]["status"] == "on_time")
+    votes = voted["milestones"]["residents_voted"]["votes"]
+    cell = page.locator(f"#sv-grid button[data-community='{voted['community_id']}'][data-code='residents_voted']")
+    cell.click()
+    expect(dialog.get_by_label("有表决权的户数")).to_have_value(str(votes["eligible_households"]))
+    expect(dialog.get_by_label("同意的户数")).to_have_value(str(votes["in_favour"]))
+    expect(dialog.get_by_label("后续管理方式")).to_be_hidden()
+    too_few = votes["eligible_households"] // 2  # fewer than two thirds took part
+    dialog.get_by_label("参与表决的户数").fill(str(too_few))
+    dialog.get_by_label("同意的户数").fill(str(too_few))
+    dialog.get_by_label("修改原因").fill("复核表决票，参与户数登记有误")
+    dialog.get_by_role("button", name="保存").click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#sv-status")).to_contain_text("居民表决未通过")
+    cell = page.locator(f"#sv-grid button[data-community='{voted['community_id']}'][data-code='residents_voted']")
+    expect(cell).to_have_class(re.compile(r"\bms-overdue\b"))  # a failed vote counts as not reached
+    after = supervision_report(demo_server, "district", as_of="2018-10-08")
+    row = next(c for c in after["communities"] if c["community_id"] == voted["community_id"])
+    assert row["milestones"]["residents_voted"]["votes"] == {**votes, "participants": too_few, "in_favour": too_few,
+                                                             "passed": False}
+    assert page.external_requests == []
