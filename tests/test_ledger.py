@@ -138,7 +138,7 @@ def test_odd_budgets_worked_by_hand(client, funded):
     body = ledger(client, funded, as_of="2018-06-01")
     assert row(body)["tranches"][0] == {"tranche": 1, "milestone": "contract_signed", "amount_fen": 150_000,
                                         "status": "paid", "reasons": [], "paid_on": "2018-05-10",
-                                        "disbursement_id": d1["disbursement_id"]}
+                                        "disbursement_id": d1["disbursement_id"], "voucher": "沈财拨〔2018〕12号"}
     assert body["totals"]["paid_fen"] == 150_000 and body["totals"]["due_fen"] == 0
     assert tranches(ledger(client, funded, as_of="2018-05-01"))[0] == (150_000, "due", [])
 

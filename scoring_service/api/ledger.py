@@ -164,6 +164,8 @@ class TrancheSchema(Body):
                        metadata={"description": "why it is held (empty otherwise)"})
     paid_on = fields.String(validate=DATE, metadata={"description": "paid tranches only"})
     disbursement_id = fields.String(metadata={"description": "paid tranches only"})
+    voucher = fields.String(allow_none=True, metadata={"description": "paid tranches only: the payment voucher "
+                                                                      "(拨付凭证号), null when none was given"})
 
 
 class CommunityLedgerSchema(Body):

@@ -144,6 +144,7 @@ class Payment:
     amount_fen: int
     paid_on: date
     disbursement_id: str | None = None
+    voucher: str | None = None
 
 
 @dataclass(frozen=True)

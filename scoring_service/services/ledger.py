@@ -108,7 +108,8 @@ def _reached(records: dict[str, dict]) -> dict[str, date | None]:
 
 
 def _payments(disbursements: list[dict]) -> dict[int, lg.Payment]:
-    return {d["tranche"]: lg.Payment(d["amount_fen"], date.fromisoformat(d["paid_on"]), d["disbursement_id"])
+    return {d["tranche"]: lg.Payment(d["amount_fen"], date.fromisoformat(d["paid_on"]), d["disbursement_id"],
+                                     d.get("voucher"))
             for d in disbursements}
 
 
@@ -216,6 +217,7 @@ def _tranche_row(state: lg.TrancheState) -> dict:
     if state.payment is not None:
         row["paid_on"] = state.payment.paid_on.isoformat()
         row["disbursement_id"] = state.payment.disbursement_id
+        row["voucher"] = state.payment.voucher
     return row
 
 
