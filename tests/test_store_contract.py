@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from scoring_service.store import Outcome
 
@@ -427,3 +428,137 @@ def test_concurrent_milestone_writes_are_exact(database_url, store):
     assert len(store.milestone_versions("R", "c2")) == 1
     for other in others:
         other.close()
+
+
+# -- the milestone change feed (issue 13: the supervision report follows what changed) ----------------
+
+def test_milestone_changes_follow_the_writes(store):
+    open_round(store)
+    assert store.milestone_changes("R") == ([], 0)
+    store.add_milestone_version(milestone())
+    store.add_milestone_version(milestone("contract_signed", "2018-04-25"))
+    store.add_milestone_version(milestone(community="c2"))
+    store.add_milestone_version(milestone(community="c1", round_id="other"))
+    records, cursor = store.milestone_changes("R")
+    assert [(r["community_id"], r["code"], r["version"]) for r in records] == [
+        ("c1", "plan_approved", 1), ("c1", "contract_signed", 1), ("c2", "plan_approved", 1)]
+    assert all(set(r) == set(store.milestone_versions("R", r["community_id"])[0]) for r in records)
+    assert store.milestone_changes("R", cursor) == ([], cursor)  # nothing since
+    assert store.add_milestone_version(milestone()) is Outcome.DUPLICATE
+    assert store.milestone_changes("R", cursor) == ([], cursor)  # a replay writes nothing
+    store.add_milestone_version(milestone(reached_on="2018-04-21", changed_reason="typo", content="v2"))
+    records, later = store.milestone_changes("R", cursor)
+    assert [(r["community_id"], r["code"], r["version"], r["reached_on"]) for r in records] == [
+        ("c1", "plan_approved", 2, "2018-04-21")]
+    assert later != cursor and store.milestone_changes("R", later) == ([], later)
+    assert [r["round_id"] for r in store.milestone_changes("other")[0]] == ["other"]
+
+
+def test_milestone_changes_of_a_long_run(store):
+    """More writes since the cursor than a reader looks up one by one (the MongoDB store then reads the
+    rest with one query): all of them, in order, once."""
+    open_round(store)
+    store.add_milestone_version(milestone(community="c0"))
+    _, cursor = store.milestone_changes("R")
+    for i in range(1, 80):
+        store.add_milestone_version(milestone(community=f"c{i}"))
+    records, later = store.milestone_changes("R", cursor)
+    assert [r["community_id"] for r in records] == [f"c{i}" for i in range(1, 80)]
+    every, last = store.milestone_changes("R")
+    assert [r["community_id"] for r in every] == [f"c{i}" for i in range(80)] and last == later
+
+
+def test_milestone_changes_miss_no_concurrent_write(database_url, store):
+    """Four writers (each its own connection, as other processes) and a reader following the cursor at
+    the same time: every write acknowledged before a read is returned by it or an earlier one, and no
+    version is returned twice."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scoring_service.store import open_store
+
+    writers = [open_store(database_url) for _ in range(4)]
+    reader = open_store(database_url)
+    open_round(store)
+    acknowledged: list[tuple[str, str, int]] = []
+    done = threading.Event()
+    barrier = threading.Barrier(len(writers))
+
+    def write(pair):
+        w, other = pair
+        barrier.wait()
+        for i in range(12):
+            community = f"w{w}-{i % 3}"
+            record = milestone(community=community, reached_on=f"2018-04-{10 + i}", changed_reason="next",
+                               content=f"{w}:{i}")
+            assert other.add_milestone_version(record) is Outcome.CREATED
+            version = max(v["version"] for v in other.milestone_versions("R", community))
+            acknowledged.append((community, "plan_approved", version))
+
+    def follow():
+        seen: list[tuple[str, str, int]] = []
+        cursor = 0
+        while True:
+            finished = done.is_set()
+            before = list(acknowledged)  # acknowledged before this read
+            records, cursor = reader.milestone_changes("R", cursor)
+            seen += [(r["community_id"], r["code"], r["version"]) for r in records]
+            assert set(before) <= set(seen)
+            if finished:
+                return seen
+
+    with ThreadPoolExecutor(max_workers=len(writers) + 1) as pool:
+        following = pool.submit(follow)
+        list(pool.map(write, enumerate(writers)))
+        done.set()
+        seen = following.result()
+    assert len(seen) == len(set(seen)) == 48 and set(seen) == set(acknowledged)
+    for other in (*writers, reader):
+        other.close()
+
+
+def test_sqlite_milestones_stored_before_seq_are_numbered_at_init(tmp_path):
+    """A file whose milestone versions have no seq: init numbers them in insertion order, the feed
+    returns them first and the versions written after them next."""
+    import json
+    import sqlite3
+
+    from scoring_service.store import open_store
+
+    path = str(tmp_path / "old.sqlite3")
+    with sqlite3.connect(path) as conn:
+        conn.executescript("""
+            CREATE TABLE milestone_versions (round_id TEXT NOT NULL, community_id TEXT NOT NULL, code TEXT NOT NULL,
+                version INTEGER NOT NULL, reached_on TEXT, content_hash TEXT NOT NULL, body TEXT NOT NULL,
+                PRIMARY KEY (round_id, community_id, code, version));
+        """)
+        for record in (milestone(community="c2"), milestone(community="c1")):
+            conn.execute("INSERT INTO milestone_versions VALUES ('R', ?, 'plan_approved', 1, '2018-04-20', ?, ?)",
+                         (record["community_id"], record["content_hash"], json.dumps({**record, "version": 1})))
+    store = open_store(path)
+    try:
+        store.init()
+        store.init()
+        open_round(store)
+        records, cursor = store.milestone_changes("R")
+        assert [r["community_id"] for r in records] == ["c2", "c1"]
+        store.add_milestone_version(milestone(community="c3"))
+        records, later = store.milestone_changes("R", cursor)
+        assert [r["community_id"] for r in records] == ["c3"] and later > cursor
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("mongo", marks=pytest.mark.mongo)], indirect=True)
+def test_mongo_milestones_stored_before_seq_are_read_and_written_after(store):
+    """Versions stored with the first _id scheme ("<round>|<community>|<n>", no seq): the feed's first
+    read returns them, a new version of their community takes the next n, and the feed follows it."""
+    open_round(store)
+    store.db.milestone_versions.insert_one({**milestone(), "version": 1, "_id": "R|c1|1", "n": 1})
+    records, cursor = store.milestone_changes("R")
+    assert [(r["community_id"], r["version"]) for r in records] == [("c1", 1)] and cursor == 0
+    assert "n" not in records[0] and "_id" not in records[0]
+    store.add_milestone_version(milestone(reached_on="2018-04-21", changed_reason="typo", content="v2"))
+    assert store.db.milestone_versions.find_one({"_id": "R#1"})["n"] == 2
+    records, cursor = store.milestone_changes("R", cursor)
+    assert [(r["community_id"], r["version"]) for r in records] == [("c1", 2)] and cursor == 1

@@ -505,6 +505,17 @@ class Store(abc.ABC):
         """The latest version of every (community, code) of the round, withdrawn ones included,
         by community then code."""
 
+    @abc.abstractmethod
+    def milestone_changes(self, round_id: str, after: int | None = None) -> tuple[list[dict], int]:
+        """The versions of the round's milestones written since the cursor ``after`` (None: every
+        version), in the order they were written, and the cursor to pass next time.
+
+        Exact across processes: every version whose write was acknowledged before the call is
+        returned by it or by an earlier call in the chain of cursors, and none twice. A reader
+        that keeps the highest ``version`` of each (community, code) thus holds the current
+        records, and after a write to one community reads that community's new version only.
+        """
+
     # -- funding ledger (SPEC §12) ---------------------------------------------
     @abc.abstractmethod
     def put_funding(self, record: Mapping, check: FundingCheck | None = None) -> Outcome:

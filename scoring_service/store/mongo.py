@@ -20,6 +20,7 @@ Design for correctness without transactions (FerretDB has none, and
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import uuid
@@ -75,11 +76,17 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     "inspections": [IndexModel([("round_id", ASCENDING)], name="by_round")],
     "inspection_versions": [IndexModel([("round_id", ASCENDING)], name="by_round")],
-    # versions of a community's milestones are serialised by their _id "<round>|<community>|<n>"
-    # (n counts the community's versions); this index finds them and keeps (code, version) unique
+    # a version's _id "<round>#<seq>" numbers the round's versions 1, 2, … in the order they were
+    # written (the change feed, see MongoStore.milestone_changes); versions of one community are
+    # serialised by one_slot (n counts the community's versions). one_version finds a community's
+    # versions and keeps (code, version) unique. Versions stored before seq existed have the _id
+    # "<round>|<community>|<n>" and no seq.
     "milestone_versions": [
         IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING), ("code", ASCENDING),
                     ("version", ASCENDING)], name="one_version", unique=True),
+        IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING), ("n", ASCENDING)], name="one_slot",
+                   unique=True),
+        IndexModel([("round_id", ASCENDING), ("seq", ASCENDING)], name="by_round_seq"),
     ],
     # funding ledger (SPEC §12): versions serialised by their _id "<round>|<community>|<version>" like
     # milestones; a disbursement's _id is "<round>|<community>|<tranche>", so a tranche is paid once,
@@ -141,6 +148,15 @@ def _household_key(round_id: str, community_id: str, household_hash: str) -> str
     return f"{round_id}|{community_id}|{household_hash}"
 
 
+def _milestone_id(round_id: str, seq: int) -> str:
+    """``_id`` of the round's ``seq``-th milestone version (round ids hold no ``#``)."""
+    return f"{round_id}#{seq}"
+
+
+#: milestone_changes looks up this many versions one by one before it reads the rest of a long run at once
+MILESTONE_PROBES = 32
+
+
 def _seq() -> int:
     """Arrival order across processes without a shared counter (FerretDB's $inc is not atomic)."""
     return time.time_ns()
@@ -155,6 +171,8 @@ class MongoStore(Store):
         self._pid: int | None = None
         self._lock = threading.Lock()
         self._counts_cache: dict[str, tuple[str, RoundCounts]] = {}
+        #: a seq of each round's milestone versions known to exist (where the search for the last starts)
+        self._milestone_seq: dict[str, int] = {}
 
     # -- client per process, created after fork ---------------------------------
     @property
@@ -646,28 +664,98 @@ class MongoStore(Store):
 
     # -- milestones -------------------------------------------------------------------
     def add_milestone_version(self, record: Mapping, check: MilestoneCheck | None = None) -> Outcome:
-        """Insert-only: each version of a community's milestones takes the community's next number
-        n in its ``_id``. Two writers that read the same versions both try n; the unique ``_id``
-        lets one win and the other reads again, so its check and version number see the winner."""
+        """Insert-only, one document per version carrying two unique numbers: n, the community's next
+        (index one_slot), and seq, the round's next (in its ``_id``).
+
+        Two writers of one community that read the same versions both try its n: one wins, the other
+        reads again, so its check and version number see the winner. Writers of any community take
+        seq = the last seq + 1, and the one that finds it taken looks for the last again: so seq s is
+        only ever written after s - 1 was, and the round's versions are numbered 1, 2, … without a gap,
+        in the order they were written. Exact without transactions (one insert decides both)."""
         round_id, community_id = record["round_id"], record["community_id"]
+        collection = self.db.milestone_versions
         for _ in range(20):
-            docs = list(self.db.milestone_versions.find({"round_id": round_id, "community_id": community_id}))
+            docs = list(collection.find({"round_id": round_id, "community_id": community_id}))
             version = next_milestone_version(latest_by_code(docs), record, check)
             if version is None:
                 return Outcome.DUPLICATE
             number = max((d["n"] for d in docs), default=0) + 1
-            try:
-                self.db.milestone_versions.insert_one(
-                    {**version, "_id": f"{round_id}|{community_id}|{number}", "n": number})
-            except DuplicateKeyError:
-                continue
-            self._bump("milestones")
-            return Outcome.CREATED
+            for attempt in range(100):
+                seq = self._last_milestone_seq(round_id) + 1
+                try:
+                    collection.insert_one({**version, "_id": _milestone_id(round_id, seq), "n": number, "seq": seq})
+                except DuplicateKeyError:
+                    if collection.find_one({"_id": _milestone_id(round_id, seq)}, {"_id": 1}) is None:
+                        break  # not the seq: another version of this community took n, read again
+                    if attempt >= 3:  # many writers at once: let them through
+                        time.sleep(random.uniform(0, 0.001 * attempt))
+                    continue
+                self._milestone_seq[round_id] = max(seq, self._milestone_seq.get(round_id, 0))
+                self._bump("milestones")
+                return Outcome.CREATED
         raise StoreError(f"milestones of community {community_id} are being written concurrently; try again")
+
+    def _milestone_exists(self, round_id: str, seq: int) -> bool:
+        return seq == 0 or self.db.milestone_versions.find_one({"_id": _milestone_id(round_id, seq)},
+                                                               {"_id": 1}) is not None
+
+    def _last_milestone_seq(self, round_id: str) -> int:
+        """The highest seq of the round's milestone versions, by look-ups of ``_id`` (the only query
+        FerretDB 1.24 runs on an index): the seqs written are 1..last, so a doubling search from a seq
+        known to exist, then a bisection, finds it in O(log) look-ups."""
+        low = self._milestone_seq.get(round_id, 0)
+        if not self._milestone_exists(round_id, low):
+            low = 0  # the database was replaced under this process
+        step = 1
+        while self._milestone_exists(round_id, low + step):
+            low, step = low + step, step * 2
+        high = low + step  # low exists, high does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            if self._milestone_exists(round_id, middle):
+                low = middle
+            else:
+                high = middle
+        self._milestone_seq[round_id] = max(low, self._milestone_seq.get(round_id, 0))
+        return low
 
     @staticmethod
     def _milestone(doc: Mapping) -> dict:
-        return {k: v for k, v in doc.items() if k not in ("_id", "n")}
+        return {k: v for k, v in doc.items() if k not in ("_id", "n", "seq")}
+
+    def milestone_changes(self, round_id: str, after: int | None = None) -> tuple[list[dict], int]:
+        """The cursor is a seq. Since seq s is written only after s - 1 (see add_milestone_version),
+        the versions after the cursor are found by looking up ``_id`` s = cursor + 1, + 2, … until one
+        is missing: every version acknowledged before that look-up has a smaller seq. A long run is read
+        with one range query instead (it may miss a version written while it runs and still see a later
+        one: the gap is then looked up, as it was written before the later one)."""
+        collection = self.db.milestone_versions
+        found: dict[int, dict] = {}
+        unnumbered: list[dict] = []  # stored before seq existed (read by the first call of a chain only)
+        if after is None:
+            after = 0
+            for doc in collection.find({"round_id": round_id}):
+                if "seq" in doc:
+                    found[doc["seq"]] = doc
+                else:
+                    unnumbered.append(doc)
+        cursor, probes = after, 0
+        while True:
+            while cursor + 1 in found:
+                cursor += 1
+            if probes == MILESTONE_PROBES:
+                for doc in collection.find({"round_id": round_id, "seq": {"$gt": cursor}}):
+                    found.setdefault(doc["seq"], doc)
+                probes = 0
+                continue
+            doc = collection.find_one({"_id": _milestone_id(round_id, cursor + 1)})
+            if doc is None:
+                break
+            found[cursor + 1] = doc
+            probes += 1
+        self._milestone_seq[round_id] = max(cursor, self._milestone_seq.get(round_id, 0))
+        ordered = unnumbered + [found[s] for s in sorted(found) if s <= cursor]
+        return [self._milestone(d) for d in ordered], cursor
 
     def milestone_versions(self, round_id: str, community_id: str) -> list[dict]:
         cursor = self.db.milestone_versions.find({"round_id": round_id, "community_id": community_id})

@@ -97,6 +97,9 @@ CREATE TABLE IF NOT EXISTS inspection_versions (
     PRIMARY KEY (inspection_id, version)
 );
 -- Milestones (SPEC §11): every version kept; the current one of a code has the highest version.
+-- seq numbers versions in commit order (MAX + 1 inside the write transaction), so a reader follows
+-- what changed since the last seq it saw (its indexes are made by the store's init, after the
+-- column is added to files made before it existed).
 CREATE TABLE IF NOT EXISTS milestone_versions (
     round_id TEXT NOT NULL,
     community_id TEXT NOT NULL,
@@ -105,6 +108,7 @@ CREATE TABLE IF NOT EXISTS milestone_versions (
     reached_on TEXT,        -- NULL: withdrawn
     content_hash TEXT NOT NULL,
     body TEXT NOT NULL,
+    seq INTEGER,
     PRIMARY KEY (round_id, community_id, code, version)
 );
 -- Funding ledger (SPEC §12): every version of a community's funding record kept (the current one has

@@ -60,6 +60,7 @@ SCHEMA = resources.files(__package__).joinpath("schema.sql").read_text(encoding=
 ADDED_COLUMNS = (
     ("keys", "district_id", "TEXT"),
     ("inspection_versions", "stage", "TEXT NOT NULL DEFAULT 'acceptance'"),
+    ("milestone_versions", "seq", "INTEGER"),
 )
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
@@ -145,6 +146,11 @@ class SQLiteStore(Store):
             for table, column, declaration in ADDED_COLUMNS:
                 if column not in {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            # milestone versions stored before seq existed take theirs in insertion order, after any numbered one
+            conn.execute("UPDATE milestone_versions SET seq = rowid + (SELECT COALESCE(MAX(seq), 0)"
+                         " FROM milestone_versions) WHERE seq IS NULL")
+            conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS milestone_versions_by_seq ON milestone_versions (seq)")
+            conn.execute("CREATE INDEX IF NOT EXISTS milestone_changes ON milestone_versions (round_id, seq)")
         conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('generation', ?)", (uuid.uuid4().hex,))
         conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', '1')")
 
@@ -585,9 +591,10 @@ class SQLiteStore(Store):
             version = next_milestone_version(current, record, check)
             if version is None:
                 return Outcome.DUPLICATE
+            # numbered inside the write transaction: seq order is commit order
             conn.execute(
-                "INSERT INTO milestone_versions (round_id, community_id, code, version, reached_on, content_hash, body)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO milestone_versions (round_id, community_id, code, version, reached_on, content_hash, body,"
+                " seq) VALUES (?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM milestone_versions))",
                 (version["round_id"], version["community_id"], version["code"], version["version"],
                  version["reached_on"], version["content_hash"], _dumps(version)))
             return Outcome.CREATED
@@ -602,6 +609,13 @@ class SQLiteStore(Store):
         rows = self._read("SELECT body, MAX(version) FROM milestone_versions WHERE round_id = ?"
                           " GROUP BY community_id, code ORDER BY community_id, code", (round_id,))
         return [json.loads(r["body"]) for r in rows]
+
+    def milestone_changes(self, round_id: str, after: int | None = None) -> tuple[list[dict], int]:
+        # one statement, one snapshot; seq is unique across rounds and given in commit order
+        after = int(after or 0)
+        rows = self._read("SELECT seq, body FROM milestone_versions WHERE seq > ? AND round_id = ? ORDER BY seq",
+                          (after, round_id))
+        return [json.loads(r["body"]) for r in rows], (rows[-1]["seq"] if rows else after)
 
     # -- funding ledger (SPEC §12) --------------------------------------------------
     @contextmanager
