@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from fractions import Fraction
 
+import numpy as np
+
 #: warning reasons, in the order a report lists them
 WARNING_REASONS = ("overdue_milestones", "communities_missing", "construction_below_pass",
                    "rectifications_overdue", "accepted_but_failing")
@@ -49,6 +51,42 @@ def milestone_status(deadline: date | None, reached: date | None, t: date) -> Mi
     if deadline is not None and deadline < t:
         return MilestoneStatus("overdue", days_overdue=(t - deadline).days)
     return MilestoneStatus("pending")
+
+
+#: the statuses, in the order of their codes in :func:`milestone_status_arrays`
+STATUSES = ("on_time", "late", "done", "overdue", "pending")
+ON_TIME, LATE, DONE, OVERDUE, PENDING = range(len(STATUSES))
+#: "no date" in day-number arrays (day numbers are ``date.toordinal()``, never 0)
+NO_DATE = 0
+
+
+def day_numbers(dates: Sequence[date | None]) -> np.ndarray:
+    """Dates as day numbers (``date.toordinal()``), None as :data:`NO_DATE`."""
+    return np.array([d.toordinal() if d is not None else NO_DATE for d in dates], dtype=np.int64)
+
+
+def milestone_status_arrays(deadlines: np.ndarray, reached: np.ndarray, t: date) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`milestone_status` of many milestones at once, the same rules.
+
+    ``deadlines`` are day numbers broadcastable to ``reached`` (e.g. one per milestone code),
+    ``reached`` the day numbers of effective reach dates; :data:`NO_DATE` for none. Returns the
+    status codes (indexes into :data:`STATUSES`) and the days: ``days_late`` where late,
+    ``days_overdue`` where overdue, 0 elsewhere.
+    """
+    day = t.toordinal()
+    reached = np.asarray(reached, dtype=np.int64)
+    reached = np.where(reached > day, NO_DATE, reached)  # not yet seen at t
+    deadlines = np.broadcast_to(np.asarray(deadlines, dtype=np.int64), reached.shape)
+    has_reached, has_deadline = reached != NO_DATE, deadlines != NO_DATE
+    late = has_reached & has_deadline & (reached > deadlines)
+    overdue = ~has_reached & has_deadline & (deadlines < day)
+    status = np.full(reached.shape, PENDING, dtype=np.int8)
+    status[has_reached & ~has_deadline] = DONE
+    status[has_reached & has_deadline & (reached <= deadlines)] = ON_TIME
+    status[late] = LATE
+    status[overdue] = OVERDUE
+    days = np.where(late, reached - deadlines, np.where(overdue, day - deadlines, 0))
+    return status, days
 
 
 def due_milestones(deadlines: Mapping[str, date], codes: Sequence[str], t: date) -> list[str]:
@@ -103,6 +141,19 @@ def milestone_progress(quota: int, communities: Iterable[CommunityProgress], due
     return 100 * min(Fraction(1), score / (max(int(quota), 1) * len(due)))
 
 
+def progress_from_counts(quota: int, on_time: int, late: int, n_due: int, late_credit: float | str) -> Fraction:
+    """G(d) from the numbers of ``on_time`` and ``late`` (community, milestone) pairs over the ``n_due``
+    milestones of M_due: the value of :func:`milestone_progress`, without the pairs.
+
+    >>> progress_from_counts(2, 1, 1, 2, 0.5)
+    Fraction(75, 2)
+    """
+    if not n_due:
+        return Fraction(100)
+    score = int(on_time) + exact(late_credit) * int(late)
+    return 100 * min(Fraction(1), score / (max(int(quota), 1) * int(n_due)))
+
+
 @dataclass
 class DistrictSupervision:
     """One district's row of the supervision report before it is shaped as JSON."""
@@ -130,11 +181,21 @@ def district_warnings(district: DistrictSupervision, warning_share: float | str,
     ``overdue_milestones`` needs at least one overdue community and at least ``warning_share × quota``
     of them; ``communities_missing`` applies once the ``plan_approved`` deadline has passed.
     """
+    return warning_reasons(district.quota, len(district.communities), district.overdue_communities, warning_share,
+                           plan_deadline, t, construction_below_pass, rectifications_overdue, accepted_but_failing)
+
+
+def warning_reasons(quota: int, registered: int, overdue_communities: Sequence[str], warning_share: float | str,
+                    plan_deadline: date | None, t: date, construction_below_pass: Iterable[str] = (),
+                    rectifications_overdue: Iterable[str] = (),
+                    accepted_but_failing: Iterable[str] = ()) -> dict[str, list[str]]:
+    """:func:`district_warnings` from plain values: the district's quota, how many covered communities
+    it has registered and which of them (sorted) have an overdue milestone."""
     reasons: dict[str, list[str]] = {}
-    overdue = district.overdue_communities
-    if overdue and len(overdue) >= exact(warning_share) * district.quota:
+    overdue = list(overdue_communities)
+    if overdue and len(overdue) >= exact(warning_share) * quota:
         reasons["overdue_milestones"] = overdue
-    if len(district.communities) < district.quota and plan_deadline is not None and plan_deadline < t:
+    if registered < quota and plan_deadline is not None and plan_deadline < t:
         reasons["communities_missing"] = []
     for code, ids in (("construction_below_pass", construction_below_pass),
                       ("rectifications_overdue", rectifications_overdue),
