@@ -466,6 +466,14 @@ def test_milestone_changes_of_a_long_run(store):
     assert [r["community_id"] for r in records] == [f"c{i}" for i in range(1, 80)]
     every, last = store.milestone_changes("R")
     assert [r["community_id"] for r in every] == [f"c{i}" for i in range(80)] and last == later
+    chunks, cursor = [], None  # read in chunks of 7
+    while True:
+        records, cursor = store.milestone_changes("R", cursor, limit=7)
+        assert len(records) <= 7
+        chunks += records
+        if len(records) < 7:
+            break
+    assert [r["community_id"] for r in chunks] == [f"c{i}" for i in range(80)] and cursor == later
 
 
 def test_milestone_changes_miss_no_concurrent_write(database_url, store):

@@ -506,9 +506,12 @@ class Store(abc.ABC):
         by community then code."""
 
     @abc.abstractmethod
-    def milestone_changes(self, round_id: str, after: int | None = None) -> tuple[list[dict], int]:
+    def milestone_changes(self, round_id: str, after: int | None = None,
+                          limit: int | None = None) -> tuple[list[dict], int]:
         """The versions of the round's milestones written since the cursor ``after`` (None: every
-        version), in the order they were written, and the cursor to pass next time.
+        version), in the order they were written, and the cursor to pass next time. With ``limit``,
+        at most that many per call, besides (in a first call, ``after`` None) versions a store kept
+        from before it numbered them; a reader calls again until it gets fewer than ``limit``.
 
         Exact across processes: every version whose write was acknowledged before the call is
         returned by it or by an earlier call in the chain of cursors, and none twice. A reader

@@ -723,28 +723,33 @@ class MongoStore(Store):
     def _milestone(doc: Mapping) -> dict:
         return {k: v for k, v in doc.items() if k not in ("_id", "n", "seq")}
 
-    def milestone_changes(self, round_id: str, after: int | None = None) -> tuple[list[dict], int]:
+    def milestone_changes(self, round_id: str, after: int | None = None,
+                          limit: int | None = None) -> tuple[list[dict], int]:
         """The cursor is a seq. Since seq s is written only after s - 1 (see add_milestone_version),
         the versions after the cursor are found by looking up ``_id`` s = cursor + 1, + 2, … until one
-        is missing: every version acknowledged before that look-up has a smaller seq. A long run is read
-        with one range query instead (it may miss a version written while it runs and still see a later
-        one: the gap is then looked up, as it was written before the later one)."""
+        is missing: every version acknowledged before that look-up has a smaller seq. A long run (and
+        the first read) is read with range queries instead; one may miss a version written while it
+        runs and still see a later one: the gap is then looked up, as it was written before the later
+        one. Versions stored before seq existed come with the first call of a chain."""
         collection = self.db.milestone_versions
-        found: dict[int, dict] = {}
-        unnumbered: list[dict] = []  # stored before seq existed (read by the first call of a chain only)
+        unnumbered: list[dict] = []
+        probes = 0
         if after is None:
-            after = 0
-            for doc in collection.find({"round_id": round_id}):
-                if "seq" in doc:
-                    found[doc["seq"]] = doc
-                else:
-                    unnumbered.append(doc)
-        cursor, probes = after, 0
+            after, probes = 0, MILESTONE_PROBES  # start with a range query
+            unnumbered = list(collection.find({"round_id": round_id, "seq": {"$exists": False}}))
+        wanted = float("inf") if limit is None else int(limit)
+        found: dict[int, dict] = {}
+        cursor = after
         while True:
-            while cursor + 1 in found:
+            while cursor + 1 in found and cursor - after < wanted:
                 cursor += 1
-            if probes == MILESTONE_PROBES:
-                for doc in collection.find({"round_id": round_id, "seq": {"$gt": cursor}}):
+            if cursor - after >= wanted:
+                break
+            if probes >= MILESTONE_PROBES:
+                query = collection.find({"round_id": round_id, "seq": {"$gt": cursor}})
+                if limit is not None:
+                    query = query.sort("seq", ASCENDING).limit(int(wanted - (cursor - after)))
+                for doc in query:
                     found.setdefault(doc["seq"], doc)
                 probes = 0
                 continue
@@ -754,7 +759,7 @@ class MongoStore(Store):
             found[cursor + 1] = doc
             probes += 1
         self._milestone_seq[round_id] = max(cursor, self._milestone_seq.get(round_id, 0))
-        ordered = unnumbered + [found[s] for s in sorted(found) if s <= cursor]
+        ordered = unnumbered + [found[s] for s in range(after + 1, cursor + 1)]
         return [self._milestone(d) for d in ordered], cursor
 
     def milestone_versions(self, round_id: str, community_id: str) -> list[dict]:

@@ -610,11 +610,12 @@ class SQLiteStore(Store):
                           " GROUP BY community_id, code ORDER BY community_id, code", (round_id,))
         return [json.loads(r["body"]) for r in rows]
 
-    def milestone_changes(self, round_id: str, after: int | None = None) -> tuple[list[dict], int]:
+    def milestone_changes(self, round_id: str, after: int | None = None,
+                          limit: int | None = None) -> tuple[list[dict], int]:
         # one statement, one snapshot; seq is unique across rounds and given in commit order
         after = int(after or 0)
-        rows = self._read("SELECT seq, body FROM milestone_versions WHERE seq > ? AND round_id = ? ORDER BY seq",
-                          (after, round_id))
+        rows = self._read("SELECT seq, body FROM milestone_versions WHERE seq > ? AND round_id = ? ORDER BY seq"
+                          " LIMIT ?", (after, round_id, -1 if limit is None else int(limit)))
         return [json.loads(r["body"]) for r in rows], (rows[-1]["seq"] if rows else after)
 
     # -- funding ledger (SPEC §12) --------------------------------------------------
