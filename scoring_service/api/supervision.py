@@ -10,12 +10,11 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
-from ..domain.canonical import canonical_bytes
 from ..domain.ids import DISTRICT_ID_PATTERN
 from ..extensions import state
 from ..reports import supervision as printable
 from ..services.errors import Unavailable
-from ..services.supervision import supervision_report
+from ..services.supervision import supervision_json, supervision_report
 from .auth import current_principal, require
 from .common import StrictSchema
 from .result_schemas import COUNT, SCORE, Body, nullable, required
@@ -112,11 +111,12 @@ class Supervision(MethodView):
                       description="?format=pdf: the printable 督办通报")
     def get(self, query, round_id):
         """Milestone progress of every district at a date, with the warnings (警示督办)."""
+        fmt = query["format"]
+        if fmt == "json":  # each community's row kept as JSON until it changes
+            return Response(supervision_json(state(), round_id, current_principal(), query.get("as_of"),
+                                             query.get("district_id")), mimetype="application/json")
         report = supervision_report(state(), round_id, current_principal(), query.get("as_of"),
                                     query.get("district_id"))
-        fmt = query["format"]
-        if fmt == "json":
-            return Response(canonical_bytes(report), mimetype="application/json")
         mimetype, extension = FORMATS[fmt]
         if fmt == "pdf":
             try:

@@ -76,8 +76,14 @@ class ServiceState:
         self.reference_arrays = BoundedCache("reference_arrays", 8)
         #: considered inspections as arrays, per round and inspection generation
         self.inspection_arrays = BoundedCache("inspection_arrays", 16)
-        #: scored rounds (live results), per round and store generation
+        #: community scores of a round, per round and the generations of surveys, inspections and reference data
+        self.live_scores = BoundedCache("live_scores", 16)
+        #: scored rounds (live results), per round and the generations that change them (results.results_key)
         self.live_results = BoundedCache("live_results", 16)
+        #: current milestone records of a round, followed through the store's change feed (SPEC §11)
+        self.milestone_boards = BoundedCache("milestone_boards", 16)
+        #: communities with a construction inspection below pass, per round, inspection and reference generation
+        self.construction_checks = BoundedCache("construction_checks", 16)
         #: published snapshots, parsed once
         self.snapshots = BoundedCache("snapshots", 32)
         #: Monte Carlo rank intervals, per round, generation, draws and seed

@@ -6,14 +6,83 @@ The math is in :mod:`scoring_service.scoring`; the arrays it takes come from
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..domain.canonical import canonical_bytes, digest
 from ..domain.timeutil import now_stored
-from ..scoring.engine import CommunityInputs, allocate_rewards, district_index, score_communities
+from ..scoring.engine import (
+    CommunityInputs,
+    CommunityScores,
+    InspectionInputs,
+    SurveyCounts,
+    allocate_rewards,
+    district_index,
+    score_communities,
+)
 from ..store import Outcome
 from .context import ServiceState
 from .documents import LiveResults, PublishedResults, Results
 from .errors import NotFound
 from .round_inputs import Reference, inspection_arrays, survey_arrays
+
+
+#: the kinds of write that can change a community's score (SPEC §5); milestones change only the
+#: district index of a round that follows them (SPEC §11)
+SCORE_SCOPES = ("reference", "inspections", "surveys")
+
+
+def round_reference(ctx: ServiceState, round_: dict, reference_token: str | None = None) -> Reference:
+    """The communities the round covers (its year's renovations) as arrays, with the district names;
+    cached per reference-data generation."""
+    store = ctx.store
+    rubric = ctx.rubric(round_["rubric_id"])
+    token = reference_token if reference_token is not None else store.generation("reference")
+
+    def load_reference() -> Reference:
+        communities = store.list_communities(renovation_year=round_["year"])
+        return Reference(communities, CommunityInputs.build(rubric, communities),
+                         {d["district_id"]: d.get("name_zh") for d in store.list_districts()})
+
+    return ctx.reference_arrays.get((round_["year"], rubric.rubric_id, token), load_reference)
+
+
+@dataclass(frozen=True)
+class RoundScores:
+    """Every community of a round scored (SPEC §5), before the district index."""
+
+    reference: Reference
+    inspections: InspectionInputs
+    residents: SurveyCounts
+    public: SurveyCounts
+    scores: CommunityScores
+
+    def grade_of(self) -> dict[str, str | None]:
+        return dict(zip(self.reference.inputs.ids, self.scores.grade))
+
+
+def round_scores(ctx: ServiceState, round_: dict) -> RoundScores:
+    """Community scores, cached per round and the generations of the writes that change them (surveys,
+    inspections, reference data): a milestone write leaves them as they are."""
+    store = ctx.store
+    round_id = round_["round_id"]
+    rubric = ctx.rubric(round_["rubric_id"])
+    n_items = len(rubric.item_codes)
+    # Reference data and inspections change rarely during acceptance, surveys all the
+    # time: each part is cached under the generation token of its own kind of write.
+    reference_token, inspections_token, surveys_token = (store.generation(scope) for scope in SCORE_SCOPES)
+
+    def score() -> RoundScores:
+        reference = round_reference(ctx, round_, reference_token)
+        ids = list(reference.inputs.ids)
+        inspections = ctx.inspection_arrays.get(
+            (round_id, reference_token, inspections_token),
+            lambda: inspection_arrays(store.inspection_sums(round_id, n_items), ids),
+        )
+        residents, public = survey_arrays(store.survey_counts(round_id, n_items), ids)
+        scores = score_communities(rubric, reference.inputs, residents, public, inspections)
+        return RoundScores(reference, inspections, residents, public, scores)
+
+    return ctx.live_scores.get((round_id, rubric.rubric_id, reference_token, inspections_token, surveys_token), score)
 
 
 def compute_results(ctx: ServiceState, round_id: str, round_: dict | None = None) -> LiveResults:
@@ -23,25 +92,8 @@ def compute_results(ctx: ServiceState, round_id: str, round_: dict | None = None
     if round_ is None:
         raise NotFound("round", round_id)
     rubric = ctx.rubric(round_["rubric_id"])
-    n_items = len(rubric.item_codes)
-
-    # Reference data and inspections change rarely during acceptance, surveys all the
-    # time: each part is cached under the generation token of its own kind of write.
-    reference_token = store.generation("reference")
-
-    def load_reference() -> Reference:
-        communities = store.list_communities(renovation_year=round_["year"])
-        return Reference(communities, CommunityInputs.build(rubric, communities),
-                         {d["district_id"]: d.get("name_zh") for d in store.list_districts()})
-
-    reference = ctx.reference_arrays.get((round_["year"], rubric.rubric_id, reference_token), load_reference)
-    ids = list(reference.inputs.ids)
-    inspections = ctx.inspection_arrays.get(
-        (round_id, reference_token, store.generation("inspections")),
-        lambda: inspection_arrays(store.inspection_sums(round_id, n_items), ids),
-    )
-    residents, public = survey_arrays(store.survey_counts(round_id, n_items), ids)
-    scores = score_communities(rubric, reference.inputs, residents, public, inspections)
+    scored = round_scores(ctx, round_)
+    reference, scores = scored.reference, scored.scores
     progress = None
     t = milestone_date(ctx, round_)
     if t is not None:  # SPEC §11: G(d) is the milestone progress at t
@@ -50,7 +102,8 @@ def compute_results(ctx: ServiceState, round_id: str, round_: dict | None = None
         progress = district_progress(ctx, round_, t)
     districts = district_index(rubric, round_.get("quotas", {}), reference.inputs, scores, progress)
     rewards = allocate_rewards(round_.get("reward", {}), rubric, reference.inputs, scores, districts)
-    return LiveResults(round_, rubric, reference, inspections, residents, public, scores, districts, rewards)
+    return LiveResults(round_, rubric, reference, scored.inspections, scored.residents, scored.public, scores,
+                       districts, rewards)
 
 
 def milestone_date(ctx: ServiceState, round_: dict):
@@ -63,14 +116,27 @@ def milestone_date(ctx: ServiceState, round_: dict):
     return as_of_date(ctx, round_)
 
 
+def results_key(ctx: ServiceState, round_: dict) -> tuple:
+    """What live results depend on: the round, the generations of the writes that change a score and,
+    for a round whose district progress follows milestones, the as-of date and the milestone generation
+    (the date matters as milestone progress changes at midnight without a write). A milestone write
+    leaves the results of a round that does not follow milestones as they are."""
+    store = ctx.store
+    key = (round_["round_id"], round_["rubric_id"], *(store.generation(scope) for scope in SCORE_SCOPES))
+    t = milestone_date(ctx, round_)
+    if t is not None:
+        key += (t, store.generation("milestones"))
+    return key
+
+
 def live_results(ctx: ServiceState, round_id: str, round_: dict | None = None) -> LiveResults:
-    """Live results (cached per store generation and as-of date), also for a published round (its data
-    is frozen). The date matters to milestone progress, which changes at midnight without a write."""
+    """Live results (cached per :func:`results_key`), also for a published round (its data is frozen).
+    Community scores are cached apart (:func:`round_scores`), so after a milestone write a round that
+    follows milestones recomputes its district index only."""
     round_ = round_ or ctx.store.get_round(round_id)
     if round_ is None:
         raise NotFound("round", round_id)
-    key = (round_id, ctx.store.generation(), milestone_date(ctx, round_))
-    return ctx.live_results.get(key, lambda: compute_results(ctx, round_id, round_))
+    return ctx.live_results.get(results_key(ctx, round_), lambda: compute_results(ctx, round_id, round_))
 
 
 def round_results(ctx: ServiceState, round_id: str, record: dict | None = None) -> Results:
