@@ -5,7 +5,7 @@ const CACHE = "scoring-kiosk-v1";
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((cache) =>
-    cache.addAll(["/static/common.css", "/static/kiosk.css", "/static/kiosk.js"])));
+    cache.addAll(["/static/common.css", "/static/kiosk.css", "/static/survey-queue.js", "/static/kiosk.js"])));
   self.skipWaiting();
 });
 

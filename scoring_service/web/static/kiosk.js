@@ -9,65 +9,24 @@
   const BATCH = 100;
   const $ = (id) => document.getElementById(id);
 
-  // -- the queue, kept in localStorage so a reload or power cut loses nothing --
-  function loadQueue() {
-    try { return JSON.parse(localStorage.getItem(QUEUE_KEY)) || []; } catch (e) { return []; }
-  }
-  function saveQueue(queue) { localStorage.setItem(QUEUE_KEY, JSON.stringify(queue)); showPending(); }
-  function showPending() { $("pending").textContent = String(loadQueue().length); }
-
-  function uuid4() {
-    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
-    const b = crypto.getRandomValues(new Uint8Array(16));
-    b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
-    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-  }
-
-  // -- uploading with exponential backoff --------------------------------------
-  let delay = 1000, timer = null, uploading = false;
+  // -- the queue (static/survey-queue.js), kept in localStorage so a reload or power cut loses nothing --
   function setOnline(online) {
     const net = $("net");
     net.textContent = online ? "联网" : "离线，稍后自动上传";
     net.classList.toggle("offline", !online);
   }
-  function schedule(ms) { clearTimeout(timer); timer = setTimeout(upload, ms); }
-  async function upload() {
-    const token = localStorage.getItem(TOKEN_KEY);
-    const queue = loadQueue();
-    if (uploading || !token || !queue.length || !config.round_id) { schedule(5000); return; }
-    uploading = true;
-    const batch = queue.slice(0, BATCH);
-    try {
-      const r = await fetch(`/api/v1/rounds/${encodeURIComponent(config.round_id)}/surveys/batch`, {
-        method: "POST",
-        headers: {"Content-Type": "application/json", "Authorization": "Bearer " + token},
-        body: JSON.stringify({responses: batch}),
-      });
-      if (r.status === 200) {
-        const body = await r.json();
-        const done = new Set(body.results.map((x) => x.response_id));  // every status is final
-        saveQueue(loadQueue().filter((x) => !done.has(x.response_id)));
-        setOnline(true);
-        delay = 1000;
-        schedule(loadQueue().length ? 200 : 5000);
-      } else if (r.status === 401 || r.status === 403) {
-        setOnline(true);
-        $("net").textContent = "终端密钥无效，请联系管理员";
-        schedule(30000);
-      } else {
-        throw new Error("HTTP " + r.status);  // 409 closed round, 429, 5xx: keep and retry
-      }
-    } catch (e) {
-      setOnline(navigator.onLine && !(e instanceof TypeError));
-      delay = Math.min(delay * 2, 60000);
-      schedule(delay * (0.75 + Math.random() / 2));
-    } finally {
-      uploading = false;
-    }
-  }
-  window.addEventListener("online", () => { delay = 1000; schedule(100); });
-  window.addEventListener("offline", () => setOnline(false));
+  const queue = SurveyQueue.create({
+    key: QUEUE_KEY,
+    batch: BATCH,
+    url: () => config.round_id ? `/api/v1/rounds/${encodeURIComponent(config.round_id)}/surveys/batch` : null,
+    token: () => localStorage.getItem(TOKEN_KEY),
+    onPending: (n) => { $("pending").textContent = String(n); },
+    onStatus: (state) => {
+      if (state === "auth") { setOnline(true); $("net").textContent = "终端密钥无效，请联系管理员"; }
+      else setOnline(state !== "offline");  // a closed round, 429 or 5xx: kept and retried
+    },
+  });
+  const showPending = queue.refresh, schedule = queue.schedule;
 
   // -- screens -------------------------------------------------------------------
   function show(id) {
@@ -101,7 +60,7 @@
     const household = $("household").value.trim();
     if (Object.values(answers).some((v) => v !== null) || overall) {
       const response = {
-        response_id: uuid4(),
+        response_id: SurveyQueue.uuid4(),
         community_id: config.community_id,
         respondent_type: "resident",
         channel: "kiosk",
@@ -110,8 +69,7 @@
         overall: overall,
       };
       if (household) response.household_ref = household;
-      const queue = loadQueue(); queue.push(response); saveQueue(queue);
-      schedule(50);
+      queue.push(response);
     }
     show("thanks");
     let left = 8;
