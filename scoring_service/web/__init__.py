@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, abort, render_template, send_from_directory
 
+from ..domain import ledger as lg
 from ..domain.milestones import MANAGEMENT_MODE_NAMES, MILESTONES
 from ..reports.exports import FLAG_LABELS
 from ..reports.supervision import REASON_LABELS
@@ -78,6 +79,11 @@ def dashboard():
         "milestones": [{"code": m.code, "name_zh": m.name_zh, "carries": m.carries} for m in MILESTONES],
         "management_modes": MANAGEMENT_MODE_NAMES,
         "reason_labels": REASON_LABELS,
+        # the 资金台账 tab: the ledger's words from domain/ledger.py, as in its spreadsheets
+        "ledger": {"statuses": lg.STATUS_NAMES, "hold_reasons": lg.HOLD_REASON_NAMES,
+                   "land_categories": lg.LAND_CATEGORY_NAMES,
+                   "tranches": [{"tranche": t.number, "milestone": t.milestone, "cumulative_pct": t.cumulative_pct,
+                                 "name_zh": t.name_zh} for t in lg.TRANCHES]},
         # a published round is public: the page may say how its progress is counted without a key
         "progress_rules": {r["round_id"]: r.get("progress_rule", "graded_share")
                            for r in s.store.list_rounds() if r["status"] == "published"},

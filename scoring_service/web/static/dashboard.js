@@ -296,7 +296,7 @@
     }
     const blob = await r.blob();
     const match = /filename\*=UTF-8''([^;]+)/.exec(r.headers.get("Content-Disposition") || "");
-    const a = el("a", {href: URL.createObjectURL(blob), download: match ? decodeURIComponent(match[1]) : `export.${format}`});
+    const a = el("a", {href: URL.createObjectURL(blob), download: match ? decodeURIComponent(match[1]) : `export.${params.get("format")}`});
     document.body.append(a); a.click(); a.remove();
   }
 
