@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 LAUNCHER := tools/ferretdb-launcher/bin/ferretdb-launcher
 
-.PHONY: run test install chromium cjkfont poppler ferretdb bench clean
+.PHONY: run test install chromium cjkfont poppler zbar ferretdb bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ poppler:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q poppler-utils; \
 	  else echo "pdftoppm missing: run 'sudo apt-get install poppler-utils'" >&2; exit 1; fi; }
 
+# zbar's zbarimg: the poster tests decode the QR code back from the rendered poster.
+zbar:
+	@command -v zbarimg >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q zbar-tools; \
+	  else echo "zbarimg missing: run 'sudo apt-get install zbar-tools'" >&2; exit 1; fi; }
+
 # FerretDB (MongoDB wire protocol on SQLite) embedded in a tiny launcher, built
 # from the Go module proxy and cached in tools/ferretdb-launcher/bin.
 ferretdb: $(LAUNCHER)
@@ -45,7 +51,7 @@ $(LAUNCHER): tools/ferretdb-launcher/main.go tools/ferretdb-launcher/go.mod tool
 	@if command -v go >/dev/null 2>&1; then cd tools/ferretdb-launcher && go build -o bin/ferretdb-launcher . ; \
 	 else echo "go not found: MongoDB tests need MONGODB_URI" >&2; fi
 
-test: install chromium cjkfont poppler ferretdb
+test: install chromium cjkfont poppler zbar ferretdb
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 run: install cjkfont
