@@ -194,3 +194,30 @@ def test_wrap_keeps_numbers_whole_and_punctuation_off_line_starts():
 ])
 def test_dates_in_china_time(opens, closes, shown):
     assert poster_dates(opens, closes) == shown
+
+
+@pytest.mark.parametrize("name", ["五爱小区", "沈阳市沈河区五爱街道青年大街东侧原第一机床厂职工宿舍及周边零散楼院合并改造片区" * 2])
+def test_layout_stays_on_the_page_without_overlaps(name):
+    """With the PDF's own font metrics: every line inside the page, nothing drawn over the QR code."""
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    font = posters._register_font(find_font())
+
+    def measure(text, size):
+        return stringWidth(text, font, size * 72 / 25.4) * 25.4 / 72
+
+    ops = posters._layout(make_link(community_name=name, round_title="2018年沈阳市老旧小区改造提质" * 3), measure)
+    (qr,) = [op for op in ops if isinstance(op, posters._Qr)]
+    assert qr.size >= 80 and qr.x >= posters.MARGIN and qr.x + qr.size <= posters.PAGE_W - posters.MARGIN
+    for op in ops:
+        if isinstance(op, posters._Text):
+            width = measure(op.text, op.size)
+            left = op.x - width / 2 if op.centred else op.x
+            assert 0 <= left and left + width <= posters.PAGE_W, op
+            assert op.size <= op.baseline <= posters.PAGE_H - 5, op
+            top = op.baseline - op.size
+            assert op.baseline <= qr.y or top >= qr.y + qr.size, op
+        elif isinstance(op, posters._Rect):
+            assert op.y + op.h <= qr.y or op.y >= qr.y + qr.size, op
+    names = [op.text for op in ops if isinstance(op, posters._Text) and op.color == posters.INK and op.size >= 7]
+    assert len(names) <= 3 and "".join(names).rstrip("…") in name

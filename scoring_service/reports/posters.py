@@ -199,6 +199,8 @@ def _layout(link: dict, measure: Measure) -> list:
 
     # the community, big, and its district
     csize, clines = _fit(community, _steps(12.0, 7.0), width, 2, measure)
+    if len(clines) > 3:  # keep room for a QR code a phone reads from a few steps away
+        clines = clines[:2] + [_wrap(clines[2], csize, width - measure("…", csize), measure)[0] + "…"]
     for line in clines:
         y += csize * 1.05
         ops.append(_Text(cx, y, line, csize, INK))
