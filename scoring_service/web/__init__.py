@@ -6,7 +6,9 @@ fetches anything from outside the service (government intranets are offline).
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, abort, render_template, send_from_directory
+import secrets
+
+from flask import Blueprint, Flask, abort, make_response, render_template, request, send_from_directory
 
 from ..domain import ledger as lg
 from ..domain.milestones import MANAGEMENT_MODE_NAMES, MILESTONES
@@ -64,6 +66,27 @@ def kiosk_service_worker():
     """Served under /kiosk/ so that its scope covers every kiosk page."""
     response = send_from_directory(bp.static_folder, "kiosk-sw.js", mimetype="text/javascript", max_age=0)
     response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+#: The phone survey's device cookie (SPEC §14): random, stored with each link response.
+DEVICE_COOKIE = "sd"
+DEVICE_COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
+
+
+@bp.get("/s/<token>")
+def phone_survey(token: str):
+    """The survey on a resident's own phone. The token is not checked here: the page sends it to the API
+    (``GET /api/v1/link``), which answers 401 for an unknown, revoked or expired link."""
+    config = {"token": token, "labels": LIKERT_LABELS}
+    response = make_response(render_template("survey.html", config=config))
+    if not request.cookies.get(DEVICE_COOKIE):
+        response.set_cookie(DEVICE_COOKIE, secrets.token_urlsafe(16), max_age=DEVICE_COOKIE_MAX_AGE, path="/",
+                            httponly=True, samesite="Lax", secure=request.is_secure)
+    # the link's secret is in the address: never send it on in a Referer, never keep the page in shared caches
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["X-Robots-Tag"] = "noindex"
     return response
 
 
