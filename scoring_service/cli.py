@@ -42,7 +42,8 @@ def init():
 
 @click.command()
 @click.argument("name", type=click.Choice(["shenyang-2018"]))
-@click.option("--demo", is_flag=True, help="also create 120 communities, inspections and survey responses")
+@click.option("--demo", is_flag=True,
+              help="also create 120 communities, inspections, survey responses, milestones and funding")
 @with_appcontext
 def seed(name, demo):
     """Load the 2018 rubric, districts and round (and demo data)."""
@@ -50,6 +51,7 @@ def seed(name, demo):
     from .services.rounds import create_round
     from .services.rubrics import store_rubric
     from .seeding.demo import demo_communities, seed_demo, seed_milestones
+    from .seeding.funding import seed_funding
     from .seeding.reference import SHENYANG_2018_DISTRICTS, SHENYANG_2018_ROUND
     from .domain.rubric_schema import RubricSchema, load_rubric_file
 
@@ -89,13 +91,23 @@ def seed(name, demo):
         counts = seed_demo(state, store.get_round(round_id), state.rubric(record["rubric_id"]), communities)
         click.echo(f"demo: {len(communities)} communities, {counts['inspections']} inspections, "
                    f"{counts['responses']} survey responses")
+    not_demo = any((store.get_community(c["community_id"]) or {}).get("name_zh") != c["name_zh"]
+                   for c in communities)
     if store.current_milestones(round_id):
         click.echo("demo milestones already present; nothing added")
-    elif any((store.get_community(c["community_id"]) or {}).get("name_zh") != c["name_zh"] for c in communities):
+    elif not_demo:
         click.echo("the round's communities are not the demo's; no demo milestones added")
     else:
         counts = seed_milestones(state, round_id, communities)
         click.echo(f"demo milestones: {counts['created']} records of {len(communities)} communities")
+    if store.current_funding(round_id):
+        click.echo("demo funding already present; nothing added")
+    elif not_demo:
+        click.echo("the round's communities are not the demo's; no demo funding added")
+    else:
+        counts = seed_funding(state, round_id, communities)
+        click.echo(f"demo funding: {counts['communities']} communities, {counts['versions']} funding versions, "
+                   f"{counts['disbursements']} disbursements")
 
 
 def _round_conflict(existing: dict | None, wanted: dict) -> str:

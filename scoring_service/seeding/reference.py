@@ -26,6 +26,8 @@ SHENYANG_2018_ROUND = {
     "closes_at": "2018-09-30T23:59:59+08:00",
     # Reward pool reserved from the city's 6.93亿元 (SPEC §9): 3000万元 here.
     "reward": {"pool_fen": 3_000_000_000, "district_share_pct": 40, "top_districts": 3},
+    # the city's 6.93亿元 (SPEC §9, §12): its half of the non-independent budgets plus the reward pool
+    "city_budget_fen": 69_300_000_000,
     # the notice's deadlines (SPEC §11); district progress from the milestones
     "milestone_deadlines": dict(DEADLINES_2018),
     "progress_rule": "milestones",
