@@ -4,6 +4,7 @@ district warned for overdue milestones — through the service the API uses, and
 
 from __future__ import annotations
 
+import doctest
 import os
 from collections import Counter
 from datetime import date
@@ -14,6 +15,8 @@ import pytest
 from scoring_service.domain import milestones as ms
 from scoring_service.seeding import reference
 from scoring_service.seeding.demo import SLOW_DISTRICT, demo_communities, seed_milestones
+from scoring_service.seeding.funding import MATCH_SHORT, TOP_UP_DISTRICT, seed_funding
+from scoring_service.services.ledger import ledger_report
 from scoring_service.services.supervision import supervision_report
 
 from .conftest import add_key, make_app
@@ -126,12 +129,17 @@ def test_seeding_again_adds_nothing(seeded):
     def versions():
         return sum(len(store.milestone_versions(ROUND_ID, cid)) for cid in communities)
 
-    before = (versions(), store.count_responses(ROUND_ID, include_voided=True), len(communities))
+    def funding():
+        return [len(store.funding_versions(ROUND_ID, cid)) for cid in communities], store.disbursements(ROUND_ID)
+
+    before = (versions(), store.count_responses(ROUND_ID, include_voided=True), len(communities), funding())
+    assert sum(before[3][0]) > 120 and len(before[3][1]) > 150
     out = run(env, "seed", ROUND_ID, "--demo").stdout
     assert "demo milestones already present; nothing added" in out
     assert "demo surveys and inspections already present; nothing added" in out
+    assert "demo funding already present; nothing added" in out
     after = (versions(), store.count_responses(ROUND_ID, include_voided=True),
-             len(store.list_communities(renovation_year=2018)))
+             len(store.list_communities(renovation_year=2018)), funding())
     assert after == before
 
 
@@ -148,10 +156,11 @@ def test_demo_milestones_on_either_store(app):
     check_demo_milestones(supervision_report(state, ROUND_ID, None))
 
 
-def test_seeding_over_an_older_round_says_what_to_do(tmp_path, monkeypatch):
+@pytest.mark.parametrize("missing", [("progress_as_of",), ("city_budget_fen",), ("city_budget_fen", "progress_as_of")])
+def test_seeding_over_an_older_round_says_what_to_do(tmp_path, monkeypatch, missing):
     app = make_app(str(tmp_path / "store.sqlite3"), tmp_path / "instance")
     runner = app.test_cli_runner()
-    older = {k: v for k, v in reference.SHENYANG_2018_ROUND.items() if k != "progress_as_of"}
+    older = {k: v for k, v in reference.SHENYANG_2018_ROUND.items() if k not in missing}
     monkeypatch.setattr(reference, "SHENYANG_2018_ROUND", older)  # as an older build seeded it
     assert runner.invoke(args=["seed", ROUND_ID]).exit_code == 0
     monkeypatch.undo()
@@ -159,10 +168,11 @@ def test_seeding_over_an_older_round_says_what_to_do(tmp_path, monkeypatch):
     assert result.exit_code != 0
     message = " ".join(result.output.split())
     assert "round 'shenyang-2018' already exists in this store with other content" in message
-    assert "(differs in: progress_as_of)" in message
+    assert f"(differs in: {', '.join(missing)})" in message
     assert "re-initialise the instance" in message and "'scoring-service init'" in message
     assert "another round id" in message
     assert app.extensions["scoring"].store.current_milestones(ROUND_ID) == []  # nothing was changed
+    assert app.extensions["scoring"].store.current_funding(ROUND_ID) == []
     app.extensions["scoring"].store.close()
 
 
@@ -182,3 +192,174 @@ def test_backup_of_the_demo_round_restores_its_supervision_report(seeded, tmp_pa
                 app.extensions["scoring"], ROUND_ID, None)
     finally:
         target.extensions["scoring"].store.close()
+
+
+# -- the demo's funding ledger (SPEC §12, issue 14 item 6) --------------------------------
+
+CITY_FEN, DISTRICTS_FEN, ALL_FEN = 69_300_000_000, 98_700_000_000, 168_000_000_000  # 6.93亿, 9.87亿, 16.8亿元
+
+
+def check_demo_ledger(body: dict, reached: dict[str, dict[str, str]]) -> None:
+    """What the demo's ledger shows at the round's as-of date, whatever the store. ``reached``:
+    community → milestone code → reached_on (current records)."""
+    assert body["as_of"] == "2018-10-08"
+    rows = body["communities"]
+    assert len(rows) == 120 and all(r["land_category"] for r in rows)  # every community has a record
+    non = [r for r in rows if r["land_category"] == "non_independent"]
+    ind = [r for r in rows if r["land_category"] == "independent"]
+    n, i, p = (sum(r["approved_budget_fen"] for r in non), sum(r["approved_budget_fen"] for r in ind),
+               body["reward_pool_fen"])
+    # the notice's totals: the city's half of N plus the reserve, the districts' half of N plus I
+    assert n // 2 + p == CITY_FEN == body["city_budget_fen"] and n // 2 + i == DISTRICTS_FEN
+    assert n + i + p == ALL_FEN and n % 2 == 0
+    assert len(non) >= 3 * len(ind) >= 30
+    # budgets in whole yuan: every city half is exact, and the halves make N/2
+    assert all(r["approved_budget_fen"] % 100 == 0 for r in rows)
+    # nothing settled yet at the as-of date: the city has committed exactly its 6.93亿 less the reserve
+    assert body["committed_subsidy_fen"] == n // 2 and body["uncommitted_fen"] == 0
+    assert body["over_committed"] is False
+
+    held, statuses = [], Counter()
+    for r in rows:
+        tranches = r["tranches"]
+        statuses.update(t["status"] for t in tranches)
+        if r["land_category"] == "independent":
+            # the district carries the whole budget; the city pays nothing
+            assert r["subsidy_fen"] == 0 and r["district_funds_in_place_fen"] == r["approved_budget_fen"]
+            assert {t["status"] for t in tranches} == {"not_applicable"}
+            continue
+        s = r["approved_budget_fen"] // 2
+        assert r["subsidy_fen"] == s and sum(t["amount_fen"] for t in tranches) == s  # the tranches make S
+        cumulative = (s * 30 // 100, s * 80 // 100, s)
+        for t, cum in zip(tranches, cumulative):
+            if t["status"] == "held":
+                assert t["reasons"] == ["district_match_missing"]
+                assert r["district_funds_in_place_fen"] < cum
+                held.append((r["community_id"], t["tranche"]))
+            if t["status"] == "paid":
+                # paid a few weeks after its milestone, by the as-of date
+                assert reached[r["community_id"]][t["milestone"]] <= t["paid_on"] <= body["as_of"]
+            if t["status"] in ("paid", "due", "held"):
+                assert reached[r["community_id"]][t["milestone"]] <= body["as_of"]
+    # most districts put their half in place; in a few the money lags and tranches are held
+    short = {cid for cid, _ in held}
+    assert {cid.rsplit("-", 1)[0] for cid in short} == {d for d, *_ in MATCH_SHORT}
+    assert sum(k == 1 for _, k in held) == sum(c for _, c, _ in MATCH_SHORT)
+    assert len(short) == sum(a + b for _, a, b in MATCH_SHORT) and len(short) <= 0.1 * len(non)
+    assert all(r["district_funds_in_place_fen"] >= r["approved_budget_fen"] - r["approved_budget_fen"] // 2
+               for r in non if r["community_id"] not in short)
+    # most due tranches are paid; a few completions came too late to be paid by the as-of date
+    assert statuses["paid"] > 150 and 0 < statuses["due"] <= 10
+
+    # paid + due + held are the positive amounts of the reached tranches, by district and in all
+    totals = body["totals"]
+    for name in ("subsidy_fen", "paid_fen", "due_fen", "held_fen", "refund_due_fen"):
+        assert sum(d[name] for d in body["districts"]) == totals[name]
+    by_status = Counter()
+    for r in rows:
+        for t in r["tranches"]:
+            by_status[t["status"]] += t["amount_fen"] or 0
+    assert (totals["paid_fen"], totals["due_fen"], totals["held_fen"]) == (
+        by_status["paid"], by_status["due"], by_status["held"])
+    assert totals["paid_fen"] + totals["due_fen"] + totals["held_fen"] + by_status["not_due"] == totals["subsidy_fen"]
+    assert totals["due_fen"] > 0 and totals["held_fen"] > 0 and totals["refund_due_fen"] == 0
+
+
+def reached_dates(store) -> dict[str, dict[str, str]]:
+    reached: dict[str, dict[str, str]] = {}
+    for record in store.current_milestones(ROUND_ID):
+        if day := ms.effective_reach_date(record):
+            reached.setdefault(record["community_id"], {})[record["code"]] = day.isoformat()
+    return reached
+
+
+def test_demo_ledger_follows_the_notice(seeded):
+    env, app, out = seeded
+    assert "demo funding: 120 communities" in out
+    _, token = add_key(app, "leadership", "demo ledger")
+    client, auth = app.test_client(), {"Authorization": f"Bearer {token}"}
+    store = app.extensions["scoring"].store
+    reached = reached_dates(store)
+    body = client.get(f"/api/v1/rounds/{ROUND_ID}/ledger", headers=auth).get_json()
+    check_demo_ledger(body, reached)
+    households = {c["community_id"]: c["households"] for c in store.list_communities(renovation_year=2018)}
+    assert all(15_000 <= r["approved_budget_fen"] / 100 / households[r["community_id"]] <= 40_000
+               for r in body["communities"])
+    # the paid amounts are the disbursements paid by the as-of date
+    paid = [d for d in store.disbursements(ROUND_ID) if d["paid_on"] <= body["as_of"]]
+    assert body["totals"]["paid_fen"] == sum(d["amount_fen"] for d in paid)
+
+    # at the end of 2018: settlement audits done, tranche 3 paid for most, one community settled far
+    # below its approval owes the city the difference (a negative tranche 3, due)
+    end = client.get(f"/api/v1/rounds/{ROUND_ID}/ledger?as_of=2018-12-31", headers=auth).get_json()
+    rows = {r["community_id"]: r for r in end["communities"]}
+    third = Counter(r["tranches"][2]["status"] for r in rows.values())
+    assert third["paid"] >= 10 and third["due"] >= 1
+    refunds = [r for r in rows.values() if r["tranches"][2]["amount_fen"] < 0]
+    assert len(refunds) == 1
+    refund = refunds[0]
+    assert refund["tranches"][2]["status"] == "due" and refund["tranches"][2]["reasons"] == []
+    assert refund["settled_budget_fen"] < 0.8 * refund["approved_budget_fen"]
+    assert refund["subsidy_fen"] == refund["settled_budget_fen"] // 2
+    assert [t["status"] for t in refund["tranches"][:2]] == ["paid", "paid"]
+    assert end["totals"]["refund_due_fen"] == -refund["tranches"][2]["amount_fen"] > 0
+    district = next(d for d in end["districts"] if d["district_id"] == refund["district_id"])
+    assert district["refund_due_fen"] == end["totals"]["refund_due_fen"]
+    # settled communities: the subsidy follows the lower of the approval and the settlement
+    settled = [r for r in rows.values() if r["settled_budget_fen"] is not None]
+    assert len(settled) >= 20
+    assert all(r["subsidy_fen"] == min(r["approved_budget_fen"], r["settled_budget_fen"]) // 2 for r in settled)
+    for r in rows.values():
+        if r["land_category"] == "non_independent":
+            assert sum(t["amount_fen"] for t in r["tranches"]) == r["subsidy_fen"]
+    assert end["committed_subsidy_fen"] == sum(r["subsidy_fen"] for r in rows.values()) < body["committed_subsidy_fen"]
+    assert end["uncommitted_fen"] == CITY_FEN - end["committed_subsidy_fen"] - end["reward_pool_fen"] > 0
+    assert end["over_committed"] is False
+    assert end["totals"]["paid_fen"] == sum(d["amount_fen"] for d in store.disbursements(ROUND_ID))
+    assert all("2018-01-01" <= d["paid_on"] <= "2018-12-31" and d["voucher"] for d in store.disbursements(ROUND_ID))
+
+
+def test_funding_doctests():
+    from scoring_service.seeding import funding
+
+    result = doctest.testmod(funding)
+    assert result.attempted >= 3 and result.failed == 0
+
+
+def test_demo_funding_keeps_its_history(seeded):
+    env, app, _ = seeded
+    store = app.extensions["scoring"].store
+    current = {r["community_id"]: r for r in store.current_funding(ROUND_ID)}
+    # the district key recorded the rest of its money for two communities after the admin's first record
+    topped = [cid for cid in current if any(v["key_id"] != "seed" for v in store.funding_versions(ROUND_ID, cid))]
+    assert len(topped) == 2 and all(cid.startswith(TOP_UP_DISTRICT) for cid in topped)
+    for cid in topped:
+        first, second = store.funding_versions(ROUND_ID, cid)[:2]
+        assert (first["key_id"], second["key_id"]) == ("seed", f"seed-{TOP_UP_DISTRICT}")
+        assert first["district_funds_in_place_fen"] < second["district_funds_in_place_fen"] == \
+            current[cid]["district_funds_in_place_fen"]
+        assert {k: first[k] for k in ("land_category", "approved_budget_fen")} == {
+            k: second[k] for k in ("land_category", "approved_budget_fen")}
+    # a settlement is recorded as a new version of the approved record
+    settled = [r for r in current.values() if r["settled_budget_fen"] is not None]
+    assert settled and all(r["version"] >= 2 for r in settled)
+    assert all(store.funding_versions(ROUND_ID, r["community_id"])[0]["settled_budget_fen"] is None for r in settled)
+
+
+def test_demo_funding_on_either_store(app):
+    """The funding part of the demo through the service, on both stores (without the surveys: no
+    community has a grade, so tranche 3 waits for acceptance; the as-of date's ledger is the same)."""
+    result = app.test_cli_runner().invoke(args=["seed", ROUND_ID])
+    assert result.exit_code == 0, result.output
+    state = app.extensions["scoring"]
+    communities = demo_communities(np.random.default_rng(2018))
+    state.store.put_communities(communities)
+    seed_milestones(state, ROUND_ID, communities)
+    counts = seed_funding(state, ROUND_ID, communities)
+    assert counts["communities"] == 120 and counts["versions"] > 120 and counts["disbursements"] > 150
+    with app.app_context():
+        body = ledger_report(state, ROUND_ID, None)
+        check_demo_ledger(body, reached_dates(state.store))
+        end = ledger_report(state, ROUND_ID, None, date(2018, 12, 31))
+    third = [r["tranches"][2] for r in end["communities"] if r["settled_budget_fen"] is not None]
+    assert third and all(t["status"] == "held" and "acceptance_failed" in t["reasons"] for t in third)
