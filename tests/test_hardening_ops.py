@@ -193,7 +193,8 @@ class ScriptsAndStyles(HTMLParser):
 
 
 def test_pages_send_a_strict_content_security_policy(client, keys, world):
-    pages = ["/", "/dashboard", "/kiosk/heping-001", "/static/kiosk.js", "/kiosk/sw.js"]
+    pages = ["/", "/dashboard", "/kiosk/heping-001", "/static/kiosk.js", "/kiosk/sw.js", "/s/l_0123456789abcdef.x",
+             "/static/survey-queue.js", "/static/survey.js"]
     for path in pages:
         r = client.get(path)
         assert r.status_code == 200, path
@@ -211,6 +212,26 @@ def test_pages_send_a_strict_content_security_policy(client, keys, world):
             assert parser.inline == [], path
     api = client.get("/api/v1/rounds", headers=keys.header("admin"))
     assert api.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_phone_survey_page_sets_a_device_cookie_once(client):
+    """/s/<token> (SPEC §14): a random device cookie, HttpOnly and SameSite=Lax, Secure over https; kept once set.
+    The link's secret is in the address: no Referer leaves the page and no shared cache keeps it."""
+    first = client.get("/s/l_0123456789abcdef.secret")
+    assert first.status_code == 200  # the token is checked by the API the page calls, not here
+    [cookie] = first.headers.getlist("Set-Cookie")
+    assert cookie.startswith("sd=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Secure" not in cookie and "Path=/;" in cookie
+    value = cookie.split(";")[0].removeprefix("sd=")
+    assert len(value) >= 20 and client.get_cookie("sd").value == value
+    assert first.headers["Referrer-Policy"] == "no-referrer" and "no-store" in first.headers["Cache-Control"]
+    again = client.get("/s/l_0123456789abcdef.secret")  # the browser sends it back: kept as it is
+    assert again.status_code == 200 and again.headers.getlist("Set-Cookie") == []
+    client.delete_cookie("sd")
+    assert client.get("/s/other").headers["Set-Cookie"].split(";")[0] not in ("sd=" + value, "sd=")
+    client.delete_cookie("sd")
+    over_https = client.get("/s/l_0123456789abcdef.secret", base_url="https://survey.example.gov.cn")
+    assert "Secure" in over_https.headers["Set-Cookie"]
 
 
 @pytest.mark.parametrize("name", ["SECRET_KEY", "METRICS_TOKEN", "DATABASE_URL", "RATELIMIT_STORAGE_URI"])
