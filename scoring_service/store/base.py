@@ -42,6 +42,10 @@ class Outcome(str, enum.Enum):
     FORBIDDEN = "forbidden"
     #: a disbursement of a tranche that already has one (SPEC §12)
     ALREADY_PAID = "already_paid"
+    #: a public response beyond the round's ``public_cap`` for its community (SPEC §14)
+    PUBLIC_CAP = "public_cap_reached"
+    #: a survey-link response beyond the hourly cap of its link and client address (SPEC §14)
+    RATE_LIMITED = "rate_limited"
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,20 @@ class RoundCounts:
 
     def get(self, respondent_type: str, community_id: str) -> CommunityCounts | None:
         return self.tables().get((community_id, respondent_type))
+
+
+@dataclass(frozen=True)
+class LinkQuota:
+    """The limits of responses posted through a survey link (SPEC §14), checked inside the write.
+
+    ``public_cap``: at most this many standing public responses of a community in the round (None: no
+    limit). ``hourly_cap``: at most this many accepted responses of one (``link_id``, ``address_hash``)
+    of the records since ``window_start`` (a stored UTC time, the start of the current hour).
+    """
+
+    public_cap: int | None
+    hourly_cap: int | None
+    window_start: str
 
 
 #: the stage of an inspection stored without one (SPEC §13): every inspection before stages existed
@@ -202,6 +220,17 @@ def response_replay(stored: Mapping, record: Mapping, round_id: str) -> Outcome:
     ``round_id``, ``content_hash`` and ``voided_at``)."""
     return replay_outcome(stored["content_hash"], record["content_hash"],
                           same_round=stored["round_id"] == round_id, voided=stored["voided_at"] is not None)
+
+
+def quota_refusal(record: Mapping, quota: LinkQuota, rate_used: int, public_used: int) -> Outcome | None:
+    """Why a new link response is refused by its quota (RATE_LIMITED, then PUBLIC_CAP), else None:
+    ``rate_used`` accepted responses of its (link, address) in the window, ``public_used`` standing
+    public responses of its community."""
+    if quota.hourly_cap is not None and rate_used >= quota.hourly_cap:
+        return Outcome.RATE_LIMITED
+    if quota.public_cap is not None and record["respondent_type"] == "public" and public_used >= quota.public_cap:
+        return Outcome.PUBLIC_CAP
+    return None
 
 
 def first_occurrences(records: list[Mapping]) -> dict[str, int]:
@@ -424,7 +453,7 @@ class Store(abc.ABC):
     # -- surveys ----------------------------------------------------------
     @abc.abstractmethod
     def add_responses(self, round_id: str, records: list[Mapping], n_items: int,
-                      audit: AuditEvent | None = None) -> list[Outcome]:
+                      audit: AuditEvent | None = None, quota: LinkQuota | None = None) -> list[Outcome]:
         """Store new responses and update statistics atomically; one outcome per record.
 
         ``audit``, when given, is the audit event of this write, completed with the outcomes; it is
@@ -437,6 +466,10 @@ class Store(abc.ABC):
         :func:`settle_repeats`. A ``household_hash`` held by a response of the
         community and round that is not voided gives HOUSEHOLD. A round that is
         not open gives ROUND_CLOSED or ROUND_PUBLISHED for every record.
+
+        With ``quota`` (survey links, SPEC §14; records then carry ``link_id`` and ``address_hash``)
+        a new record beyond the hourly cap gives RATE_LIMITED and a new public one beyond the
+        public cap PUBLIC_CAP; both are exact under concurrency (checked inside the write).
         """
 
     @abc.abstractmethod
@@ -559,6 +592,23 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def disbursements(self, round_id: str, community_id: str | None = None) -> list[dict]:
         """The round's disbursements (of one community when given), by community then tranche."""
+
+    # -- survey links (SPEC §14) -------------------------------------------------
+    @abc.abstractmethod
+    def create_survey_link(self, record: Mapping[str, Any]) -> None:
+        """Store a new link: ``link_id, round_id, community_id, secret_hash, created_at, created_by,
+        expires_at, revoked_at``."""
+
+    @abc.abstractmethod
+    def get_survey_link(self, link_id: str) -> dict | None: ...
+
+    @abc.abstractmethod
+    def list_survey_links(self, round_id: str, community_id: str) -> list[dict]:
+        """The links of a community in a round, oldest first."""
+
+    @abc.abstractmethod
+    def revoke_survey_link(self, link_id: str, at: str) -> bool:
+        """Revoke; False when there is no such link. Revoking twice keeps the first time."""
 
     # -- audit ------------------------------------------------------------
     @abc.abstractmethod

@@ -38,6 +38,7 @@ from .base import (
     CommunityCounts,
     FundingCheck,
     InspectionRows,
+    LinkQuota,
     MilestoneCheck,
     Outcome,
     RoundCounts,
@@ -50,6 +51,7 @@ from .base import (
     latest_by_code,
     next_funding_version,
     next_milestone_version,
+    quota_refusal,
     replay_outcome,
     response_replay,
     round_gate,
@@ -98,6 +100,16 @@ INDEXES: dict[str, list[IndexModel]] = {
     "disbursements": [
         IndexModel([("disbursement_id", ASCENDING)], name="one_disbursement_id", unique=True),
         IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING)], name="by_round_community"),
+    ],
+    # survey links (SPEC §14); a quota slot "<scope>|<n>" (n < cap) is held by one response, so
+    # inserting it claims one of the cap's places exactly, without transactions
+    "survey_links": [
+        IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING), ("created_at", ASCENDING)],
+                   name="by_round_community"),
+    ],
+    "quota_slots": [
+        IndexModel([("scope", ASCENDING)], name="by_scope"),
+        IndexModel([("response_id", ASCENDING)], name="by_response"),
     ],
     "audit": [
         IndexModel([("seq", ASCENDING)], name="by_seq"),
@@ -459,8 +471,45 @@ class MongoStore(Store):
             return sorted(e["index"] for e in errors)
         return []
 
+    def _claim_slot(self, scope: str, kind: str, cap: int, response_id: str) -> str | None:
+        """Insert one of the ``cap`` slots of ``scope`` for ``response_id``: its ``_id``, None when all are held."""
+        slots = self.db.quota_slots
+        used = slots.count_documents({"scope": scope})
+        if used >= cap:
+            return None
+        for n in [*range(used, cap), *range(used)]:  # below ``used`` only where a slot was released
+            try:
+                slots.insert_one({"_id": f"{scope}|{n}", "scope": scope, "kind": kind, "response_id": response_id})
+                return f"{scope}|{n}"
+            except DuplicateKeyError:
+                continue
+        return None
+
+    def _claim_quota(self, round_id: str, record: Mapping, quota: LinkQuota) -> tuple[list[str], Outcome | None]:
+        """The slots a new link response holds (hourly place of its link and address, public place of its
+        community), or the refusal of :func:`quota_refusal` with nothing held."""
+        held: list[str] = []
+        wanted = []
+        if quota.hourly_cap is not None:
+            wanted.append((f"rate|{record.get('link_id')}|{record.get('address_hash')}|{quota.window_start}",
+                           "rate", quota.hourly_cap, Outcome.RATE_LIMITED))
+        if quota.public_cap is not None and record["respondent_type"] == "public":
+            wanted.append((f"public|{round_id}|{record['community_id']}", "public", quota.public_cap,
+                           Outcome.PUBLIC_CAP))
+        for scope, kind, cap, refusal in wanted:
+            slot = self._claim_slot(scope, kind, cap, record["response_id"])
+            if slot is None:
+                self._release_slots(held, record["response_id"])
+                return [], refusal
+            held.append(slot)
+        return held, None
+
+    def _release_slots(self, slots: list[str], response_id: str) -> None:
+        for slot in slots:
+            self.db.quota_slots.delete_one({"_id": slot, "response_id": response_id})
+
     def add_responses(self, round_id: str, records: list[Mapping], n_items: int,
-                      audit: AuditEvent | None = None) -> list[Outcome]:
+                      audit: AuditEvent | None = None, quota: LinkQuota | None = None) -> list[Outcome]:
         gate = self._round_gate(round_id)
         if gate is not None:
             return [gate] * len(records)
@@ -470,9 +519,21 @@ class MongoStore(Store):
         # does the work; only ids that collide are read back, one by one.
         first = first_occurrences(records)
 
+        # Link quotas (SPEC §14): a new response first claims its places; a replay claims none.
+        quota_slots: dict[int, list[str]] = {}
+        if quota is not None:
+            for i in first.values():
+                if self._stored_response(records[i]["response_id"]) is not None:
+                    continue
+                held, refusal = self._claim_quota(round_id, records[i], quota)
+                if refusal is not None:
+                    outcomes[i] = refusal
+                else:
+                    quota_slots[i] = held
+
         # Household claims: one per (round, community, household hash), held by a standing response.
         claims = [(i, _household_key(round_id, records[i]["community_id"], records[i]["household_hash"]))
-                  for i in first.values() if records[i].get("household_hash")]
+                  for i in first.values() if records[i].get("household_hash") and outcomes[i] is None]
         collided = set(self._insert_many(db.households, [{"_id": key, "response_id": records[i]["response_id"]}
                                                          for i, key in claims]))
         claimed_now = {i: key for j, (i, key) in enumerate(claims) if j not in collided}
@@ -500,6 +561,9 @@ class MongoStore(Store):
         for i, key in claimed_now.items():
             if outcomes[i] in (Outcome.VOIDED, Outcome.CONFLICT):  # its id is a voided or another response
                 db.households.delete_one({"_id": key, "response_id": records[i]["response_id"]})
+        for i, held in quota_slots.items():
+            if outcomes[i] is not Outcome.CREATED:  # refused or a concurrent twin's: the places go back
+                self._release_slots(held, records[i]["response_id"])
         settle_repeats(records, outcomes, first)
         if any(o is Outcome.CREATED for o in outcomes):
             self._bump("surveys")
@@ -529,6 +593,7 @@ class MongoStore(Store):
             return Outcome.NOT_FOUND
         # after the void (also when voided before: completes a release lost to a crash)
         self._release_household(response)
+        self.db.quota_slots.delete_one({"response_id": response_id, "kind": "public"})  # frees a public place
         if result.modified_count:
             self._bump("surveys")
             return Outcome.CHANGED
@@ -834,6 +899,25 @@ class MongoStore(Store):
                       key=lambda d: (d["community_id"], d["tranche"]))
 
     # -- audit ---------------------------------------------------------------------
+    # -- survey links (SPEC §14) -------------------------------------------------------
+    def create_survey_link(self, record: Mapping[str, Any]) -> None:
+        doc = {"created_by": None, "revoked_at": None, **record}
+        doc["_id"] = doc.pop("link_id")
+        self.db.survey_links.insert_one(doc)
+
+    def get_survey_link(self, link_id: str) -> dict | None:
+        return _plain(self.db.survey_links.find_one({"_id": link_id}), "link_id")
+
+    def list_survey_links(self, round_id: str, community_id: str) -> list[dict]:
+        found = self.db.survey_links.find({"round_id": round_id, "community_id": community_id})
+        return sorted((_plain(d, "link_id") for d in found), key=lambda d: (d["created_at"], d["link_id"]))
+
+    def revoke_survey_link(self, link_id: str, at: str) -> bool:
+        if self.db.survey_links.find_one({"_id": link_id}, {"_id": 1}) is None:
+            return False
+        self.db.survey_links.update_one({"_id": link_id, "revoked_at": None}, {"$set": {"revoked_at": at}})
+        return True
+
     def append_audit(self, event: Mapping) -> None:
         self.db.audit.insert_one({**event, "seq": _seq()})
 

@@ -59,7 +59,10 @@ CREATE TABLE IF NOT EXISTS responses (
     content_hash TEXT NOT NULL,
     levels TEXT NOT NULL,
     voided_at TEXT,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    link_id TEXT,           -- survey links (SPEC §14); older files get these from ADDED_COLUMNS in sqlite.py
+    address_hash TEXT,
+    device_id TEXT
 );
 -- A household answers once per community and round while its response stands: a voided
 -- response frees it. (The index of the first schema also counted voided responses.)
@@ -141,3 +144,16 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_by_key ON audit (key_id, seq);
 CREATE INDEX IF NOT EXISTS audit_by_entity ON audit (entity_id, seq);
 CREATE INDEX IF NOT EXISTS audit_by_round ON audit (round_id, seq);
+-- Survey links (SPEC §14): a credential bound to one round and one community; only the
+-- secret's SHA-256 is stored.
+CREATE TABLE IF NOT EXISTS survey_links (
+    link_id TEXT PRIMARY KEY,
+    round_id TEXT NOT NULL,
+    community_id TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT,
+    expires_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE INDEX IF NOT EXISTS survey_links_by_community ON survey_links (round_id, community_id, created_at);

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -28,6 +28,7 @@ from .base import (
     CommunityCounts,
     FundingCheck,
     InspectionRows,
+    LinkQuota,
     MilestoneCheck,
     Outcome,
     RoundCounts,
@@ -41,6 +42,7 @@ from .base import (
     latest_by_code,
     next_funding_version,
     next_milestone_version,
+    quota_refusal,
     replay_outcome,
     response_count_rows,
     response_replay,
@@ -61,6 +63,9 @@ ADDED_COLUMNS = (
     ("keys", "district_id", "TEXT"),
     ("inspection_versions", "stage", "TEXT NOT NULL DEFAULT 'acceptance'"),
     ("milestone_versions", "seq", "INTEGER"),
+    ("responses", "link_id", "TEXT"),
+    ("responses", "address_hash", "TEXT"),
+    ("responses", "device_id", "TEXT"),
 )
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
@@ -151,6 +156,8 @@ class SQLiteStore(Store):
                          " FROM milestone_versions) WHERE seq IS NULL")
             conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS milestone_versions_by_seq ON milestone_versions (seq)")
             conn.execute("CREATE INDEX IF NOT EXISTS milestone_changes ON milestone_versions (round_id, seq)")
+            conn.execute("CREATE INDEX IF NOT EXISTS responses_by_link_address"
+                         " ON responses (link_id, address_hash) WHERE link_id IS NOT NULL")
         conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('generation', ?)", (uuid.uuid4().hex,))
         conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', '1')")
 
@@ -363,8 +370,32 @@ class SQLiteStore(Store):
                 (round_id, community_id, respondent_type, int(total), counts.astype(np.int64).tobytes()),
             )
 
+    @staticmethod
+    def _link_usage(conn, round_id: str, quota: LinkQuota) -> tuple[Callable, Callable]:
+        """Counters of what a link quota limits, read inside the write transaction: standing public
+        responses per community (from the kept statistics) and accepted responses per (link, address)
+        since the window's start; each read once per key, then counted on by the caller."""
+        public: dict[str, int] = {}
+        rate: dict[tuple, int] = {}
+
+        def public_used(community_id: str) -> dict[str, int]:
+            if community_id not in public:
+                row = conn.execute("SELECT responses FROM survey_stats WHERE round_id = ? AND community_id = ?"
+                                   " AND respondent_type = 'public'", (round_id, community_id)).fetchone()
+                public[community_id] = row["responses"] if row else 0
+            return public
+
+        def rate_used(key: tuple) -> dict[tuple, int]:
+            if key not in rate:
+                rate[key] = conn.execute(
+                    "SELECT COUNT(*) FROM responses WHERE link_id = ? AND address_hash IS ?"
+                    " AND json_extract(body, '$.received_at') >= ?", (*key, quota.window_start)).fetchone()[0]
+            return rate
+
+        return public_used, rate_used
+
     def add_responses(self, round_id: str, records: list[Mapping], n_items: int,
-                      audit: AuditEvent | None = None) -> list[Outcome]:
+                      audit: AuditEvent | None = None, quota: LinkQuota | None = None) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(records)
         with self._write("surveys") as conn:
             gate = self._round_gate(conn, round_id)
@@ -379,6 +410,8 @@ class SQLiteStore(Store):
                 conn, "SELECT community_id, household_hash FROM responses WHERE round_id = ?"
                 " AND voided_at IS NULL AND household_hash IN ({})", households, leading=[round_id])}
             known = {row[0]: dict(zip(("round_id", "content_hash", "voided_at"), row[1:])) for row in existing}
+            if quota is not None:
+                public_used, rate_used = self._link_usage(conn, round_id, quota)
             first = first_occurrences(records)
             rows, created = [], []
             for rid, i in first.items():
@@ -386,21 +419,34 @@ class SQLiteStore(Store):
                 if rid in known:
                     outcomes[i] = response_replay(known[rid], record, round_id)
                     continue
+                if quota is not None:
+                    rate_key = (record.get("link_id"), record.get("address_hash"))
+                    public = public_used(record["community_id"])
+                    rate = rate_used(rate_key)
+                    refusal = quota_refusal(record, quota, rate[rate_key], public[record["community_id"]])
+                    if refusal is not None:
+                        outcomes[i] = refusal
+                        continue
                 household = record.get("household_hash")
                 if household and (record["community_id"], household) in taken_pairs:
                     outcomes[i] = Outcome.HOUSEHOLD
                     continue
                 if household:
                     taken_pairs.add((record["community_id"], household))
+                if quota is not None:
+                    rate[rate_key] += 1
+                    public[record["community_id"]] += record["respondent_type"] == "public"
                 outcomes[i] = Outcome.CREATED
                 body = {k: v for k, v in record.items() if k != "levels"}
                 rows.append((rid, round_id, record["community_id"], record["respondent_type"], household,
-                             record["content_hash"], _dumps(list(record["levels"])), _dumps(body)))
+                             record["content_hash"], _dumps(list(record["levels"])), _dumps(body),
+                             record.get("link_id"), record.get("address_hash"), record.get("device_id")))
                 created.append((record["community_id"], record["respondent_type"], record["levels"]))
             settle_repeats(records, outcomes, first)
             conn.executemany(
                 "INSERT INTO responses (response_id, round_id, community_id, respondent_type, household_hash,"
-                " content_hash, levels, voided_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)", rows)
+                " content_hash, levels, voided_at, body, link_id, address_hash, device_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)", rows)
             self._add_counts(conn, round_id, tally(created, n_items), n_items)
             if audit is not None:  # one commit, one fsync, for the data and its audit event
                 self._insert_audit(conn, audit.complete(outcomes))
@@ -680,6 +726,28 @@ class SQLiteStore(Store):
             rows = self._read("SELECT body FROM disbursements WHERE round_id = ? AND community_id = ?"
                               " ORDER BY tranche", (round_id, community_id))
         return [json.loads(r["body"]) for r in rows]
+
+    # -- survey links (SPEC §14) -------------------------------------------------
+    def create_survey_link(self, record: Mapping[str, Any]) -> None:
+        with immediate_transaction(self._conn()) as conn:  # no score depends on links: generations stay
+            conn.execute(
+                "INSERT INTO survey_links (link_id, round_id, community_id, secret_hash, created_at, created_by,"
+                " expires_at, revoked_at) VALUES (:link_id, :round_id, :community_id, :secret_hash, :created_at,"
+                " :created_by, :expires_at, NULL)", {"created_by": None, **record})
+
+    def get_survey_link(self, link_id: str) -> dict | None:
+        row = self._one("SELECT * FROM survey_links WHERE link_id = ?", (link_id,))
+        return dict(row) if row else None
+
+    def list_survey_links(self, round_id: str, community_id: str) -> list[dict]:
+        return [dict(r) for r in self._read("SELECT * FROM survey_links WHERE round_id = ? AND community_id = ?"
+                                            " ORDER BY created_at, link_id", (round_id, community_id))]
+
+    def revoke_survey_link(self, link_id: str, at: str) -> bool:
+        with immediate_transaction(self._conn()) as conn:
+            cur = conn.execute("UPDATE survey_links SET revoked_at = COALESCE(revoked_at, ?) WHERE link_id = ?",
+                               (at, link_id))
+            return cur.rowcount > 0
 
     # -- audit ----------------------------------------------------------------
     @staticmethod
