@@ -11,7 +11,9 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 import requests
@@ -444,3 +446,372 @@ def test_district_key_records_a_milestone(page, demo_server):
     assert row["milestones"]["residents_voted"]["votes"] == {**votes, "participants": too_few, "in_favour": too_few,
                                                              "passed": False}
     assert page.external_requests == []
+
+
+# -- 资金台账 (SPEC §12, §16) --------------------------------------------------------------
+
+ROUND = "shenyang-2018"
+REACHED = ("on_time", "late", "done")
+
+
+def call(demo_server, role, method, path, **kwargs):
+    headers = {"Authorization": f"Bearer {demo_server['tokens'][role]}"}
+    return requests.request(method, demo_server["url"] + "/api/v1" + path, headers=headers, timeout=60, **kwargs)
+
+
+def ledger_report(demo_server, role="leadership", round_id=ROUND, **query):
+    r = call(demo_server, role, "GET", f"/rounds/{round_id}/ledger", params=query)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def put_funding(demo_server, community, round_id=ROUND, **fields):
+    body = {"land_category": "non_independent", "approved_budget_fen": 1_000_000,
+            "district_funds_in_place_fen": 1_000_000, **fields}
+    r = call(demo_server, "admin", "PUT", f"/rounds/{round_id}/communities/{community}/funding", json=body)
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+def yuan(fen: int) -> str:
+    """Yuan with two decimals and thousands separators, exact (the page's format)."""
+    return format(Decimal(fen).scaleb(-2), ",.2f")
+
+
+def unfunded_community(demo_server, reached: tuple[str, ...], district=None) -> str:
+    """A covered community without a funding record whose milestones ``reached`` are reached at the
+    ledger's date (the tests record funding only where the demo has none)."""
+    unfunded = {c["community_id"] for c in ledger_report(demo_server)["communities"] if c["land_category"] is None}
+    for c in supervision_report(demo_server, "leadership")["communities"]:
+        if c["community_id"] in unfunded and (district is None or c["district_id"] == district) \
+                and all(c["milestones"][code]["status"] in REACHED for code in reached):
+            return c["community_id"]
+    raise AssertionError(f"no community without funding with {reached} reached")
+
+
+def ensure_funding(demo_server) -> dict:
+    """The demo's funding records (seeding/demo.py), or a few recorded here when it has none: some
+    money due, some held for the district's match, independent land."""
+    report = ledger_report(demo_server)
+    if report["totals"]["subsidy_fen"] == 0:
+        first = unfunded_community(demo_server, ("contract_signed", "works_completed"), district="shenhe")
+        put_funding(demo_server, first, approved_budget_fen=2_468_013, district_funds_in_place_fen=400_000)
+        second = unfunded_community(demo_server, ("contract_signed",), district="huanggu")
+        put_funding(demo_server, second, approved_budget_fen=9_000_000_001, district_funds_in_place_fen=9_000_000_001)
+        put_funding(demo_server, unfunded_community(demo_server, (), district="tiexi"), land_category="independent")
+        report = ledger_report(demo_server)
+    assert report["totals"]["subsidy_fen"] > 0
+    return report
+
+
+def open_tranches(demo_server, report: dict, prefer: str) -> list[tuple[dict, dict]]:
+    """Tranches due or held only for the district's money at the ledger's date and not paid since,
+    those with status ``prefer`` first."""
+    paid = {(d["community_id"], d["tranche"]) for d in demo_server["store"].disbursements(ROUND)}
+    found = [(c, t) for c in report["communities"] for t in c["tranches"]
+             if t["status"] in ("due", "held") and set(t["reasons"]) <= {"district_match_missing"}
+             and t["amount_fen"] > 0 and (c["community_id"], t["tranche"]) not in paid]
+    return sorted(found, key=lambda pair: pair[1]["status"] != prefer)
+
+
+def set_funds(demo_server, community: dict, funds: int) -> None:
+    """The admin changes only the district's funds in place of a funded community."""
+    put_funding(demo_server, community["community_id"], **{name: community[name] for name in (
+        "land_category", "approved_budget_fen", "settled_budget_fen")}, district_funds_in_place_fen=funds)
+
+
+def cumulative_fen(community: dict, k: int) -> int:
+    """cum_k of SPEC §12: 30 % and 80 % of S = ⌊approved / 2⌋, then the subsidy (S_final once settled)."""
+    s = community["approved_budget_fen"] // 2
+    return {1: s * 30 // 100, 2: s * 80 // 100, 3: community["subsidy_fen"]}[k]
+
+
+def open_ledger(page, url, token, query=""):
+    page.goto(f"{url}/dashboard{query}")
+    page.get_by_label("访问密钥").fill(token)
+    page.get_by_role("button", name="保存", exact=True).click()
+    page.get_by_role("tab", name="资金台账").click()
+    expect(page.get_by_role("tab", name="资金台账")).to_have_attribute("aria-selected", "true")
+    page.locator("#lg-table tbody tr[data-community]").first.wait_for()
+
+
+def district_rows(page) -> list[list[str]]:
+    return [row.locator("th, td").all_inner_texts() for row in page.locator("#lg-district-table tbody tr").all()]
+
+
+def expected_rows(report) -> list[list[str]]:
+    return [[d["name_zh"], *(yuan(d[k]) for k in ("subsidy_fen", "paid_fen", "due_fen", "held_fen", "refund_due_fen"))]
+            for d in report["districts"]]
+
+
+def tranche_cell(page, community, k):
+    return page.locator(f"#lg-table tr[data-community='{community}'] td[data-tranche='{k}']")
+
+
+def test_ledger_tab_for_leadership(page, demo_server):
+    ensure_funding(demo_server)
+    console_errors = []
+    page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+    url = demo_server["url"]
+    open_ledger(page, url, demo_server["tokens"]["leadership"])
+    api = ledger_report(demo_server)
+    assert page.locator("#lg-as-of").input_value() == api["as_of"]
+
+    # per district and in total, the API's figures in yuan (two decimals, thousands separators)
+    assert district_rows(page) == expected_rows(api)
+    total = page.locator("#lg-district-table tfoot tr th, #lg-district-table tfoot tr td").all_inner_texts()
+    assert total == ["合计", *(yuan(api["totals"][k]) for k in ("subsidy_fen", "paid_fen", "due_fen", "held_fen",
+                                                                "refund_due_fen"))]
+    for name in ("subsidy", "paid", "due", "held", "refund_due"):
+        expect(page.locator(f"#lg-totals [data-figure='{name}'] dd")).to_have_text(yuan(api["totals"][name + "_fen"]) + " 元")
+    expect(page.locator("#lg-budget [data-figure='reward_pool'] dd")).to_have_text(yuan(api["reward_pool_fen"]) + " 元")
+    expect(page.locator("#lg-budget [data-figure='committed'] dd")).to_have_text(
+        yuan(api["committed_subsidy_fen"]) + " 元")
+    budget = page.locator("#lg-budget [data-figure='city_budget'] dd")
+    expect(budget).to_have_text("未设定" if api["city_budget_fen"] is None else yuan(api["city_budget_fen"]) + " 元")
+    assert page.locator("#lg-warning").is_visible() == api["over_committed"]
+
+    # per community: every covered community, its land category, budgets and the three tranches in words
+    assert page.locator("#lg-table tbody tr[data-community]").count() == len(api["communities"])
+    rows = {c["community_id"]: c for c in api["communities"]}
+    funded = [c for c in api["communities"] if c["land_category"] == "non_independent"]
+    c = funded[0]
+    row = page.locator(f"#lg-table tr[data-community='{c['community_id']}']")
+    assert "原土地非独立操作区" in row.locator("th").inner_text()
+    assert row.locator("td[data-col='approved']").inner_text() == yuan(c["approved_budget_fen"])
+    assert row.locator("td[data-col='funds'] .amount").inner_text() == yuan(c["district_funds_in_place_fen"])
+    assert row.locator("td[data-col='subsidy']").inner_text() == yuan(c["subsidy_fen"])
+    for cid, k, t in ((cid, t["tranche"], t) for cid, r in rows.items() for t in r["tranches"]):
+        cell = tranche_cell(page, cid, k)
+        assert cell.get_attribute("data-status") == t["status"], (cid, k)
+    held = [(cid, t) for cid, r in rows.items() for t in r["tranches"] if t["status"] == "held"]
+    assert held, "the ledger has a held tranche"
+    cid, t = held[0]
+    text = tranche_cell(page, cid, t["tranche"]).inner_text()
+    assert "暂缓拨付" in text and yuan(t["amount_fen"]) in text
+    words = {"district_match_missing": "区级配套资金未同步到位", "acceptance_failed": "验收未通过"}
+    assert all(words[r] in text for r in t["reasons"])
+    due = next((cid, t) for cid, r in rows.items() for t in r["tranches"] if t["status"] == "due" and t["amount_fen"] > 0)
+    assert "● 应拨付" in tranche_cell(page, due[0], due[1]["tranche"]).inner_text()
+    refund = next(((cid, t) for cid, r in rows.items() for t in r["tranches"] if t["amount_fen"] is not None
+                   and t["amount_fen"] < 0 and t["status"] == "due"), None)
+    if refund:  # a settlement below the approval: money the district owes back
+        text = tranche_cell(page, refund[0], 3).inner_text()
+        assert "应退回" in text and yuan(-refund[1]["amount_fen"]) in text
+    independent = next((cid for cid, r in rows.items() if r["land_category"] == "independent"), None)
+    if independent:
+        assert tranche_cell(page, independent, 1).inner_text() == "— 不适用"
+        assert "独立操作区" in page.locator(f"#lg-table tr[data-community='{independent}'] th").inner_text()
+    unfunded = next((cid for cid, r in rows.items() if r["land_category"] is None), None)
+    if unfunded:
+        assert "未登记资金" in page.locator(f"#lg-table tr[data-community='{unfunded}']").inner_text()
+        assert tranche_cell(page, unfunded, 1).inner_text() == "—"
+    # leadership reads only
+    assert page.locator("#lg-table button[data-action]").count() == 0
+    shot(page, "dashboard-ledger")
+
+    # another date: that day's money
+    page.get_by_label("截至日期").fill("2018-05-15")
+    wait_until(page, "document.getElementById('lg-t-title').textContent.includes('2018年5月15日')")
+    assert district_rows(page) == expected_rows(ledger_report(demo_server, as_of="2018-05-15"))
+
+    # one district, and its 资金台账 as a workbook and CSV fetched with the key
+    page.get_by_label("按区筛选").select_option("heping")
+    wait_until(page, "document.querySelectorAll('#lg-district-table tbody tr').length === 1")
+    heping = ledger_report(demo_server, as_of="2018-05-15", district_id="heping")
+    assert district_rows(page) == expected_rows(heping)
+    shown = page.locator("#lg-table tbody tr[data-community]").evaluate_all("rows => rows.map((r) => r.dataset.community)")
+    assert shown == [c["community_id"] for c in heping["communities"]]
+    with page.expect_download() as download:
+        page.get_by_role("button", name="下载资金台账 Excel").click()
+    assert download.value.suggested_filename == "shenyang-2018-资金台账-2018-05-15.xlsx"
+    with open(download.value.path(), "rb") as f:
+        assert f.read(2) == b"PK"
+    with page.expect_download() as download:
+        page.get_by_role("button", name="下载资金台账 CSV").click()
+    with open(download.value.path(), encoding="utf-8-sig") as f:
+        text = f.read()
+    assert "小区编号" in text and "heping-001" in text and "shenhe-" not in text
+    assert page.external_requests == []
+    assert [m for m in console_errors if not m.startswith("Failed to load resource")] == []
+
+
+def test_admin_records_a_payment_from_the_page(page, demo_server):
+    before = ensure_funding(demo_server)
+    candidates = open_tranches(demo_server, before, prefer="due")
+    if not candidates:  # no funding in the demo: record one with tranche 1 due
+        cid = unfunded_community(demo_server, ("contract_signed",))
+        put_funding(demo_server, cid, approved_budget_fen=3_333_335, district_funds_in_place_fen=3_333_335)
+        before = ledger_report(demo_server)
+        candidates = open_tranches(demo_server, before, prefer="due")
+    row, tranche = candidates[0]
+    if tranche["status"] == "held":  # the district's money arrives (through the API) to make it due
+        set_funds(demo_server, row, row["approved_budget_fen"])
+        before = ledger_report(demo_server)
+        tranche = next(c for c in before["communities"] if c["community_id"] == row["community_id"])[
+            "tranches"][tranche["tranche"] - 1]
+    community, k, amount = row["community_id"], tranche["tranche"], tranche["amount_fen"]
+    assert tranche["status"] == "due" and amount > 0
+
+    open_ledger(page, demo_server["url"], demo_server["tokens"]["admin"])
+    cell = tranche_cell(page, community, k)
+    expect(cell).to_have_attribute("data-status", "due")
+    cell.get_by_role("button", name=re.compile("登记.*拨付")).click()
+    dialog = page.locator("#lg-dialog")
+    expect(dialog).to_be_visible()
+    amount_field = dialog.get_by_label("拨付金额（元）")
+    assert amount_field.input_value() == format(Decimal(amount).scaleb(-2), ".2f")  # the computed amount
+    # a wrong amount: the service's 422 names the right one, in Chinese
+    amount_field.fill("1.00")
+    dialog.get_by_label("拨付日期").fill(before["as_of"])
+    dialog.get_by_label("拨付凭证号（选填）").fill("沈财拨〔2018〕88号")
+    dialog.get_by_role("button", name="确认登记").click()
+    expect(page.locator("#lg-form-error")).to_contain_text(f"未能登记：拨付金额：应为 {yuan(amount)} 元")
+    expect(dialog).to_be_visible()
+    shot(page, "dashboard-ledger-refused")
+
+    # the service records the payment but its answer is lost: the retry sends the same id, recorded once
+    amount_field.fill(format(Decimal(amount).scaleb(-2), ".2f"))
+    sent = []
+
+    def lose_first_answer(route):
+        sent.append(route.request.post_data_json)
+        if len(sent) == 1:
+            route.fetch()  # reaches the service ...
+            route.abort()  # ... and the page never hears back
+        else:
+            route.continue_()
+
+    page.route("**/disbursements", lose_first_answer)
+    dialog.get_by_role("button", name="确认登记").click()
+    expect(page.locator("#lg-form-error")).to_contain_text("网络连接失败")
+    recorded = demo_server["store"].disbursements(ROUND, community)
+    assert [(d["tranche"], d["amount_fen"]) for d in recorded if d["tranche"] == k] == [(k, amount)]
+    dialog.get_by_role("button", name="确认登记").click()
+    expect(dialog).to_be_hidden()
+    assert len(sent) == 2 and sent[0] == sent[1]
+    assert uuid.UUID(sent[0]["disbursement_id"]).version == 4
+    assert sent[0] == {"disbursement_id": sent[0]["disbursement_id"], "tranche": k, "amount_fen": amount,
+                       "paid_on": before["as_of"], "voucher": "沈财拨〔2018〕88号"}
+    recorded = demo_server["store"].disbursements(ROUND, community)
+    assert [d["disbursement_id"] for d in recorded if d["tranche"] == k] == [sent[0]["disbursement_id"]]
+    assert page.evaluate("Object.keys(sessionStorage).filter((k) => k.startsWith('scoring.ledger.pay')).length") == 0
+
+    # the page and the API agree: paid, with its date and voucher
+    cell = tranche_cell(page, community, k)
+    expect(cell).to_have_attribute("data-status", "paid")
+    expect(cell).to_contain_text("✓ 已拨付")
+    expect(cell).to_contain_text(f"{before['as_of']} 拨付")
+    expect(cell).to_contain_text("凭证：沈财拨〔2018〕88号")
+    expect(page.locator("#lg-status")).to_contain_text("已登记")
+    after = ledger_report(demo_server, role="admin")
+    paid = next(c for c in after["communities"] if c["community_id"] == community)["tranches"][k - 1]
+    assert (paid["status"], paid["amount_fen"], paid["paid_on"], paid["voucher"], paid["disbursement_id"]) == (
+        "paid", amount, before["as_of"], "沈财拨〔2018〕88号", sent[0]["disbursement_id"])
+    assert after["totals"]["paid_fen"] == before["totals"]["paid_fen"] + amount
+    expect(page.locator("#lg-totals [data-figure='paid'] dd")).to_have_text(yuan(after["totals"]["paid_fen"]) + " 元")
+    assert district_rows(page) == expected_rows(after)
+    assert cell.get_by_role("button").count() == 0  # paid is final
+    shot(page, "dashboard-ledger-paid")
+    assert page.external_requests == []
+
+
+def test_district_key_records_its_funds_in_place(page, demo_server):
+    # a tranche held only for the district's money (the demo has some), or one made so here
+    before = ensure_funding(demo_server)
+    candidates = open_tranches(demo_server, before, prefer="held")
+    if not candidates:  # no funding in the demo: S = 500,000 fen, cumulative 150,000 / 400,000 fen
+        cid = unfunded_community(demo_server, ("contract_signed", "works_completed"), district="heping")
+        put_funding(demo_server, cid, approved_budget_fen=1_000_001, district_funds_in_place_fen=150_000)
+        candidates = [(c, c["tranches"][1]) for c in ledger_report(demo_server)["communities"] if c["community_id"] == cid]
+    community, tranche = candidates[0]
+    if tranche["status"] == "due":  # the admin records less of the district's money than the tranche needs
+        set_funds(demo_server, community, cumulative_fen(community, tranche["tranche"]) - 1)
+        community = next(c for c in ledger_report(demo_server)["communities"]
+                         if c["community_id"] == community["community_id"])
+        tranche = community["tranches"][tranche["tranche"] - 1]
+    assert tranche["status"] == "held" and tranche["reasons"] == ["district_match_missing"]
+    cid, k, district = community["community_id"], tranche["tranche"], community["district_id"]
+    need, funds = cumulative_fen(community, k), community["district_funds_in_place_fen"]
+    assert need > funds
+    r = call(demo_server, "admin", "POST", "/keys", json={"role": "district", "name": "区住建局资金科",
+                                                         "district_id": district})
+    assert r.status_code == 201, r.text
+    demo_server["tokens"]["district_" + district] = token = r.json()["token"]
+
+    open_ledger(page, demo_server["url"], token)
+    api = ledger_report(demo_server, role="district_" + district)
+    name = api["districts"][0]["name_zh"]
+    expect(page.locator("#lg-scope")).to_have_text(f"本区：{name}")
+    expect(page.locator("#lg-district")).to_be_hidden()
+    assert {c["district_id"] for c in api["communities"]} == {district}
+    assert page.locator("#lg-table tbody tr[data-community]").count() == len(api["communities"])
+    assert district_rows(page) == expected_rows(api)
+    assert page.locator("#lg-table button[data-action='pay']").count() == 0  # payments are the admin's
+    cell = tranche_cell(page, cid, k)
+    expect(cell).to_have_attribute("data-status", "held")
+    expect(cell).to_contain_text(f"区级配套资金未同步到位：区级应到位 {yuan(need)} 元，还差 {yuan(need - funds)} 元")
+
+    row = page.locator(f"#lg-table tr[data-community='{cid}']")
+    row.get_by_role("button", name=re.compile("修改.*区级资金到位金额")).click()
+    field = row.get_by_label("区级资金到位（元）")
+    expect(field).to_be_focused()
+    assert field.input_value() == format(Decimal(funds).scaleb(-2), ".2f")
+    field.fill("四千")
+    row.get_by_role("button", name="保存").click()
+    expect(row.locator(".form-error")).to_contain_text("金额应为元")
+    field.fill(yuan(need))  # with thousands separators, as shown
+    row.get_by_role("button", name="保存").click()
+    cell = tranche_cell(page, cid, k)
+    expect(cell).to_have_attribute("data-status", "due")
+    expect(cell).to_contain_text("● 应拨付")
+    ordinal = {1: "第一笔", 2: "第二笔", 3: "第三笔"}[k]
+    expect(page.locator("#lg-status")).to_contain_text("已保存")
+    expect(page.locator("#lg-status")).to_contain_text(f"{ordinal}已不再暂缓，可以拨付")
+    row = page.locator(f"#lg-table tr[data-community='{cid}']")
+    assert row.locator("td[data-col='funds'] .amount").inner_text() == yuan(need)
+    shot(page, "dashboard-ledger-district")
+
+    # the API agrees: a new version by the district key, only the funds changed; the tranche due
+    funding = call(demo_server, "district_" + district, "GET", f"/rounds/{ROUND}/communities/{cid}/funding").json()
+    assert (funding["district_funds_in_place_fen"], funding["approved_budget_fen"]) == (need, community["approved_budget_fen"])
+    assert [v["district_funds_in_place_fen"] for v in funding["history"]][-2:] == [funds, need]
+    after = ledger_report(demo_server, role="district_" + district)
+    mine = next(c for c in after["communities"] if c["community_id"] == cid)
+    assert (mine["tranches"][k - 1]["status"], mine["tranches"][k - 1]["amount_fen"]) == ("due", tranche["amount_fen"])
+    assert district_rows(page) == expected_rows(after)
+    assert page.external_requests == []
+
+
+def test_over_commitment_warning(page, demo_server):
+    # a closed round of 2018 whose city budget cannot carry its subsidy and its reward reserve
+    round_id = "zz-ledger-budget"
+    body = {"round_id": round_id, "year": 2018, "rubric_id": "shenyang-2018", "title": "市级资金预算偏紧的测算轮次",
+            "opens_at": "2018-01-01T00:00:00+08:00", "closes_at": "2018-01-31T23:59:59+08:00",
+            "quotas": {"heping": 52}, "reward": {"pool_fen": 500_000, "district_share_pct": 40, "top_districts": 1},
+            "city_budget_fen": 1_000_000, "progress_as_of": "2018-10-08"}
+    r = call(demo_server, "admin", "POST", "/rounds", json=body)
+    assert r.status_code in (200, 201), r.text
+    assert call(demo_server, "admin", "POST", f"/rounds/{round_id}/close").status_code == 200
+    put_funding(demo_server, "heping-001", round_id=round_id, approved_budget_fen=2_000_000)
+    api = ledger_report(demo_server, round_id=round_id)
+    assert (api["uncommitted_fen"], api["over_committed"]) == (-500_000, True)
+
+    open_ledger(page, demo_server["url"], demo_server["tokens"]["leadership"], f"?round={round_id}")
+    warning = page.locator("#lg-warning")
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text("市级资金超额承诺")
+    expect(warning).to_contain_text("已承诺的市级补贴 10,000.00 元加上以奖代补预留资金 5,000.00 元，"
+                                    "超出市级资金预算 10,000.00 元，超出 5,000.00 元")
+    uncommitted = page.locator("#lg-budget [data-figure='uncommitted']")
+    expect(uncommitted.locator("dd")).to_have_text("-5,000.00 元")
+    assert uncommitted.evaluate("e => getComputedStyle(e.querySelector('dd')).color") == "rgb(180, 35, 24)"  # red
+    expect(page.locator("#lg-budget [data-figure='city_budget'] dd")).to_have_text("10,000.00 元")
+    shot(page, "dashboard-ledger-over-committed")
+
+    # the demo round's own budget: the warning follows its ledger
+    page.get_by_label("测评轮次").select_option(ROUND)
+    wait_until(page, "document.getElementById('lg-as-of').value === '2018-10-08' && "
+                     "!document.getElementById('lg-budget').textContent.includes('10,000.00 元')")
+    demo = ledger_report(demo_server)
+    assert page.locator("#lg-warning").is_visible() == demo["over_committed"]
