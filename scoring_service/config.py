@@ -38,6 +38,9 @@ class Config:
     TODAY: str | None = None  # YYYY-MM-DD: fixes "today" (China time) for tests and demos; None: the real date
     # TrueType CJK font of the PDF 督办通报; None: the first of reports.supervision.FONT_PATHS that exists
     PDF_FONT: str | None = None
+    # survey links (SPEC §14): where the phone page is reached (the URL in a link and its poster's QR code)
+    PUBLIC_BASE_URL = "http://127.0.0.1:8000"
+    LINK_HOURLY_CAP = 30  # accepted responses per client address per survey link per hour
 
     # flask-smorest / OpenAPI
     API_TITLE = "老旧小区改造提质测评服务 · Old community renovation scoring service"

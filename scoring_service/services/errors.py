@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from ..store import Outcome
 
 
@@ -75,6 +77,7 @@ REASON_MESSAGES = {
     "tranche_not_due": "The funding tranche is not due: its milestone is not reached, it is held, or it does "
                        "not apply.",
     "already_paid": "The funding tranche has already been paid; paid is final.",
+    "public_cap_reached": "This community has received as many public (社会公众) responses as the round allows.",
 }
 
 OUTCOME_REASONS = {
@@ -84,6 +87,8 @@ OUTCOME_REASONS = {
     Outcome.ROUND_CLOSED: "round_closed",
     Outcome.ROUND_PUBLISHED: "round_published",
     Outcome.ALREADY_PAID: "already_paid",
+    Outcome.PUBLIC_CAP: "public_cap_reached",
+    Outcome.RATE_LIMITED: "rate_limited",
 }
 
 
@@ -98,9 +103,18 @@ class Conflict(ServiceError):
 
 def raise_for_outcome(outcome: Outcome, what: str = "", ident: str = "") -> None:
     """Turn a store outcome that is a refusal into its domain error."""
+    if outcome is Outcome.RATE_LIMITED:
+        raise Busy("too many responses from this address through this survey link in this hour; try again later",
+                   headers={"Retry-After": str(seconds_to_next_hour())})
     if outcome in OUTCOME_REASONS:
         raise Conflict(OUTCOME_REASONS[outcome])
     if outcome is Outcome.NOT_FOUND:
         raise NotFound(what, ident)
     if outcome is Outcome.FORBIDDEN:
         raise Forbidden(f"this key may not change {what} {ident!r}")
+
+
+def seconds_to_next_hour(now: datetime | None = None) -> int:
+    """Seconds until the next whole UTC hour, when a survey link's hourly cap starts again (at least 1)."""
+    now = now or datetime.now(timezone.utc)
+    return max(1, 3600 - (now.minute * 60 + now.second))

@@ -180,6 +180,18 @@ def duplicates(responses: list[dict], window_minutes: int = 10) -> list[dict]:
     return found
 
 
+def repeated_devices(responses: list[dict], more_than: int = 3) -> list[dict]:
+    """Phones (the survey page's device cookie) that sent more than ``more_than`` link responses to
+    one community (SPEC §14): one person answering for many."""
+    by_device: dict[tuple, list[str]] = defaultdict(list)
+    for r in responses:
+        if r.get("device_id"):
+            by_device[(r["community_id"], r["device_id"])].append(r["response_id"])
+    return [{"community_id": community_id, "device_id": device_id, "responses": sorted(ids),
+             "limit": more_than}
+            for (community_id, device_id), ids in sorted(by_device.items()) if len(ids) > more_than]
+
+
 def agency_bias(results: LiveResults, min_pairs: int = 5, threshold: float = 5.0) -> list[dict]:
     """Each agency's item scores minus the other agencies' mean on the same community and item."""
     inspections = results.inspections
@@ -227,6 +239,7 @@ def anomalies(ctx: ServiceState, round_id: str) -> dict:
         "straight_lining": straight_lining(responses),
         "bursts": bursts(posted_in_field),
         "duplicates": duplicates(posted_in_field),
+        "repeated_devices": repeated_devices(responses),
         "agency_bias": agency_bias(live_results(ctx, round_id)),
         "note": "标记仅供参考，不会自动剔除；是否作废由管理员核实后决定。",
     }

@@ -30,6 +30,8 @@ class Principal:
     agency_id: str | None = None
     community_id: str | None = None
     district_id: str | None = None
+    #: a survey link's round (role "link", SPEC §14)
+    round_id: str | None = None
 
 
 def hash_secret(secret: str) -> str:
@@ -61,8 +63,10 @@ def key_view(record: dict) -> dict:
 
 
 def authenticate(ctx: ServiceState, token: str) -> Principal | None:
-    """The principal of a token; None for a malformed, unknown or revoked one."""
+    """The principal of a token; None for a malformed, unknown or revoked one (or an expired link)."""
     key_id, _, secret = token.strip().partition(".")
+    if key_id.startswith(LINK_PREFIX):
+        return authenticate_link(ctx, key_id, secret)
     record = ctx.store.get_key(key_id) if key_id and secret else None
     expected = record["secret_hash"] if record else hash_secret("no such key")
     # Compare even for unknown keys so timing does not tell which ids exist.
@@ -71,6 +75,21 @@ def authenticate(ctx: ServiceState, token: str) -> Principal | None:
         return None
     return Principal(record["key_id"], record["role"], record["name"], record.get("agency_id"),
                      record.get("community_id"), record.get("district_id"))
+
+
+#: survey link ids (SPEC §14) begin so; key ids begin with "k_"
+LINK_PREFIX = "l_"
+
+
+def authenticate_link(ctx: ServiceState, link_id: str, secret: str) -> Principal | None:
+    """A survey link's principal (role "link"); None when unknown, revoked or past its expiry."""
+    record = ctx.store.get_survey_link(link_id) if secret else None
+    expected = record["secret_hash"] if record else hash_secret("no such link")
+    valid = hmac.compare_digest(expected, hash_secret(secret or ""))
+    if record is None or not valid or record.get("revoked_at") or now_stored() > record["expires_at"]:
+        return None
+    return Principal(record["link_id"], "link", "survey link", community_id=record["community_id"],
+                     round_id=record["round_id"])
 
 
 def create_key(ctx: ServiceState, role: str, name: str, agency_id: str | None = None,

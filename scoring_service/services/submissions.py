@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from ..domain.inspections import inspection_view, prepare_version, stage_of
-from ..domain.surveys import RoundContext, SubmissionError, prepare_response, response_view
+from ..domain.surveys import RoundContext, SubmissionError, household_canonical, prepare_response, response_view
 from ..domain.timeutil import now_stored
 from ..store import Outcome
 from ..store.base import response_replay
@@ -20,6 +20,7 @@ from .context import ServiceState
 from .errors import OUTCOME_REASONS, Conflict, Forbidden, Invalid, NotFound, raise_for_outcome
 from .keys import Principal
 from .rounds import get_round
+from .survey_links import address_hash, link_quota
 
 CLOSED_REASONS = {"closed": "round_closed", "published": "round_published"}
 
@@ -54,6 +55,44 @@ def _replay_after_close(ctx: ServiceState, rc: RoundContext, record: dict) -> Ou
     return Outcome.ROUND_CLOSED if rc.round["status"] == "closed" else Outcome.ROUND_PUBLISHED
 
 
+@dataclass(frozen=True)
+class LinkClient:
+    """Who posts through a survey link (SPEC §14): the client's address (hashed before it is stored,
+    counted for the hourly cap) and the phone page's device cookie (stored with each response)."""
+
+    address: str | None = None
+    device_id: str | None = None
+
+
+def check_link_survey(principal: Principal, round_id: str, data: dict) -> None:
+    """What a survey link may post (SPEC §14): its own round and community (else Forbidden), channel
+    ``online`` (the default; any other is Forbidden), a household for a resident (Invalid naming
+    ``household_ref``) and none for the public. Other principals pass unchanged."""
+    if principal.role != "link":
+        return
+    if round_id != principal.round_id:
+        raise Forbidden(f"this survey link belongs to round {principal.round_id!r}")
+    if data.get("community_id") != principal.community_id:
+        raise Forbidden(f"this survey link belongs to community {principal.community_id!r}")
+    if data.setdefault("channel", "online") != "online":
+        raise Forbidden("a survey link posts only channel 'online'")
+    household = household_canonical(data.get("household_ref"))
+    if data.get("respondent_type", "resident") == "resident" and household is None:
+        raise Invalid.field("household_ref", "a resident answering through a survey link gives the household "
+                                             "number (门牌号)")
+    if data.get("respondent_type") == "public" and household is not None:
+        raise Invalid.field("household_ref", "a member of the public (社会公众) gives no household number")
+
+
+def _link_fields(ctx: ServiceState, principal: Principal, client: LinkClient | None) -> dict:
+    """What a link response stores besides its content (not part of its content hash)."""
+    if principal.role != "link":
+        return {}
+    client = client or LinkClient()
+    return {"link_id": principal.key_id, "address_hash": address_hash(ctx, principal.key_id, client.address),
+            "device_id": client.device_id}
+
+
 @dataclass
 class SurveyResult:
     outcome: Outcome
@@ -65,18 +104,22 @@ class SurveyResult:
 
 
 def submit_survey(ctx: ServiceState, round_id: str, data: dict, principal: Principal,
-                  actor: Actor | None = None) -> SurveyResult:
-    """One response: CREATED, or DUPLICATE for an identical replay; refusals raise (409 with the reason)."""
+                  actor: Actor | None = None, client: LinkClient | None = None) -> SurveyResult:
+    """One response: CREATED, or DUPLICATE for an identical replay; refusals raise (409 with the reason,
+    429 beyond a survey link's hourly cap)."""
+    check_link_survey(principal, round_id, data)
     rc = round_context(ctx, round_id, require_open=False)
     record = _prepared(lambda: prepare_response(data, rc, principal.key_id))
+    record.update(_link_fields(ctx, principal, client))
     if rc.round["status"] != "open":
         outcome = _replay_after_close(ctx, rc, record)
         raise_for_outcome(outcome)
         return SurveyResult(outcome, response_view(ctx.store.get_response(round_id, record["response_id"])))
     audit = with_write(actor, lambda outcomes: (
-        {Outcome.CREATED: 201, Outcome.DUPLICATE: 200}.get(outcomes[0], 409), "survey", record["response_id"],
-        outcomes[0].value, {}))
-    outcome = ctx.store.add_responses(round_id, [record], len(rc.rubric.item_codes), audit=audit)[0]
+        {Outcome.CREATED: 201, Outcome.DUPLICATE: 200, Outcome.RATE_LIMITED: 429}.get(outcomes[0], 409), "survey",
+        record["response_id"], outcomes[0].value, {}))
+    quota = link_quota(ctx, rc.round, principal.community_id) if principal.role == "link" else None
+    outcome = ctx.store.add_responses(round_id, [record], len(rc.rubric.item_codes), audit=audit, quota=quota)[0]
     raise_for_outcome(outcome)
     if outcome is Outcome.CREATED:
         return SurveyResult(outcome, response_view(record))  # exactly what was stored
@@ -84,14 +127,17 @@ def submit_survey(ctx: ServiceState, round_id: str, data: dict, principal: Princ
 
 
 def submit_batch(ctx: ServiceState, round_id: str, items: list, load: Callable[[dict], dict],
-                 principal: Principal, actor: Actor | None = None) -> dict:
+                 principal: Principal, actor: Actor | None = None, client: LinkClient | None = None) -> dict:
     """Up to 1000 responses; each gets its own status in input order, and the valid ones are stored.
 
     ``load`` validates one raw item (raising :class:`Invalid`). In a closed round a batch that replays
     accepted responses answers them as duplicates (the rest ``conflict``/``round_closed``); a batch with
     no such replay is refused whole, as before.
     """
+    if principal.role == "link" and round_id != principal.round_id:
+        raise Forbidden(f"this survey link belongs to round {principal.round_id!r}")
     rc = round_context(ctx, round_id, require_open=False)
+    link_fields = _link_fields(ctx, principal, client)
     results: list[dict] = []
     records: list[dict] = []
     positions: list[int] = []
@@ -104,7 +150,9 @@ def submit_batch(ctx: ServiceState, round_id: str, items: list, load: Callable[[
             loaded = load(raw)
             if principal.role == "kiosk" and loaded["community_id"] != principal.community_id:
                 raise Invalid.field("community_id", f"this kiosk key belongs to community {principal.community_id!r}")
+            check_link_survey(principal, round_id, loaded)  # Forbidden refuses the whole batch
             record = _prepared(lambda: prepare_response(loaded, rc, principal.key_id))
+            record.update(link_fields)
         except Invalid as exc:
             result.update(status="invalid", errors=exc.errors)
         else:
@@ -126,7 +174,8 @@ def submit_batch(ctx: ServiceState, round_id: str, items: list, load: Callable[[
             actor.audited = True
     else:
         audit = with_write(actor, lambda outcomes: (200, "survey_batch", None, "batch", summary(outcomes)))
-        outcomes = (ctx.store.add_responses(round_id, records, len(rc.rubric.item_codes), audit=audit)
+        quota = link_quota(ctx, rc.round, principal.community_id) if principal.role == "link" else None
+        outcomes = (ctx.store.add_responses(round_id, records, len(rc.rubric.item_codes), audit=audit, quota=quota)
                     if records else [])
         if outcomes and outcomes[0] in (Outcome.ROUND_CLOSED, Outcome.ROUND_PUBLISHED):
             raise_for_outcome(outcomes[0])  # the round closed while this batch was checked
