@@ -82,6 +82,14 @@ MATRIX = [
     ("PUT", f"{R}/communities/shenhe-001/funding", {"land_category": "independent", "approved_budget_fen": 0,
                                                     "district_funds_in_place_fen": 0}, ADMIN),
     ("POST", f"{R}/communities/heping-001/disbursements", {"disbursement_id": "bad"}, ADMIN),
+    # survey links (SPEC §14): r2018 closed at the end of 2018, so creating one answers 409 and writes nothing;
+    # GET /link answers only a link's own token (tests/test_survey_links.py), so every key here gets 403
+    ("POST", f"{R}/communities/heping-001/survey-links", None, ADMIN),
+    ("GET", f"{R}/communities/heping-001/survey-links", None, ADMIN),
+    ("DELETE", f"{R}/communities/heping-001/survey-links/l_0000000000000000", None, ADMIN),
+    ("GET", "/api/v1/link", None, set()),
+    ("GET", f"{R}/communities/heping-001/survey-links/l_0000000000000000/poster.pdf", None, ADMIN),
+    ("GET", f"{R}/communities/heping-001/survey-links/l_0000000000000000/poster.png", None, ADMIN),
 ]
 
 

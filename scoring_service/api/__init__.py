@@ -12,7 +12,7 @@ from webargs.core import parse_json
 from .errors import abort, register_error_handlers
 from ..extensions import Api
 from . import agencies, audit, communities, districts, inspections, keys, ops, results, rounds, rubrics, surveys
-from . import ledger, milestones, supervision
+from . import ledger, milestones, supervision, survey_links
 
 BLUEPRINTS = (
     keys.blp,
@@ -22,6 +22,7 @@ BLUEPRINTS = (
     agencies.blp,
     rounds.blp,
     surveys.blp,
+    survey_links.blp,
     inspections.blp,
     milestones.blp,
     supervision.blp,

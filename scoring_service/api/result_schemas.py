@@ -267,6 +267,13 @@ class DuplicatePairSchema(Body):
     seconds_apart = required(fields.Integer, validate=COUNT)
 
 
+class RepeatedDeviceSchema(Body):
+    community_id = required(fields.String)
+    device_id = required(fields.String)
+    responses = required(fields.List, fields.String())
+    limit = required(fields.Integer, validate=COUNT)
+
+
 class AgencyBiasSchema(Body):
     agency_id = required(fields.String)
     mean_deviation = required(fields.Float)
@@ -281,6 +288,9 @@ class AnomaliesSchema(Body):
     straight_lining = required(fields.List, fields.Nested(StraightLiningSchema))
     bursts = required(fields.List, fields.Nested(BurstSchema))
     duplicates = required(fields.List, fields.Nested(DuplicatePairSchema))
+    repeated_devices = required(fields.List, fields.Nested(RepeatedDeviceSchema),
+                                metadata={"description": "devices with more than `limit` survey-link responses "
+                                                         "in a community (SPEC §14)"})
     agency_bias = required(fields.List, fields.Nested(AgencyBiasSchema))
     note = required(fields.String)
 

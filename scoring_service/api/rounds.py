@@ -56,6 +56,10 @@ class RoundCreateSchema(StrictSchema):
     city_budget_fen = ma.fields.Integer(strict=True, validate=ma.validate.Range(min=0, max=10**15),
                                         metadata={"description": "the city's budget for subsidies and rewards "
                                                                  "(optional)"})
+    # survey links (SPEC §14); stored only when given
+    public_cap = ma.fields.Integer(strict=True, validate=ma.validate.Range(min=0, max=1_000_000),
+                                   metadata={"description": "public (社会公众) responses per community at most "
+                                                            "(default: the community's households)"})
 
     @ma.validates_schema
     def window(self, data, **kwargs):
@@ -84,6 +88,7 @@ class RoundSchema(ma.Schema):
     warning_share = ma.fields.Float()
     progress_as_of = ma.fields.String()
     city_budget_fen = ma.fields.Integer()  # SPEC §12, present only when the round was created with it
+    public_cap = ma.fields.Integer()  # SPEC §14, present only when the round was created with it
 
 
 class RoundListSchema(ma.Schema):

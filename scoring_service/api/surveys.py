@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import marshmallow as ma
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -24,8 +27,8 @@ class SurveySchema(StrictSchema):
     community_id = ma.fields.String(required=True, validate=ma.validate.Regexp(ID_PATTERN))
     respondent_type = ma.fields.String(load_default="resident", validate=ma.validate.OneOf(("resident", "public")))
     channel = ma.fields.String(
-        load_default="kiosk", validate=ma.validate.OneOf(("kiosk", "paper", "door_to_door", "online"))
-    )
+        validate=ma.validate.OneOf(("kiosk", "paper", "door_to_door", "online")),
+        metadata={"description": "default kiosk; online (the only one allowed) through a survey link"})
     household_ref = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=64))
     submitted_at = ma.fields.AwareDateTime(required=True)
     answers = ma.fields.Dict(
@@ -75,16 +78,31 @@ class VoidSchema(StrictSchema):
     reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=500))
 
 
+#: the phone page's device cookie (SPEC §14; set by the /s/<token> page)
+DEVICE_COOKIE = "sd"
+DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
+
+
+def link_client() -> submissions.LinkClient:
+    """The client of a survey-link request: its address (behind TRUSTED_PROXIES, as the rate limits see it)
+    and its device cookie when well formed (anything else is not stored)."""
+    device = request.cookies.get(DEVICE_COOKIE)
+    return submissions.LinkClient(address=request.remote_addr,
+                                  device_id=device if device and DEVICE_ID.fullmatch(device) else None)
+
+
 @blp.route("")
 class Surveys(MethodView):
-    @require("kiosk", "admin")
+    @require("kiosk", "admin", "link")
     @blp.arguments(SurveySchema)
     @blp.response(201, ResponseSchema)
     @blp.alt_response(200, schema=ResponseSchema, description="identical replay of a stored response")
     def post(self, data, round_id):
+        """One response. A survey link (SPEC §14) posts only for its round and community, channel online;
+        beyond its hourly cap per address 429, beyond the round's public_cap 409 public_cap_reached."""
         principal = current_principal()
         require_kiosk_scope(principal, data["community_id"])
-        result = submissions.submit_survey(state(), round_id, data, principal, request_actor())
+        result = submissions.submit_survey(state(), round_id, data, principal, request_actor(), link_client())
         return result.response, result.status
 
 
@@ -98,13 +116,13 @@ def load_survey(raw: dict) -> dict:
 
 @blp.route("/batch")
 class Batch(MethodView):
-    @require("kiosk", "admin")
+    @require("kiosk", "admin", "link")
     @blp.arguments(BatchSchema)
     @blp.response(200, BatchResultSchema)
     def post(self, data, round_id):
         """Up to 1000 responses; each gets its own status, in input order, and valid ones are stored."""
         return submissions.submit_batch(state(), round_id, data["responses"], load_survey, current_principal(),
-                                        request_actor())
+                                        request_actor(), link_client())
 
 
 @blp.route("/<response_id>/void")
