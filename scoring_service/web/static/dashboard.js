@@ -105,6 +105,11 @@
       GRADES, Math.max(1, ...state.districts.map((d) => d.quota)), (row) => `${row.graded} / ${row.quota}`);
   }
 
+  /** Scripts may add controls to each community row: {applies(round, me), add(cell, community, round)};
+   * the column shows when one applies. */
+  const communityActions = [];
+  function addCommunityAction(action) { communityActions.push(action); }
+
   function renderCommunities() {
     const filter = $("district-filter").value;
     const {key, dir} = state.sort;
@@ -118,6 +123,8 @@
     });
     const tbody = $("community-table").querySelector("tbody");
     tbody.replaceChildren();
+    const actions = communityActions.filter((action) => action.applies(state.round, state.me));
+    $("community-actions-col").hidden = !actions.length;
     rows.forEach((c) => {
       const tr = el("tr", {"data-community": c.community_id});
       const flags = el("td");
@@ -127,6 +134,11 @@
         el("td", {}, c.name_zh),
         el("td", {}, state.names[c.district_id] || c.district_id), el("td", {class: "num"}, fmt(c.composite)),
         el("td", {class: "grade-" + (c.grade || "none")}, c.grade_zh || "待评定"), flags);
+      if (actions.length) {  // e.g. the admin's survey links (dashboard-links.js)
+        const cell = el("td", {class: "row-actions"});
+        actions.forEach((action) => action.add(cell, c, state.round));
+        tr.append(cell);
+      }
       tbody.append(tr);
     });
     document.querySelectorAll("th button[data-sort]").forEach((b) => {
@@ -320,6 +332,7 @@
     b.addEventListener("click", () => download(b.dataset.export, b.dataset.format)));
 
   window.Dashboard = {config, state, $, el, api, send, download, fmt, registerTab, reload: () => loadActiveTab(true),
+    headers, addCommunityAction, renderCommunities,
     canRecordIn: (districtId) => !!state.me && (state.me.role === "admin" ||
       (state.me.role === "district" && state.me.district_id === districtId))};
 
