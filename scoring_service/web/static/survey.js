@@ -227,7 +227,8 @@
   $("household-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const value = $("household").value.trim();
-    if (!/[\p{L}\p{N}]/u.test(value)) {
+    // a letter or digit somewhere (no \p{…} classes: older WeChat browsers cannot parse them)
+    if (!value.replace(/[\s!-\/:-@\[-`{-~\u3000-\u303f\uff01-\uff0f\uff1a-\uff20]/g, "")) {
       $("household-error").textContent = "请填写门牌号，如 7-3-501。";
       $("household").focus();
       return;
