@@ -417,3 +417,72 @@ def test_poster_after_the_secret_key_changed(app, client, keys, live):
     app.extensions["scoring"].secret_key = "another-secret-key"
     r = client.get(f"{LINKS}/{link['link_id']}/poster.png", headers=keys.header("admin"))
     assert r.status_code == 409 and r.get_json()["error"] == "link_secret_changed"
+
+
+# -- the store's part ------------------------------------------------------------------------------
+
+def test_store_links_and_quota_contract(store):
+    from scoring_service.store import Outcome
+    from scoring_service.store.base import LinkQuota
+
+    from .test_store_contract import N_ITEMS, open_round, response
+
+    at = "2026-01-01T10:00:00.000000Z"
+    link = {"link_id": "l_1", "round_id": "R", "community_id": "c1", "secret_hash": "x", "created_at": at,
+            "created_by": "k1", "expires_at": "2099-01-01T00:00:00.000000Z"}
+    store.create_survey_link(link)
+    assert store.get_survey_link("l_1") == {**link, "revoked_at": None}
+    assert store.get_survey_link("l_2") is None
+    assert [r["link_id"] for r in store.list_survey_links("R", "c1")] == ["l_1"]
+    assert store.list_survey_links("R", "c2") == []
+    assert store.revoke_survey_link("l_1", "2026-01-02T00:00:00.000000Z")
+    assert store.revoke_survey_link("l_1", "2026-01-03T00:00:00.000000Z")  # keeps the first time
+    assert store.get_survey_link("l_1")["revoked_at"] == "2026-01-02T00:00:00.000000Z"
+    assert not store.revoke_survey_link("l_2", at)
+
+    open_round(store)
+
+    def linked(rid, address="a1", **kw):
+        return {**response(rid, **kw), "received_at": "2026-01-01T10:30:00.000000Z", "link_id": "l_1",
+                "address_hash": address, "device_id": "d1"}
+
+    quota = LinkQuota(public_cap=2, hourly_cap=3, window_start=at)
+    batch = [linked("p1", respondent_type="public"), linked("p1", respondent_type="public"),
+             linked("p2", respondent_type="public"), linked("p3", respondent_type="public"),
+             linked("r1", household="h1"), linked("r2", household="h2")]
+    assert store.add_responses("R", batch, N_ITEMS, quota=quota) == [
+        Outcome.CREATED, Outcome.DUPLICATE, Outcome.CREATED, Outcome.PUBLIC_CAP, Outcome.CREATED,
+        Outcome.RATE_LIMITED]
+    assert store.add_responses("R", [linked("r1", household="h1")], N_ITEMS, quota=quota) == [Outcome.DUPLICATE]
+    assert store.add_responses("R", [linked("r3", address="a2", household="h1")], N_ITEMS, quota=quota) == [
+        Outcome.HOUSEHOLD]  # refused: its place goes back
+    assert store.add_responses("R", [linked("r4", address="a2", household="h4")], N_ITEMS, quota=quota) == [
+        Outcome.CREATED]
+    later = LinkQuota(public_cap=2, hourly_cap=3, window_start="2026-01-01T11:00:00.000000Z")
+    assert store.add_responses("R", [linked("r5", household="h5")], N_ITEMS, quota=quota) == [Outcome.RATE_LIMITED]
+    # the next hour's window counts afresh
+    assert store.add_responses("R", [linked("r5", household="h5")], N_ITEMS, quota=later) == [Outcome.CREATED]
+    assert store.get_response("R", "p1")["device_id"] == "d1"
+    assert store.count_responses("R") == 5
+
+
+def test_sqlite_file_from_before_links_gets_their_columns(tmp_path):
+    import sqlite3
+
+    from scoring_service.store.sqlite import SQLiteStore
+
+    path = tmp_path / "old.sqlite3"
+    SQLiteStore(path).init()
+    with sqlite3.connect(path) as conn:  # as a file made before survey links
+        conn.execute("DROP INDEX responses_by_link_address")
+        for column in ("link_id", "address_hash", "device_id"):
+            conn.execute(f"ALTER TABLE responses DROP COLUMN {column}")
+        conn.execute("DROP TABLE survey_links")
+    store = SQLiteStore(path)
+    store.init()
+    with sqlite3.connect(path) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(responses)")}
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list(responses)")}
+    assert {"link_id", "address_hash", "device_id"} <= columns and "responses_by_link_address" in indexes
+    assert store.list_survey_links("R", "c1") == []
+    store.close()
