@@ -20,7 +20,7 @@ import requests
 from playwright.sync_api import expect
 
 from .conftest import ARTIFACTS, make_app, skip_or_fail
-from .live_server import LiveServer
+from .live_server import LiveServer, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -815,3 +815,271 @@ def test_over_commitment_warning(page, demo_server):
                      "!document.getElementById('lg-budget').textContent.includes('10,000.00 元')")
     demo = ledger_report(demo_server)
     assert page.locator("#lg-warning").is_visible() == demo["over_committed"]
+
+
+# -- the survey on residents' own phones (SPEC §14, issue 16) ---------------------------------------
+
+WECHAT_UA = ("Mozilla/5.0 (Linux; Android 13; V2218A Build/TP1A.220624.014; wv) AppleWebKit/537.36 (KHTML, like Gecko) "
+             "Version/4.0 Chrome/111.0.5563.116 Mobile Safari/537.36 XWEB/5197 MMWEBSDK/20230805 MMWEBID/2585 "
+             "MicroMessenger/8.0.41.2441(0x28002951) WeChat/arm64 Weixin NetType/WIFI Language/zh_CN ABI/arm64")
+PHONE_ROUND = "phone-2026"
+PHONE_COMMUNITY = "heping-901"
+
+
+@pytest.fixture(scope="module")
+def phone_server(tmp_path_factory):
+    """A service of its own with an open round (the demo round closed in 2018, and a link expires with its round):
+    one community of 120 households and its round, open from yesterday for a month."""
+    instance = tmp_path_factory.mktemp("phone") / "instance"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORING_")} | {
+        "SCORING_INSTANCE_PATH": str(instance)}
+    cli = [sys.executable, "-m", "scoring_service.cli"]
+    subprocess.run([*cli, "init"], env=env, check=True, capture_output=True)
+    subprocess.run([*cli, "seed", "shenyang-2018"], env=env, check=True, capture_output=True)
+    out = subprocess.run([*cli, "keys", "create", "--role", "admin", "--name", "管理员"], env=env, check=True,
+                         capture_output=True, text=True)
+    admin = out.stdout.strip().splitlines()[-1]
+    port = free_port()
+    server = LiveServer(str(instance / "scoring.sqlite3"), instance, workers=1, port=port,
+                        extra_env={"SCORING_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"})
+    with server:
+        api = f"{server.url}/api/v1"
+        headers = {"Authorization": f"Bearer {admin}"}
+        community = {"community_id": PHONE_COMMUNITY, "name_zh": "和平区光荣街小区", "district_id": "heping",
+                     "households": 120, "renovation_year": 2026, "has_elevator": False, "heating_retrofit": True}
+        r = requests.put(f"{api}/communities/{PHONE_COMMUNITY}", json=community, headers=headers)
+        assert r.status_code in (200, 201), r.text
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        round_ = {"round_id": PHONE_ROUND, "year": 2026, "rubric_id": "shenyang-2018", "title": "2026年老旧小区改造民意验收",
+                  "opens_at": (now - timedelta(days=1)).isoformat(), "closes_at": (now + timedelta(days=30)).isoformat(),
+                  "quotas": {"heping": 1}, "reward": {"pool_fen": 100_000, "district_share_pct": 40, "top_districts": 1}}
+        r = requests.post(f"{api}/rounds", json=round_, headers=headers)
+        assert r.status_code == 201, r.text
+        app = make_app(str(instance / "scoring.sqlite3"), instance, SECRET_KEY=None)
+        yield {"url": server.url, "admin": admin, "store": app.extensions["scoring"].store}
+
+
+def new_link(phone_server) -> dict:
+    r = requests.post(f"{phone_server['url']}/api/v1/rounds/{PHONE_ROUND}/communities/{PHONE_COMMUNITY}/survey-links",
+                      headers={"Authorization": f"Bearer {phone_server['admin']}"})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def link_info(phone_server, token) -> dict:
+    r = requests.get(f"{phone_server['url']}/api/v1/link", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.fixture
+def phone(chromium, phone_server):
+    """A 375 x 812 phone with WeChat's user agent; console errors and CSP reports collected."""
+    context = chromium.new_context(viewport={"width": 375, "height": 812}, device_scale_factor=2, is_mobile=True,
+                                   has_touch=True, user_agent=WECHAT_UA, locale="zh-CN")
+    page = context.new_page()
+    page.external_requests, page.console_errors = [], []
+    page.on("request", lambda r: r.url.startswith(phone_server["url"]) or r.url.startswith("data:")
+            or page.external_requests.append(r.url))
+    page.on("console", lambda m: m.type == "error" and not m.text.startswith("Failed to load resource")
+            and page.console_errors.append(m.text))
+    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+    yield page
+    context.close()
+
+
+def answer_phone_survey(page, levels) -> int:
+    """Answer every screen (levels in turn, None skips) until the survey leaves the questions; the screens shown."""
+    screens = 0
+    while page.locator("#question.active").count():
+        level = levels[screens % len(levels)]
+        if level is None:
+            page.get_by_role("button", name="不了解，跳过").click()
+        else:
+            page.get_by_role("button", name=level, exact=True).click()
+        screens += 1
+    return screens
+
+
+def stored_online(phone_server, link_id) -> list[dict]:
+    return [r for r in phone_server["store"].iter_responses(PHONE_ROUND) if r.get("link_id") == link_id]
+
+
+def test_phone_survey_as_a_resident(phone, phone_server):
+    link = new_link(phone_server)
+    assert link["url"] == f"{phone_server['url']}/s/{link['token']}"
+    before = link_info(phone_server, link["token"])["participants"]
+    phone.goto(link["url"])
+    device = {c["name"]: c for c in phone.context.cookies()}["sd"]
+    assert device["httpOnly"] and device["sameSite"] == "Lax" and len(device["value"]) >= 16
+    phone.locator("#choose.active").wait_for()
+    assert phone.locator("#community").inner_text() == "和平区光荣街小区"
+    assert phone.locator("#participants").inner_text() == str(before)
+    shot(phone, "phone-welcome")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 375  # no sideways scrolling
+
+    phone.get_by_role("button", name="本小区居民").click()
+    phone.get_by_role("button", name="下一步").click()  # no household: refused on the page
+    expect(phone.locator("#household-error")).to_contain_text("请填写门牌号")
+    phone.get_by_role("textbox", name="门牌号").fill("7栋3单元501室")
+    phone.get_by_role("button", name="下一步").click()
+    phone.locator("#question.active").wait_for()
+    shot(phone, "phone-question")
+    box = phone.get_by_role("button", name="非常满意", exact=True).bounding_box()
+    assert box["height"] >= 44 and box["width"] >= 300  # large touch targets
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 375
+    screens = answer_phone_survey(phone, ["满意"])
+    phone.locator("#thanks.active").wait_for()
+    applicable = 9 + 1  # no elevator, heating retrofitted
+    assert screens == applicable + 1  # one screen per applicable item, plus overall
+    wait_until(phone, f"document.getElementById('participants-after').textContent === '{before + 1}'")
+    shot(phone, "phone-thanks")
+    assert phone.locator("#pending").inner_text() == "0"
+    assert link_info(phone_server, link["token"])["participants"] == before + 1
+
+    [stored] = stored_online(phone_server, link["link_id"])
+    assert (stored["channel"], stored["respondent_type"], stored["overall"]) == ("online", "resident", 4)
+    assert stored["device_id"] == device["value"] and stored["household_hash"]
+    assert set(stored["answers"].values()) == {4} and len(stored["answers"]) == applicable
+    assert phone.console_errors == [] and phone.external_requests == []
+
+
+def test_phone_survey_as_the_public_offline_first(phone, phone_server):
+    link = new_link(phone_server)
+    phone.goto(link["url"])
+    phone.locator("#choose.active").wait_for()
+    before = int(phone.locator("#participants").inner_text())
+    phone.context.set_offline(True)  # the signal drops after the page loaded: the answers wait on the phone
+    phone.get_by_role("button", name="社会公众").click()
+    screens = answer_phone_survey(phone, ["非常满意", None, "一般"])
+    phone.locator("#thanks.active").wait_for()
+    assert "联网后将自动提交" in phone.locator("#thanks-text").inner_text()
+    assert phone.locator("#pending").inner_text() == "1" and stored_online(phone_server, link["link_id"]) == []
+    shot(phone, "phone-offline")
+    phone.context.set_offline(False)
+    wait_until(phone, "document.getElementById('pending').textContent === '0'")
+    [stored] = stored_online(phone_server, link["link_id"])
+    assert (stored["channel"], stored["respondent_type"]) == ("online", "public")
+    assert not stored.get("household_hash")
+    given = [[5, None, 3][i % 3] for i in range(screens)]  # the items' answers, then overall
+    assert sorted(stored["answers"].values()) == sorted(v for v in given[:-1] if v is not None)
+    assert stored["overall"] == given[-1]
+    assert link_info(phone_server, link["token"])["participants"] == before + 1
+    assert phone.console_errors == [] and phone.external_requests == []
+
+
+def test_phone_big_text_and_contrast_persist(phone, phone_server):
+    link = new_link(phone_server)
+    phone.goto(link["url"])
+    phone.locator("#choose.active").wait_for()
+    size = "parseFloat(getComputedStyle(document.getElementById('as-public')).fontSize)"
+    normal = phone.evaluate(size)
+    phone.get_by_role("button", name="大字").click()
+    phone.get_by_role("button", name="高对比度").click()
+    assert phone.evaluate(size) >= normal * 1.25
+    phone.reload()
+    phone.locator("#choose.active").wait_for()
+    assert phone.evaluate(size) >= normal * 1.25  # still big after a reload
+    expect(phone.get_by_role("button", name="大字")).to_have_attribute("aria-pressed", "true")
+    expect(phone.get_by_role("button", name="高对比度")).to_have_attribute("aria-pressed", "true")
+    assert phone.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(0, 0, 0)"
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 375
+    shot(phone, "phone-large-contrast")
+    phone.get_by_role("button", name="社会公众").click()
+    box = phone.get_by_role("button", name="非常满意", exact=True).bounding_box()
+    assert box["height"] >= 60 and box["x"] + box["width"] <= 375
+    shot(phone, "phone-large-question")
+    phone.get_by_role("button", name="大字").click()
+    phone.reload()
+    phone.locator("#choose.active").wait_for()
+    assert phone.evaluate(size) == normal
+    assert phone.console_errors == []
+
+
+def test_phone_survey_says_what_went_wrong(phone, phone_server):
+    link = new_link(phone_server)
+    admin = {"Authorization": f"Bearer {phone_server['admin']}"}
+    r = requests.delete(f"{phone_server['url']}/api/v1/rounds/{PHONE_ROUND}/communities/{PHONE_COMMUNITY}"
+                        f"/survey-links/{link['link_id']}", headers=admin)
+    assert r.status_code == 200
+    phone.goto(link["url"])  # a revoked link: the service's 401
+    phone.locator("#failed.active").wait_for()
+    assert "链接已失效" in phone.locator("#failed-text").inner_text()
+
+    # a household number with no number in it: the service's 422 naming household_ref, said on the page
+    live = new_link(phone_server)
+    phone.goto(live["url"])
+    phone.get_by_role("button", name="本小区居民").click()
+    phone.get_by_role("textbox", name="门牌号").fill("栋-单元")
+    phone.get_by_role("button", name="下一步").click()
+    answer_phone_survey(phone, ["满意"])
+    phone.locator("#refused.active").wait_for()
+    assert phone.locator("#refused-text").inner_text() == "请填写正确的门牌号。"
+    assert stored_online(phone_server, live["link_id"]) == []
+
+    # what the service may answer to an upload, each in Chinese on the page
+    answers = iter([
+        {"status": 429, "headers": {"Retry-After": "1"}, "json": {"code": 429, "message": "Too Many Requests"}},
+        {"status": 200, "json": None},  # filled in below with the response's own id
+    ])
+
+    def batch(route):
+        reply = next(answers, None) or {"status": 409, "json": {"code": 409, "error": "round_closed"}}
+        body = reply["json"]
+        if body is None:
+            sent = route.request.post_data_json["responses"][0]
+            body = {"created": 0, "duplicate": 0, "rejected": 1,
+                    "results": [{"response_id": sent["response_id"], "status": "conflict",
+                                 "error": "public_cap_reached"}]}
+        route.fulfill(status=reply["status"], headers=reply.get("headers", {}), json=body)
+
+    phone.route("**/surveys/batch", batch)
+    phone.goto(live["url"])
+    phone.locator("#choose.active").wait_for()
+    phone.get_by_role("button", name="社会公众").click()
+    answer_phone_survey(phone, ["满意"])
+    expect(phone.locator("#status")).to_contain_text("提交过于频繁，请稍后再试")
+    phone.locator("#refused.active").wait_for(timeout=15000)  # retried after Retry-After: the cap is full
+    assert "社会公众参与名额已满" in phone.locator("#refused-text").inner_text()
+    phone.get_by_role("button", name="返回首页").click()
+    phone.get_by_role("button", name="社会公众").click()
+    answer_phone_survey(phone, ["一般"])
+    phone.locator("#refused.active").wait_for(timeout=15000)
+    assert "测评已结束" in phone.locator("#refused-text").inner_text()
+    shot(phone, "phone-round-closed")
+    assert phone.console_errors == [] and phone.external_requests == []
+
+
+def test_admin_makes_a_survey_link_from_the_dashboard(chromium, phone_server):
+    context = chromium.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN", accept_downloads=True)
+    page = context.new_page()
+    console_errors = []
+    page.on("console", lambda m: m.type == "error" and not m.text.startswith("Failed to load resource")
+            and console_errors.append(m.text))
+    url = phone_server["url"]
+    page.goto(f"{url}/dashboard?round={PHONE_ROUND}")
+    page.get_by_label("访问密钥").fill(phone_server["admin"])
+    page.get_by_role("button", name="保存").click()
+    row = page.locator(f"#community-table tbody tr[data-community='{PHONE_COMMUNITY}']")
+    row.wait_for()
+    expect(page.locator("#community-actions-col")).to_be_visible()
+    row.get_by_role("button", name="生成链接").click()
+    page.locator("#link-dialog[open]").wait_for()
+    link_url = page.locator("#link-url").input_value()
+    assert link_url.startswith(f"{url}/s/l_")
+    assert "和平区光荣街小区" in page.locator("#link-context").inner_text()
+    token = link_url.rsplit("/", 1)[1]
+    assert link_info(phone_server, token)["community_id"] == PHONE_COMMUNITY  # a working link
+    listed = requests.get(f"{url}/api/v1/rounds/{PHONE_ROUND}/communities/{PHONE_COMMUNITY}/survey-links",
+                          headers={"Authorization": f"Bearer {phone_server['admin']}"}).json()["items"]
+    assert token.split(".")[0] in [item["link_id"] for item in listed]
+    shot(page, "dashboard-survey-link")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="下载海报 PDF").click()
+    assert download.value.suggested_filename.endswith(".pdf")
+    with open(download.value.path(), "rb") as fh:
+        assert fh.read(5) == b"%PDF-"
+    page.get_by_role("button", name="关闭").click()
+    assert page.locator("#link-dialog[open]").count() == 0
+    assert console_errors == []
+    context.close()
