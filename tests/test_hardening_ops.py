@@ -229,6 +229,9 @@ def test_phone_survey_page_sets_a_device_cookie_once(client):
     assert again.status_code == 200 and again.headers.getlist("Set-Cookie") == []
     client.delete_cookie("sd")
     assert client.get("/s/other").headers["Set-Cookie"].split(";")[0] not in ("sd=" + value, "sd=")
+    client.set_cookie("sd", "<bad>")  # one the API would not store is replaced
+    assert client.get("/s/l_0123456789abcdef.secret").headers["Set-Cookie"].startswith("sd=")
+    assert client.get_cookie("sd").value != "<bad>"
     client.delete_cookie("sd")
     over_https = client.get("/s/l_0123456789abcdef.secret", base_url="https://survey.example.gov.cn")
     assert "Secure" in over_https.headers["Set-Cookie"]

@@ -10,6 +10,7 @@ import secrets
 
 from flask import Blueprint, Flask, abort, make_response, render_template, request, send_from_directory
 
+from ..api.surveys import DEVICE_COOKIE, DEVICE_ID
 from ..domain import ledger as lg
 from ..domain.milestones import MANAGEMENT_MODE_NAMES, MILESTONES
 from ..reports.exports import FLAG_LABELS
@@ -69,8 +70,8 @@ def kiosk_service_worker():
     return response
 
 
-#: The phone survey's device cookie (SPEC §14): random, stored with each link response.
-DEVICE_COOKIE = "sd"
+#: The phone survey's device cookie (SPEC §14, named where the API reads it): random, stored with each
+#: link response.
 DEVICE_COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
 
 
@@ -80,7 +81,7 @@ def phone_survey(token: str):
     (``GET /api/v1/link``), which answers 401 for an unknown, revoked or expired link."""
     config = {"token": token, "labels": LIKERT_LABELS}
     response = make_response(render_template("survey.html", config=config))
-    if not request.cookies.get(DEVICE_COOKIE):
+    if not DEVICE_ID.fullmatch(request.cookies.get(DEVICE_COOKIE) or ""):  # missing, or one the API would not keep
         response.set_cookie(DEVICE_COOKIE, secrets.token_urlsafe(16), max_age=DEVICE_COOKIE_MAX_AGE, path="/",
                             httponly=True, samesite="Lax", secure=request.is_secure)
     # the link's secret is in the address: never send it on in a Referer, never keep the page in shared caches
