@@ -486,3 +486,20 @@ def test_sqlite_file_from_before_links_gets_their_columns(tmp_path):
     assert {"link_id", "address_hash", "device_id"} <= columns and "responses_by_link_address" in indexes
     assert store.list_survey_links("R", "c1") == []
     store.close()
+
+
+def test_batch_beyond_the_hourly_cap_is_429_and_its_retry_completes(app, client, keys, live):
+    """The phone's queue keeps a batch answered 429: those stored answer as duplicates when it is sent again."""
+    app.config["LINK_HOURLY_CAP"] = 2
+    link = new_link(client, keys)
+    batch = {"responses": [survey(household_ref=f"1-1-{n}") for n in range(3)]}
+    r = client.post(f"/api/v1/rounds/{LIVE}/surveys/batch", json=batch, headers=bearer(link))
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+    assert store_of(app).count_responses(LIVE) == 2
+    events = store_of(app).list_audit({"key_id": link["link_id"]}, 10)
+    assert [(e["status"], e["detail"]) for e in events] == [(429, {"created": 2, "duplicate": 0, "rejected": 1})]
+    app.config["LINK_HOURLY_CAP"] = 3
+    r = client.post(f"/api/v1/rounds/{LIVE}/surveys/batch", json=batch, headers=bearer(link))
+    assert r.status_code == 200
+    assert (r.get_json()["created"], r.get_json()["duplicate"]) == (1, 2)
+    assert store_of(app).count_responses(LIVE) == 3

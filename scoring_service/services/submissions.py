@@ -173,12 +173,17 @@ def submit_batch(ctx: ServiceState, round_id: str, items: list, load: Callable[[
             ctx.store.append_audit(actor.event(200, "survey_batch", None, "batch", **summary(outcomes)))
             actor.audited = True
     else:
-        audit = with_write(actor, lambda outcomes: (200, "survey_batch", None, "batch", summary(outcomes)))
+        audit = with_write(actor, lambda outcomes: (429 if Outcome.RATE_LIMITED in outcomes else 200, "survey_batch",
+                                                     None, "batch", summary(outcomes)))
         quota = link_quota(ctx, rc.round, principal.community_id) if principal.role == "link" else None
         outcomes = (ctx.store.add_responses(round_id, records, len(rc.rubric.item_codes), audit=audit, quota=quota)
                     if records else [])
         if outcomes and outcomes[0] in (Outcome.ROUND_CLOSED, Outcome.ROUND_PUBLISHED):
             raise_for_outcome(outcomes[0])  # the round closed while this batch was checked
+        if Outcome.RATE_LIMITED in outcomes:
+            # a phone's queue keeps a batch answered 429 and sends it again after Retry-After: what was
+            # accepted now then answers as a duplicate, so nothing is lost and nothing counted twice
+            raise_for_outcome(Outcome.RATE_LIMITED)
     for position, outcome in zip(positions, outcomes):
         if outcome in (Outcome.CREATED, Outcome.DUPLICATE):
             results[position]["status"] = outcome.value
