@@ -1046,7 +1046,12 @@ def test_phone_survey_says_what_went_wrong(phone, phone_server):
     answer_phone_survey(phone, ["一般"])
     phone.locator("#refused.active").wait_for(timeout=15000)
     assert "测评已结束" in phone.locator("#refused-text").inner_text()
+    assert phone.locator("#status").inner_text() == ""  # said once, not in a banner above it too
     shot(phone, "phone-round-closed")
+    phone.get_by_role("button", name="返回首页").click()
+    phone.get_by_role("button", name="社会公众").click()
+    phone.wait_for_timeout(3000)  # the kept answer is retried (and refused again) meanwhile
+    assert phone.locator("#question.active").count() == 1  # a retry does not take the respondent off the survey
     assert phone.console_errors == [] and phone.external_requests == []
 
 

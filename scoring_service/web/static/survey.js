@@ -145,14 +145,17 @@
       else if (state === "offline") setStatus("网络不通：评价已保存在本机，联网后自动提交。", true);
       else if (state === "throttled") setStatus("提交过于频繁，请稍后再试。评价已保存在本机，将自动重试。", true);
       else if (state === "error") setStatus("服务暂时不可用，评价已保存在本机，将自动重试。", true);
-      else if (state === "auth") {
-        const text = detail.status === 401 ? EXPIRED : "此链接不能提交这份评价，请向社区工作人员核实。";
-        setStatus(text, true);
-        if (waitingFor) refuse(text);
-      } else if (state === "closed") {
-        const text = REASONS[reason] || "暂时无法提交，将自动重试。";
-        setStatus(text, true);
-        if (waitingFor && REASONS[reason]) refuse(text);
+      else if (state === "auth" || state === "closed") {
+        const text = state === "auth"
+          ? (detail.status === 401 ? EXPIRED : "此链接不能提交这份评价，请向社区工作人员核实。")
+          : REASONS[reason] || "暂时无法提交，将自动重试。";
+        if (waitingFor && (state === "auth" || REASONS[reason])) {  // said once, on the screen of this answer
+          waitingFor = null;
+          setStatus("");
+          refuse(text);
+        } else if (!$("refused").classList.contains("active")) {
+          setStatus(text, true);
+        }
       }
     },
     onResults: (results) => {
