@@ -279,6 +279,12 @@ def main():
             log(f"   {results['mongo_batch']} {results['mongo_rank']}")
             proc.stdin.close()
             proc.wait(10)
+        log("7. supervision report at national size after one milestone write …")
+        from bench import supervision
+
+        results["supervision"] = supervision.supervision_latency(
+            supervision.sqlite_instance(base, national[0], national[1] // 10), repeats=20)
+        log(f"   {results['supervision']}")
         results["national_size"] = {"communities": national[0], "responses": national[1]}
     write_results(results, args.quick)
 
@@ -315,6 +321,11 @@ def write_results(r: dict, quick: bool) -> None:
         ("5. peak memory of one worker at national size (VmHWM)", f"**{r['memory']['peak_mb']:.0f} MB**",
          "≤ 300 MB", verdict(r["memory"]["peak_mb"] <= target["memory"])),
     ]
+    if "supervision" in r:
+        from bench.supervision import figure
+
+        name, measured, target_text, met = figure(r["supervision"], n["communities"], "SQLite")
+        rows.append((f"7. {name}", measured, target_text, met))
     extra = {k: v for k, v in r["rank_demo"].items() if k.endswith("cold_p99_ms") and k != "cold_p99_ms"}
     if extra:
         rows.append(("3c. other score endpoints, demo round, after a survey write: p99",

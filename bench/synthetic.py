@@ -21,7 +21,8 @@ ROUND_ID = "national"
 
 
 def make_round(store: Store, rubric: Rubric, n_communities: int, n_responses: int, n_districts: int = 300,
-               seed: int = 1, log=print) -> dict:
+               seed: int = 1, log=print, round_fields: dict | None = None) -> dict:
+    """The national round ``ROUND_ID`` (year 2030); ``round_fields`` adds to the round (e.g. SPEC §11's)."""
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     store.put_rubric(rubric.rubric_id, rubric.body, digest(rubric.body), "2020-01-01T00:00:00.000000Z")
@@ -41,7 +42,8 @@ def make_round(store: Store, rubric: Rubric, n_communities: int, n_responses: in
                         "opens_at": "2030-01-01T00:00:00.000000Z", "closes_at": "2030-12-31T00:00:00.000000Z",
                         "quotas": quotas, "reward": {"pool_fen": 10**12, "district_share_pct": 40,
                                                      "top_districts": 30},
-                        "status": "open", "digest": "bench", "created_at": "2030-01-01T00:00:00.000000Z"})
+                        "status": "open", "digest": "bench", "created_at": "2030-01-01T00:00:00.000000Z",
+                        **(round_fields or {})})
     log(f"  reference data: {time.perf_counter() - t0:.1f} s")
 
     t0 = time.perf_counter()
