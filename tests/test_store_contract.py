@@ -570,3 +570,194 @@ def test_mongo_milestones_stored_before_seq_are_read_and_written_after(store):
     assert store.db.milestone_versions.find_one({"_id": "R#1"})["n"] == 2
     records, cursor = store.milestone_changes("R", cursor)
     assert [(r["community_id"], r["version"]) for r in records] == [("c1", 2)] and cursor == 1
+
+
+# -- the ledger's change feeds (issue 14: the ledger follows what changed) ----------------------
+
+def funding(community="c1", funds=0, round_id="R"):
+    from scoring_service.domain import ledger as lg
+
+    record = {"round_id": round_id, "community_id": community, "land_category": "non_independent",
+              "approved_budget_fen": 100, "settled_budget_fen": None, "district_funds_in_place_fen": funds,
+              "key_id": "k", "recorded_at": AT}
+    record["content_hash"] = lg.funding_hash(record)
+    return record
+
+
+def payment(community="c1", tranche=1, did=None, round_id="R"):
+    from scoring_service.domain import ledger as lg
+
+    record = {"disbursement_id": did or f"{round_id}-{community}-{tranche}", "round_id": round_id,
+              "community_id": community, "tranche": tranche, "amount_fen": 30, "paid_on": "2018-05-01",
+              "voucher": None, "key_id": "k", "recorded_at": AT}
+    record["content_hash"] = lg.disbursement_hash(record)
+    return record
+
+
+def test_funding_and_disbursement_changes_follow_the_writes(store):
+    open_round(store)
+    assert store.funding_changes("R") == ([], 0) and store.disbursement_changes("R") == ([], 0)
+    store.put_funding(funding())
+    store.put_funding(funding("c2"))
+    store.put_funding(funding(round_id="other"))
+    store.add_disbursement(payment())
+    store.add_disbursement(payment(round_id="other"))
+    records, cursor = store.funding_changes("R")
+    assert [(r["community_id"], r["version"]) for r in records] == [("c1", 1), ("c2", 1)]
+    assert records == [store.funding_versions("R", "c1")[0], store.funding_versions("R", "c2")[0]]  # no seq, no _id
+    paid, paid_cursor = store.disbursement_changes("R")
+    assert paid == store.disbursements("R") and [(d["community_id"], d["tranche"]) for d in paid] == [("c1", 1)]
+    assert store.funding_changes("R", cursor) == ([], cursor)  # nothing since
+    assert store.put_funding(funding()) is Outcome.DUPLICATE
+    assert store.add_disbursement(payment()) is Outcome.DUPLICATE
+    assert store.add_disbursement(payment(did="another")) is Outcome.ALREADY_PAID
+    assert store.funding_changes("R", cursor) == ([], cursor)  # replays and refusals write nothing
+    assert store.disbursement_changes("R", paid_cursor) == ([], paid_cursor)
+    store.put_funding(funding(funds=5))
+    store.add_disbursement(payment("c2", 2))
+    records, later = store.funding_changes("R", cursor)
+    assert [(r["community_id"], r["version"], r["district_funds_in_place_fen"]) for r in records] == [("c1", 2, 5)]
+    assert later != cursor and store.funding_changes("R", later) == ([], later)
+    paid, paid_later = store.disbursement_changes("R", paid_cursor)
+    assert [(d["community_id"], d["tranche"]) for d in paid] == [("c2", 2)]
+    assert store.disbursement_changes("R", paid_later) == ([], paid_later)
+    assert [r["round_id"] for r in store.funding_changes("other")[0]] == ["other"]
+    assert [d["round_id"] for d in store.disbursement_changes("other")[0]] == ["other"]
+
+
+def test_funding_changes_of_a_long_run_and_in_chunks(store):
+    open_round(store)
+    store.put_funding(funding("c0"))
+    _, cursor = store.funding_changes("R")
+    for i in range(1, 50):
+        store.put_funding(funding(f"c{i}"))
+        store.add_disbursement(payment(f"c{i}"))
+    records, later = store.funding_changes("R", cursor)
+    assert [r["community_id"] for r in records] == [f"c{i}" for i in range(1, 50)]
+    for feed, expected in ((store.funding_changes, [f"c{i}" for i in range(50)]),
+                           (store.disbursement_changes, [f"c{i}" for i in range(1, 50)])):
+        chunks, cursor = [], None  # read in chunks of 7
+        while True:
+            records, cursor = feed("R", cursor, limit=7)
+            assert len(records) <= 7
+            chunks += records
+            if len(records) < 7:
+                break
+        assert [r["community_id"] for r in chunks] == expected and feed("R", cursor) == ([], cursor)
+
+
+def test_funding_changes_miss_no_concurrent_write(database_url, store):
+    """Four writers (each its own connection, as other processes) of funding versions and
+    disbursements, and a reader following both feeds at the same time: every write acknowledged before
+    a read is returned by it or an earlier one, none twice."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scoring_service.store import open_store
+
+    writers = [open_store(database_url) for _ in range(4)]
+    reader = open_store(database_url)
+    open_round(store)
+    acknowledged: list[tuple] = []
+    done = threading.Event()
+    barrier = threading.Barrier(len(writers))
+
+    def write(pair):
+        w, other = pair
+        barrier.wait()
+        for i in range(9):
+            community = f"w{w}-{i % 3}"
+            assert other.put_funding(funding(community, funds=i)) is Outcome.CREATED
+            version = max(v["version"] for v in other.funding_versions("R", community))
+            acknowledged.append(("funding", community, version))
+            if i < 3:
+                assert other.add_disbursement(payment(community)) is Outcome.CREATED
+                acknowledged.append(("paid", community, 1))
+
+    def follow():
+        seen: list[tuple] = []
+        cursors = {"funding": 0, "paid": 0}
+        while True:
+            finished = done.is_set()
+            before = list(acknowledged)  # acknowledged before this read
+            records, cursors["funding"] = reader.funding_changes("R", cursors["funding"])
+            seen += [("funding", r["community_id"], r["version"]) for r in records]
+            paid, cursors["paid"] = reader.disbursement_changes("R", cursors["paid"])
+            seen += [("paid", d["community_id"], d["tranche"]) for d in paid]
+            assert set(before) <= set(seen)
+            if finished:
+                return seen
+
+    with ThreadPoolExecutor(max_workers=len(writers) + 1) as pool:
+        following = pool.submit(follow)
+        list(pool.map(write, enumerate(writers)))
+        done.set()
+        seen = following.result()
+    assert len(seen) == len(set(seen)) == 48 and set(seen) == set(acknowledged)
+    for other in (*writers, reader):
+        other.close()
+
+
+def test_sqlite_funding_stored_before_seq_is_numbered_at_init(tmp_path):
+    """A file whose funding versions and disbursements have no seq: init numbers them in insertion
+    order, the feeds return them first and what is written after them next."""
+    import json
+    import sqlite3
+
+    from scoring_service.store import open_store
+
+    path = str(tmp_path / "old.sqlite3")
+    with sqlite3.connect(path) as conn:
+        conn.executescript("""
+            CREATE TABLE funding_versions (round_id TEXT NOT NULL, community_id TEXT NOT NULL,
+                version INTEGER NOT NULL, content_hash TEXT NOT NULL, body TEXT NOT NULL,
+                PRIMARY KEY (round_id, community_id, version));
+            CREATE TABLE disbursements (disbursement_id TEXT PRIMARY KEY, round_id TEXT NOT NULL,
+                community_id TEXT NOT NULL, tranche INTEGER NOT NULL, content_hash TEXT NOT NULL,
+                body TEXT NOT NULL, UNIQUE (round_id, community_id, tranche));
+        """)
+        for record in (funding("c2"), funding("c1")):
+            conn.execute("INSERT INTO funding_versions VALUES ('R', ?, 1, ?, ?)",
+                         (record["community_id"], record["content_hash"], json.dumps({**record, "version": 1})))
+        d = payment("c2")
+        conn.execute("INSERT INTO disbursements VALUES (?, 'R', 'c2', 1, ?, ?)",
+                     (d["disbursement_id"], d["content_hash"], json.dumps(d)))
+    store = open_store(path)
+    try:
+        store.init()
+        store.init()
+        open_round(store)
+        records, cursor = store.funding_changes("R")
+        assert [r["community_id"] for r in records] == ["c2", "c1"]
+        paid, paid_cursor = store.disbursement_changes("R")
+        assert [d["community_id"] for d in paid] == ["c2"]
+        store.put_funding(funding("c3"))
+        assert store.add_disbursement(payment("c2")) is Outcome.DUPLICATE
+        store.add_disbursement(payment("c3"))
+        records, later = store.funding_changes("R", cursor)
+        assert [r["community_id"] for r in records] == ["c3"] and later > cursor
+        assert [d["community_id"] for d in store.disbursement_changes("R", paid_cursor)[0]] == ["c3"]
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("mongo", marks=pytest.mark.mongo)], indirect=True)
+def test_mongo_funding_stored_before_seq_is_read_and_written_after(store):
+    """Funding versions and disbursements stored with the first _id scheme ("<round>|<community>|<n>",
+    no seq): the feeds' first read returns them, a new version takes the next number, a paid tranche
+    stays paid, and the feeds follow what is written after."""
+    open_round(store)
+    store.init()  # the indexes again, over the old documents
+    store.db.funding_versions.insert_one({**funding(), "version": 1, "_id": "R|c1|1"})
+    store.db.disbursements.insert_one({**payment(), "_id": "R|c1|1"})
+    records, cursor = store.funding_changes("R")
+    assert [(r["community_id"], r["version"]) for r in records] == [("c1", 1)] and cursor == 0
+    assert "_id" not in records[0] and "seq" not in records[0]
+    paid, paid_cursor = store.disbursement_changes("R")
+    assert [(d["community_id"], d["tranche"]) for d in paid] == [("c1", 1)] and paid_cursor == 0
+    assert store.add_disbursement(payment(did="another")) is Outcome.ALREADY_PAID
+    assert store.put_funding(funding(funds=5)) is Outcome.CREATED
+    assert store.db.funding_versions.find_one({"_id": "R#1"})["version"] == 2
+    records, cursor = store.funding_changes("R", cursor)
+    assert [(r["community_id"], r["version"]) for r in records] == [("c1", 2)] and cursor == 1
+    assert store.funding_versions("R", "c1")[-1] == records[0]

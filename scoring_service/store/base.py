@@ -577,6 +577,21 @@ class Store(abc.ABC):
         """The latest funding version of every community of the round, by community."""
 
     @abc.abstractmethod
+    def funding_changes(self, round_id: str, after: int | None = None,
+                        limit: int | None = None) -> tuple[list[dict], int]:
+        """The round's funding versions written since the cursor ``after`` (None: every version), in
+        the order they were written, and the cursor to pass next time; exact across processes as
+        :meth:`milestone_changes` (with ``limit`` likewise). A reader that keeps the highest
+        ``version`` of each community holds the current records."""
+
+    @abc.abstractmethod
+    def disbursement_changes(self, round_id: str, after: int | None = None,
+                             limit: int | None = None) -> tuple[list[dict], int]:
+        """The round's disbursements recorded since the cursor ``after`` (None: all of them), in the
+        order they were written, and the cursor to pass next time; exact across processes as
+        :meth:`milestone_changes` (with ``limit`` likewise)."""
+
+    @abc.abstractmethod
     def add_disbursement(self, record: Mapping) -> Outcome:
         """Record a payment of one tranche, insert-only and idempotent by ``disbursement_id``:
         CREATED; DUPLICATE when that id exists with the same ``content_hash``; CONFLICT when it

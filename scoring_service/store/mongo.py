@@ -90,16 +90,22 @@ INDEXES: dict[str, list[IndexModel]] = {
                    unique=True),
         IndexModel([("round_id", ASCENDING), ("seq", ASCENDING)], name="by_round_seq"),
     ],
-    # funding ledger (SPEC §12): versions serialised by their _id "<round>|<community>|<version>" like
-    # milestones; a disbursement's _id is "<round>|<community>|<tranche>", so a tranche is paid once,
-    # and its client id is unique
+    # funding ledger (SPEC §12): a funding version's or a disbursement's _id "<round>#<seq>" numbers the
+    # round's documents 1, 2, … in the order they were written, as milestone versions' (the ledger's
+    # change feeds, see MongoStore._feed_changes); one_funding_version serialises a community's
+    # versions, one_tranche pays a tranche once, and a disbursement's client id is unique. Documents
+    # stored before seq existed have the _id "<round>|<community>|<version or tranche>" and no seq.
     "funding_versions": [
         IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING), ("version", ASCENDING)],
                    name="one_funding_version", unique=True),
+        IndexModel([("round_id", ASCENDING), ("seq", ASCENDING)], name="by_round_seq"),
     ],
     "disbursements": [
         IndexModel([("disbursement_id", ASCENDING)], name="one_disbursement_id", unique=True),
         IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING)], name="by_round_community"),
+        IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING), ("tranche", ASCENDING)],
+                   name="one_tranche", unique=True),
+        IndexModel([("round_id", ASCENDING), ("seq", ASCENDING)], name="by_round_seq"),
     ],
     # survey links (SPEC §14); a quota slot "<scope>|<n>" (n < cap) is held by one response, so
     # inserting it claims one of the cap's places exactly, without transactions
@@ -160,6 +166,11 @@ def _household_key(round_id: str, community_id: str, household_hash: str) -> str
     return f"{round_id}|{community_id}|{household_hash}"
 
 
+def _unnumbered(doc: Mapping | None) -> dict | None:
+    """A funding version or disbursement without ``_id`` and ``seq``."""
+    return None if doc is None else {k: v for k, v in doc.items() if k not in ("_id", "seq")}
+
+
 def _milestone_id(round_id: str, seq: int) -> str:
     """``_id`` of the round's ``seq``-th milestone version (round ids hold no ``#``)."""
     return f"{round_id}#{seq}"
@@ -185,6 +196,8 @@ class MongoStore(Store):
         self._counts_cache: dict[str, tuple[str, RoundCounts]] = {}
         #: a seq of each round's milestone versions known to exist (where the search for the last starts)
         self._milestone_seq: dict[str, int] = {}
+        #: the same for the ledger's feeds, per (collection, round)
+        self._feed_seq: dict[tuple[str, str], int] = {}
 
     # -- client per process, created after fork ---------------------------------
     @property
@@ -845,28 +858,114 @@ class MongoStore(Store):
         self._upsert(self.db.meta, {"_id": "generation:funding", "token": uuid.uuid4().hex})
 
     def put_funding(self, record: Mapping, check: FundingCheck | None = None) -> Outcome:
-        """Insert-only: each version takes the community's next number in its ``_id``. Two writers that
-        read the same current version both try that number; the unique ``_id`` lets one win and the
-        other reads again, so its check and version number see the winner."""
+        """Insert-only, one document per version carrying two unique numbers, as milestone versions:
+        the community's next version (index one_funding_version) and the round's next seq (in its
+        ``_id``). Two writers that read the same current version both try that number; one wins and
+        the other reads again, so its check and version number see the winner; seq s is only written
+        after s - 1 (see :meth:`_insert_numbered`)."""
         round_id, community_id = record["round_id"], record["community_id"]
+        collection = self.db.funding_versions
         for _ in range(20):
-            current = self.db.funding_versions.find_one({"round_id": round_id, "community_id": community_id},
-                                                        sort=[("version", -1)])
-            version = next_funding_version(_plain(current), record, check)
+            current = collection.find_one({"round_id": round_id, "community_id": community_id},
+                                          sort=[("version", -1)])
+            version = next_funding_version(_unnumbered(current), record, check)
             if version is None:
                 return Outcome.DUPLICATE
-            try:
-                self.db.funding_versions.insert_one(
-                    {**version, "_id": f"{round_id}|{community_id}|{version['version']}"})
-            except DuplicateKeyError:
-                continue
-            self._bump_funding()
-            return Outcome.CREATED
+            if self._insert_numbered(collection, round_id, version):
+                self._bump_funding()
+                return Outcome.CREATED
         raise StoreError(f"funding of community {community_id} is being written concurrently; try again")
+
+    def _insert_numbered(self, collection, round_id: str, document: Mapping) -> bool:
+        """Insert ``document`` with the round's next seq in ``collection`` (``_id`` "<round>#<seq>"):
+        True once inserted, False when another unique index refused it. The writer that finds its seq
+        taken looks for the last again, so the round's documents are numbered 1, 2, … without a gap in
+        the order they were written."""
+        for attempt in range(100):
+            seq = self._last_feed_seq(collection, round_id) + 1
+            try:
+                collection.insert_one({**document, "_id": _milestone_id(round_id, seq), "seq": seq})
+            except DuplicateKeyError:
+                if collection.find_one({"_id": _milestone_id(round_id, seq)}, {"_id": 1}) is None:
+                    return False  # not the seq: another unique key
+                if attempt >= 3:  # many writers at once: let them through
+                    time.sleep(random.uniform(0, 0.001 * attempt))
+                continue
+            key = (collection.name, round_id)
+            self._feed_seq[key] = max(seq, self._feed_seq.get(key, 0))
+            return True
+        raise StoreError(f"{collection.name} of round {round_id} are being written concurrently; try again")
+
+    def _last_feed_seq(self, collection, round_id: str) -> int:
+        """The highest seq of the round's documents in ``collection``, by look-ups of ``_id`` (as
+        :meth:`_last_milestone_seq`)."""
+        def exists(seq: int) -> bool:
+            return seq == 0 or collection.find_one({"_id": _milestone_id(round_id, seq)}, {"_id": 1}) is not None
+
+        key = (collection.name, round_id)
+        low = self._feed_seq.get(key, 0)
+        if not exists(low):
+            low = 0  # the database was replaced under this process
+        step = 1
+        while exists(low + step):
+            low, step = low + step, step * 2
+        high = low + step
+        while high - low > 1:
+            middle = (low + high) // 2
+            if exists(middle):
+                low = middle
+            else:
+                high = middle
+        self._feed_seq[key] = max(low, self._feed_seq.get(key, 0))
+        return low
+
+    def _feed_changes(self, collection, round_id: str, after: int | None,
+                      limit: int | None) -> tuple[list[dict], int]:
+        """The change feed of ``collection`` for a round, as :meth:`milestone_changes`: ``_id`` look-ups
+        of seq cursor + 1, + 2, … until one is missing, range queries for long runs (and the first
+        read), a gap looked up; documents stored before seq existed come with the first call."""
+        unnumbered: list[dict] = []
+        probes = 0
+        if after is None:
+            after, probes = 0, MILESTONE_PROBES  # start with a range query
+            unnumbered = list(collection.find({"round_id": round_id, "seq": {"$exists": False}}))
+        wanted = float("inf") if limit is None else int(limit)
+        found: dict[int, dict] = {}
+        cursor = after
+        while True:
+            while cursor + 1 in found and cursor - after < wanted:
+                cursor += 1
+            if cursor - after >= wanted:
+                break
+            if probes >= MILESTONE_PROBES:
+                query = collection.find({"round_id": round_id, "seq": {"$gt": cursor}})
+                if limit is not None:
+                    query = query.sort("seq", ASCENDING).limit(int(wanted - (cursor - after)))
+                for doc in query:
+                    found.setdefault(doc["seq"], doc)
+                probes = 0
+                continue
+            doc = collection.find_one({"_id": _milestone_id(round_id, cursor + 1)})
+            if doc is None:
+                break
+            found[cursor + 1] = doc
+            probes += 1
+        key = (collection.name, round_id)
+        self._feed_seq[key] = max(cursor, self._feed_seq.get(key, 0))
+        ordered = unnumbered + [found[s] for s in range(after + 1, cursor + 1)]
+        return [_unnumbered(d) for d in ordered], cursor
+
+    def funding_changes(self, round_id: str, after: int | None = None,
+                        limit: int | None = None) -> tuple[list[dict], int]:
+        return self._feed_changes(self.db.funding_versions, round_id, after, limit)
+
+    def disbursement_changes(self, round_id: str, after: int | None = None,
+                             limit: int | None = None) -> tuple[list[dict], int]:
+        return self._feed_changes(self.db.disbursements, round_id, after, limit)
 
     def funding_versions(self, round_id: str, community_id: str) -> list[dict]:
         cursor = self.db.funding_versions.find({"round_id": round_id, "community_id": community_id})
-        return sorted((_plain(d) for d in cursor), key=lambda v: v["version"])
+        return sorted((_unnumbered(d) for d in cursor), key=lambda v: v["version"])
 
     def current_funding(self, round_id: str) -> list[dict]:
         latest: dict[str, dict] = {}
@@ -874,15 +973,13 @@ class MongoStore(Store):
             key = doc["community_id"]
             if key not in latest or doc["version"] > latest[key]["version"]:
                 latest[key] = doc
-        return [_plain(latest[key]) for key in sorted(latest)]
+        return [_unnumbered(latest[key]) for key in sorted(latest)]
 
     def add_disbursement(self, record: Mapping) -> Outcome:
-        """Insert-only with ``_id`` "<round>|<community>|<tranche>" and a unique ``disbursement_id``:
-        whichever key a concurrent writer collides on, the stored document decides the outcome."""
-        doc = {**record, "_id": f"{record['round_id']}|{record['community_id']}|{record['tranche']}"}
-        try:
-            self.db.disbursements.insert_one(doc)
-        except DuplicateKeyError:
+        """Insert-only with the round's next seq (``_id`` "<round>#<seq>", see :meth:`_insert_numbered`),
+        a unique ``disbursement_id`` and a unique (round, community, tranche): whichever key a
+        concurrent writer collides on, the stored document decides the outcome."""
+        if not self._insert_numbered(self.db.disbursements, record["round_id"], record):
             same_id = self.db.disbursements.find_one({"disbursement_id": record["disbursement_id"]})
             if same_id is not None:
                 return replay_outcome(same_id["content_hash"], record["content_hash"])
@@ -891,14 +988,13 @@ class MongoStore(Store):
         return Outcome.CREATED
 
     def get_disbursement(self, disbursement_id: str) -> dict | None:
-        return _plain(self.db.disbursements.find_one({"disbursement_id": disbursement_id}))
+        return _unnumbered(self.db.disbursements.find_one({"disbursement_id": disbursement_id}))
 
     def disbursements(self, round_id: str, community_id: str | None = None) -> list[dict]:
         query = {"round_id": round_id, **({"community_id": community_id} if community_id is not None else {})}
-        return sorted((_plain(d) for d in self.db.disbursements.find(query)),
+        return sorted((_unnumbered(d) for d in self.db.disbursements.find(query)),
                       key=lambda d: (d["community_id"], d["tranche"]))
 
-    # -- audit ---------------------------------------------------------------------
     # -- survey links (SPEC §14) -------------------------------------------------------
     def create_survey_link(self, record: Mapping[str, Any]) -> None:
         doc = {"created_by": None, "revoked_at": None, **record}

@@ -63,6 +63,8 @@ ADDED_COLUMNS = (
     ("keys", "district_id", "TEXT"),
     ("inspection_versions", "stage", "TEXT NOT NULL DEFAULT 'acceptance'"),
     ("milestone_versions", "seq", "INTEGER"),
+    ("funding_versions", "seq", "INTEGER"),
+    ("disbursements", "seq", "INTEGER"),
     ("responses", "link_id", "TEXT"),
     ("responses", "address_hash", "TEXT"),
     ("responses", "device_id", "TEXT"),
@@ -156,6 +158,12 @@ class SQLiteStore(Store):
                          " FROM milestone_versions) WHERE seq IS NULL")
             conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS milestone_versions_by_seq ON milestone_versions (seq)")
             conn.execute("CREATE INDEX IF NOT EXISTS milestone_changes ON milestone_versions (round_id, seq)")
+            # so do funding versions and disbursements (the ledger's change feeds)
+            for table in ("funding_versions", "disbursements"):
+                conn.execute(f"UPDATE {table} SET seq = rowid + (SELECT COALESCE(MAX(seq), 0) FROM {table})"
+                             " WHERE seq IS NULL")
+                conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_by_seq ON {table} (seq)")
+                conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_changes ON {table} (round_id, seq)")
             conn.execute("CREATE INDEX IF NOT EXISTS responses_by_link_address"
                          " ON responses (link_id, address_hash) WHERE link_id IS NOT NULL")
         conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('generation', ?)", (uuid.uuid4().hex,))
@@ -683,8 +691,9 @@ class SQLiteStore(Store):
             version = next_funding_version(json.loads(row["body"]) if row else None, record, check)
             if version is None:
                 return Outcome.DUPLICATE
-            conn.execute("INSERT INTO funding_versions (round_id, community_id, version, content_hash, body)"
-                         " VALUES (?, ?, ?, ?, ?)",
+            # numbered inside the write transaction: seq order is commit order (funding_changes)
+            conn.execute("INSERT INTO funding_versions (round_id, community_id, version, content_hash, body, seq)"
+                         " VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM funding_versions))",
                          (version["round_id"], version["community_id"], version["version"],
                           version["content_hash"], _dumps(version)))
             return Outcome.CREATED
@@ -708,7 +717,8 @@ class SQLiteStore(Store):
                 return replay_outcome(row["content_hash"], record["content_hash"])
             try:
                 conn.execute("INSERT INTO disbursements (disbursement_id, round_id, community_id, tranche,"
-                             " content_hash, body) VALUES (?, ?, ?, ?, ?, ?)",
+                             " content_hash, body, seq) VALUES (?, ?, ?, ?, ?, ?,"
+                             " (SELECT COALESCE(MAX(seq), 0) + 1 FROM disbursements))",
                              (record["disbursement_id"], record["round_id"], record["community_id"],
                               record["tranche"], record["content_hash"], _dumps(record)))
             except sqlite3.IntegrityError:  # UNIQUE (round_id, community_id, tranche)
@@ -726,6 +736,21 @@ class SQLiteStore(Store):
             rows = self._read("SELECT body FROM disbursements WHERE round_id = ? AND community_id = ?"
                               " ORDER BY tranche", (round_id, community_id))
         return [json.loads(r["body"]) for r in rows]
+
+    def funding_changes(self, round_id: str, after: int | None = None,
+                        limit: int | None = None) -> tuple[list[dict], int]:
+        return self._changes("funding_versions", round_id, after, limit)
+
+    def disbursement_changes(self, round_id: str, after: int | None = None,
+                             limit: int | None = None) -> tuple[list[dict], int]:
+        return self._changes("disbursements", round_id, after, limit)
+
+    def _changes(self, table: str, round_id: str, after: int | None, limit: int | None) -> tuple[list[dict], int]:
+        # as milestone_changes: one statement, one snapshot; seq is given in commit order
+        after = int(after or 0)
+        rows = self._read(f"SELECT seq, body FROM {table} WHERE seq > ? AND round_id = ? ORDER BY seq LIMIT ?",
+                          (after, round_id, -1 if limit is None else int(limit)))
+        return [json.loads(r["body"]) for r in rows], (rows[-1]["seq"] if rows else after)
 
     # -- survey links (SPEC §14) -------------------------------------------------
     def create_survey_link(self, record: Mapping[str, Any]) -> None:
