@@ -10,7 +10,6 @@ from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
 from ..domain import ledger as lg
-from ..domain.canonical import canonical_bytes
 from ..domain.ids import DISTRICT_ID_PATTERN, ID_PATTERN
 from ..extensions import state
 from ..reports import ledger as sheets
@@ -210,10 +209,11 @@ class Ledger(MethodView):
         """The funding ledger at a date: every covered community's subsidy and tranches, the district and
         city totals, and the city budget's commitment. A district key reads its own district only."""
         principal = current_principal()
-        report = ledger.ledger_report(state(), round_id, principal, query.get("as_of"), query.get("district_id"))
         fmt = query["format"]
-        if fmt == "json":
-            return Response(canonical_bytes(report), mimetype="application/json")
+        if fmt == "json":  # each community's row kept as JSON until it changes
+            return Response(ledger.ledger_json(state(), round_id, principal, query.get("as_of"),
+                                               query.get("district_id")), mimetype="application/json")
+        report = ledger.ledger_report(state(), round_id, principal, query.get("as_of"), query.get("district_id"))
         district_id = principal.district_id if principal.role == "district" else query.get("district_id")
         names = ledger.ledger_names(state(), report)
         title = get_round(state(), round_id).get("title")

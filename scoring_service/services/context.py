@@ -82,6 +82,8 @@ class ServiceState:
         self.live_results = BoundedCache("live_results", 16)
         #: current milestone records of a round, followed through the store's change feed (SPEC §11)
         self.milestone_boards = BoundedCache("milestone_boards", 16)
+        #: current funding records and disbursements of a round and its kept ledger rows (SPEC §12)
+        self.ledger_boards = BoundedCache("ledger_boards", 16)
         #: communities with a construction inspection below pass, per round, inspection and reference generation
         self.construction_checks = BoundedCache("construction_checks", 16)
         #: published snapshots, parsed once

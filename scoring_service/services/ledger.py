@@ -8,18 +8,25 @@ the milestones reached by then, the disbursements paid by then and the communiti
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import uuid
 from datetime import date
 from typing import Any
 
+import numpy as np
+
 from ..domain import ledger as lg
 from ..domain import milestones as ms
+from ..domain.canonical import canonical_bytes
 from ..domain.timeutil import now_stored
 from ..store import Outcome
 from .clock import today
 from .context import ServiceState
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .keys import Principal, check_district_scope
+from .ledger_board import LEDGER_COLUMNS, NOT_NEEDED, TOTAL_FIELDS, funding_stamps, paid_of, reached_dates, totals_of
+from .ledger_board import board as ledger_board
+from .milestone_board import board as milestone_board
 from .rounds import get_round
 from .supervision import as_of_date, covered_communities
 
@@ -221,58 +228,88 @@ def _tranche_row(state: lg.TrancheState) -> dict:
     return row
 
 
-def ledger_report(ctx: ServiceState, round_id: str, principal: Principal | None, as_of: date | None = None,
-                  district_id: str | None = None) -> dict:
-    """The ledger of SPEC §12 ``GET /rounds/{r}/ledger`` at the as-of date; a district key reads its own
-    district only. ``committed_subsidy_fen``, ``uncommitted_fen`` and ``over_committed`` concern the
-    city's budget and so cover the whole round; ``totals``, ``districts`` and ``communities`` cover the
-    district asked for (or all)."""
+def _community_row(community_id: str, district_id: str, f: lg.Funding | None,
+                   ledger: lg.CommunityLedger) -> dict:
+    return {"community_id": community_id, "district_id": district_id,
+            **{name: getattr(f, name) if f else None for name in lg.FUNDING_FIELDS},
+            "subsidy_fen": ledger.subsidy_fen,
+            "tranches": [_tranche_row(s) for s in ledger.tranches]}
+
+
+def _prepare(ctx: ServiceState, round_id: str, principal: Principal | None, as_of: date | None,
+             district_id: str | None) -> tuple[dict, list[bytes]]:
+    """The ledger's head (everything but the community rows) and the rows asked for as canonical JSON,
+    from the kept rows brought up to date: a row is shaped again only when its community's funding,
+    payments, milestones or (for a reached tranche 3) grade changed since."""
     round_ = get_round(ctx, round_id)
     if principal is not None and principal.role == "district":
         if district_id not in (None, principal.district_id):
             raise Forbidden("a district key reads its own district's ledger only")
         district_id = principal.district_id
+    from .results import round_reference, round_scores  # results build on supervision, which this module reads
+
     t = as_of_date(ctx, round_, as_of)
-    communities = covered_communities(ctx, round_)
-    funding = {r["community_id"]: lg.Funding.of(r) for r in ctx.store.current_funding(round_id)}
-    payments: dict[str, list[dict]] = {}
-    for d in ctx.store.disbursements(round_id):
-        payments.setdefault(d["community_id"], []).append(d)
-    records: dict[str, dict[str, dict]] = {}
-    for record in ctx.store.current_milestones(round_id):
-        records.setdefault(record["community_id"], {})[record["code"]] = record
-    grade_of: Callable[[str], str | None] = _lazy_grades(ctx, round_id)
+    reference_token = ctx.store.generation("reference")
+    reference = round_reference(ctx, round_, reference_token)
+    milestones = milestone_board(ctx, round_id)
+    with milestones.lock:
+        milestones.sync(ctx.store, reference_token, reference.communities)
+        layout = milestones.layout
+        reach = layout.reach[:, LEDGER_COLUMNS]  # a copy
+        milestone_stamp = layout.stamp.copy()
+    ids, district_of = layout.ids, layout.district_ids
+    if district_id is not None:
+        selected = [i for i, d in enumerate(district_of) if d == district_id]
+    else:
+        selected = list(range(len(ids)))
+    grades: dict[str, str | None] | None = None
 
-    rows, ledgers = [], {}
-    for community in communities:
-        cid = community["community_id"]
-        reached = _reached(records.get(cid, {}))
-        f = funding.get(cid)
-        grade = grade_of(cid) if _needs_grade(f, reached, t) else None
-        ledgers[cid] = ledger = lg.community_ledger(f, reached, _payments(payments.get(cid, [])), grade, t)
-        rows.append((community, f, ledger))
+    def grade_of(community_id: str) -> str | None:
+        nonlocal grades
+        if grades is None:  # a ledger without a reached tranche 3 does not score the round
+            grades = round_scores(ctx, round_).grade_of()
+        return grades.get(community_id)
 
-    committed = sum(ledger.subsidy_fen or 0 for ledger in ledgers.values())
+    ledgers = ledger_board(ctx, round_id)
+    with ledgers.lock:
+        ledgers.sync(ctx.store)
+        kept = ledgers.kept(t, layout, len(ids))
+        funding_stamp = funding_stamps(ledgers, ids)
+        stale = (kept.funding_stamp != funding_stamp) | (kept.milestone_stamp != milestone_stamp)
+        for i in np.flatnonzero(~stale).tolist():  # rows whose ledger read a grade: has it changed?
+            if kept.grade[i] is not NOT_NEEDED and kept.grade[i] != grade_of(ids[i]):
+                stale[i] = True
+        for i in np.flatnonzero(stale).tolist():
+            cid = ids[i]
+            current = ledgers.funding.get(cid)
+            f = current[1] if current is not None else None
+            reached = reached_dates(reach[i].tolist())
+            grade = grade_of(cid) if _needs_grade(f, reached, t) else NOT_NEEDED
+            ledger = lg.community_ledger(f, reached, paid_of(ledgers.payments.get(cid)),
+                                         None if grade is NOT_NEEDED else grade, t)
+            kept.json[i] = canonical_bytes(_community_row(cid, district_of[i], f, ledger))
+            kept.totals[i] = totals_of(ledger)
+            kept.grade[i] = grade
+            kept.funding_stamp[i], kept.milestone_stamp[i] = funding_stamp[i], milestone_stamp[i]
+        totals = kept.totals.copy()
+        rows = [kept.json[i] for i in selected]  # under the lock: the rows of these totals
+
+    committed = int(totals[:, TOTAL_FIELDS.index("subsidy_fen")].sum())
     money = lg.round_money(round_)
     uncommitted = lg.uncommitted(money, committed)
-    district_names = {d["district_id"]: d.get("name_zh") for d in ctx.store.list_districts()}
-    district_ids = sorted(set(round_.get("quotas", {})) | {c["district_id"] for c in communities})
+    district_ids = sorted(set(round_.get("quotas", {})) | set(district_of))
     if district_id is not None:
         district_ids = [d for d in district_ids if d == district_id]
-        rows = [row for row in rows if row[0]["district_id"] == district_id]
-    by_district = {d: lg.Totals() for d in district_ids}
-    totals = lg.Totals()
-    for community, _, ledger in rows:
-        by_district[community["district_id"]].add(ledger)
-        totals.add(ledger)
+    position = {d: k for k, d in enumerate(district_ids)}
+    member = np.array([position.get(d, -1) for d in district_of], dtype=np.int64)
+    inside = member >= 0
+    by_district = np.zeros((len(district_ids), len(TOTAL_FIELDS)), dtype=np.int64)
+    np.add.at(by_district, member[inside], totals[inside])
 
-    def community_row(community: dict, f: lg.Funding | None, ledger: lg.CommunityLedger) -> dict:
-        return {"community_id": community["community_id"], "district_id": community["district_id"],
-                **{name: getattr(f, name) if f else None for name in lg.FUNDING_FIELDS},
-                "subsidy_fen": ledger.subsidy_fen,
-                "tranches": [_tranche_row(s) for s in ledger.tranches]}
+    def sums(values: np.ndarray) -> dict[str, int]:
+        return dict(zip(TOTAL_FIELDS, (int(v) for v in values)))
 
-    return {
+    head = {
         "round_id": round_id,
         "as_of": t.isoformat(),
         "city_budget_fen": money.city_budget_fen,
@@ -280,24 +317,30 @@ def ledger_report(ctx: ServiceState, round_id: str, principal: Principal | None,
         "committed_subsidy_fen": committed,
         "uncommitted_fen": uncommitted,
         "over_committed": uncommitted is not None and uncommitted < 0,
-        "totals": totals.as_dict(),
-        "districts": [{"district_id": d, "name_zh": district_names.get(d), **by_district[d].as_dict()}
-                      for d in district_ids],
-        "communities": [community_row(*row) for row in rows],
+        "totals": sums(by_district.sum(axis=0)),
+        "districts": [{"district_id": d, "name_zh": reference.district_names.get(d), **sums(by_district[k])}
+                      for k, d in enumerate(district_ids)],
     }
+    return head, rows
 
 
-def _lazy_grades(ctx: ServiceState, round_id: str) -> Callable[[str], str | None]:
-    """Grades looked up on first need: a ledger without a reached tranche 3 does not score the round."""
-    table: dict[str, str | None] | None = None
+def ledger_report(ctx: ServiceState, round_id: str, principal: Principal | None, as_of: date | None = None,
+                  district_id: str | None = None) -> dict:
+    """The ledger of SPEC §12 ``GET /rounds/{r}/ledger`` at the as-of date; a district key reads its own
+    district only. ``committed_subsidy_fen``, ``uncommitted_fen`` and ``over_committed`` concern the
+    city's budget and so cover the whole round; ``totals``, ``districts`` and ``communities`` cover the
+    district asked for (or all)."""
+    head, rows = _prepare(ctx, round_id, principal, as_of, district_id)
+    return {**head, "communities": [json.loads(row) for row in rows]}
 
-    def grade_of(community_id: str) -> str | None:
-        nonlocal table
-        if table is None:
-            table = _grades(ctx, round_id)
-        return table.get(community_id)
 
-    return grade_of
+def ledger_json(ctx: ServiceState, round_id: str, principal: Principal | None, as_of: date | None = None,
+                district_id: str | None = None) -> bytes:
+    """:func:`ledger_report` as canonical JSON, the same bytes, from the kept rows."""
+    head, rows = _prepare(ctx, round_id, principal, as_of, district_id)
+    placeholder = uuid.uuid4().hex  # stands for the rows in the head's JSON (keys sorted, so rows go in place)
+    before, after = canonical_bytes({**head, "communities": placeholder}).split(canonical_bytes(placeholder))
+    return b"".join((before, b"[", b",".join(rows), b"]", after))
 
 
 def ledger_names(ctx: ServiceState, report: dict) -> dict[str, str | None]:
