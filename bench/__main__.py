@@ -285,6 +285,12 @@ def main():
         results["supervision"] = supervision.supervision_latency(
             supervision.sqlite_instance(base, national[0], national[1] // 10), repeats=20)
         log(f"   {results['supervision']}")
+        log("8. funding ledger at national size after one funding write …")
+        from bench import ledger
+
+        results["ledger"] = ledger.ledger_latency(
+            ledger.sqlite_instance(base, national[0], national[1] // 10), repeats=20)
+        log(f"   {results['ledger']}")
         results["national_size"] = {"communities": national[0], "responses": national[1]}
     write_results(results, args.quick)
 
@@ -326,6 +332,11 @@ def write_results(r: dict, quick: bool) -> None:
 
         name, measured, target_text, met = figure(r["supervision"], n["communities"], "SQLite")
         rows.append((f"7. {name}", measured, target_text, met))
+    if "ledger" in r:
+        from bench.ledger import figure as ledger_figure
+
+        name, measured, target_text, met = ledger_figure(r["ledger"], n["communities"], "SQLite")
+        rows.append((f"8. {name}", measured, target_text, met))
     extra = {k: v for k, v in r["rank_demo"].items() if k.endswith("cold_p99_ms") and k != "cold_p99_ms"}
     if extra:
         rows.append(("3c. other score endpoints, demo round, after a survey write: p99",
