@@ -40,6 +40,10 @@ def init():
     click.echo(f"store ready: {current_app.config.get('DATABASE_URL') or current_app.instance_path}")
 
 
+#: rubrics seeded together with a programme's own (SPEC §15: its aftercare rounds use shenyang-aftercare)
+SHIPPED_BESIDE = {"shenyang-2018": ("shenyang-aftercare",)}
+
+
 @click.command()
 @click.argument("name", type=click.Choice(["shenyang-2018"]))
 @click.option("--demo", is_flag=True,
@@ -57,12 +61,13 @@ def seed(name, demo):
 
     state = current_app.extensions["scoring"]
     store = state.store
-    rubric_path = Path(current_app.config["RUBRICS_DIR"]) / f"{name}.json"
-    try:
-        outcome, _ = store_rubric(state, RubricSchema().load(load_rubric_file(rubric_path).body))
-    except ServiceError as exc:
-        raise click.ClickException(exc.message) from None
-    click.echo(f"rubric {name}: {outcome.value}")
+    for rubric_id in (name, *SHIPPED_BESIDE.get(name, ())):  # the aftercare rubric of SPEC §15 comes with it
+        rubric_path = Path(current_app.config["RUBRICS_DIR"]) / f"{rubric_id}.json"
+        try:
+            outcome, _ = store_rubric(state, RubricSchema().load(load_rubric_file(rubric_path).body))
+        except ServiceError as exc:
+            raise click.ClickException(exc.message) from None
+        click.echo(f"rubric {rubric_id}: {outcome.value}")
     for district_id, name_zh, name_en, _ in SHENYANG_2018_DISTRICTS:
         store.put_district({"district_id": district_id, "name_zh": name_zh, "name_en": name_en})
     round_data = {
