@@ -414,7 +414,10 @@ class Store(abc.ABC):
     def get_community(self, community_id: str) -> dict | None: ...
 
     @abc.abstractmethod
-    def list_communities(self, district_id: str | None = None, renovation_year: int | None = None) -> list[dict]: ...
+    def list_communities(self, district_id: str | None = None, renovation_year: int | None = None,
+                         renovation_years: Iterable[int] | None = None) -> list[dict]:
+        """Communities by id, filtered by district, one renovation year, and/or any of several
+        (``renovation_years``: an aftercare round's ``covers_years``, SPEC §15)."""
 
     @abc.abstractmethod
     def put_agency(self, record: Mapping) -> bool: ...

@@ -24,7 +24,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -359,8 +359,15 @@ class MongoStore(Store):
     def get_community(self, community_id: str) -> dict | None:
         return self._get("communities", "community_id", community_id)
 
-    def list_communities(self, district_id: str | None = None, renovation_year: int | None = None) -> list[dict]:
+    def list_communities(self, district_id: str | None = None, renovation_year: int | None = None,
+                         renovation_years: Iterable[int] | None = None) -> list[dict]:
         query: dict[str, Any] = {}
+        if renovation_years is not None:
+            years = {int(y) for y in renovation_years}
+            if renovation_year is not None:
+                years &= {int(renovation_year)}
+                renovation_year = None
+            query["renovation_year"] = {"$in": sorted(years)}
         if district_id is not None:
             query["district_id"] = district_id
         if renovation_year is not None:

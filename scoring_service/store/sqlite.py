@@ -14,7 +14,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -269,8 +269,13 @@ class SQLiteStore(Store):
     def get_community(self, community_id: str) -> dict | None:
         return self._body("communities", "community_id", community_id)
 
-    def list_communities(self, district_id: str | None = None, renovation_year: int | None = None) -> list[dict]:
+    def list_communities(self, district_id: str | None = None, renovation_year: int | None = None,
+                         renovation_years: Iterable[int] | None = None) -> list[dict]:
         sql, params = "SELECT body FROM communities WHERE 1 = 1", []
+        if renovation_years is not None:
+            years = sorted({int(y) for y in renovation_years})
+            sql += f" AND renovation_year IN ({', '.join('?' * len(years))})" if years else " AND 0"
+            params.extend(years)
         if district_id is not None:
             sql += " AND district_id = ?"
             params.append(district_id)
