@@ -21,9 +21,10 @@ RANK = validate.Range(min=1)
 FEN = validate.Range(min=0)
 COUNT = validate.Range(min=0)
 PAIR = validate.Length(equal=2)
-#: the flags of SPEC §5 (a veto names the critical check scored 0)
+#: the flags of SPEC §5 (a veto names the critical check scored 0) and of an aftercare round (§15)
 FLAG = validate.Regexp(r"^(pending_inspection|pending_survey|insufficient_sample|satisfaction_below_acceptance"
-                       r"|veto:[A-Za-z0-9_.-]{1,64})$")
+                       r"|backsliding|management_missing|veto:[A-Za-z0-9_.-]{1,64})$")
+CHANGE = validate.Range(min=-100, max=100)
 GRADE = validate.Regexp(r"^[a-z_]{1,32}$")
 
 
@@ -52,6 +53,18 @@ def nullable_object(schema, **kwargs):
     """
     metadata = {"nullable": True, **kwargs.pop("metadata", {})}
     return fields.Nested(schema, metadata=metadata, **kwargs)
+
+
+# ``baseline`` and ``change`` (SPEC §15): present in aftercare rounds only, null without a baseline
+def baseline_field():
+    return fields.Float(allow_none=True, validate=SCORE, metadata={
+        "description": "aftercare rounds only: the composite in the latest published acceptance round "
+                       "covering the community (null: none)"})
+
+
+def change_field():
+    return fields.Float(allow_none=True, validate=CHANGE, metadata={
+        "description": "aftercare rounds only: composite − baseline (null without both)"})
 
 
 def item_scores():
@@ -101,6 +114,8 @@ class ScoreBreakdownSchema(Body):
     flags = required(fields.List, fields.String(validate=FLAG))
     rank = nullable(fields.Integer, validate=RANK)
     rank_in_district = nullable(fields.Integer, validate=RANK)
+    baseline = baseline_field()
+    change = change_field()
 
 
 # -- rankings ----------------------------------------------------------------------------------
@@ -140,6 +155,8 @@ class CommunityRankingRowSchema(Body):
     rank_in_district = nullable(fields.Integer, validate=RANK)
     flags = required(fields.List, fields.String(validate=FLAG))
     uncertainty = spread_field()
+    baseline = baseline_field()
+    change = change_field()
 
 
 class CommunityRankingSchema(Body):

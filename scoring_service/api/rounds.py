@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 from .auth import ANY_KEY, require
 from ..services import rounds
 from ..domain import milestones as ms
+from ..domain import rounds as kinds
 from ..domain.ids import DISTRICT_ID_PATTERN, ID_PATTERN
 from ..services.results import publish
 from ..extensions import state
@@ -34,10 +35,20 @@ class RoundCreateSchema(StrictSchema):
     quotas = ma.fields.Dict(
         keys=ma.fields.String(validate=ma.validate.Regexp(DISTRICT_ID_PATTERN)),
         values=ma.fields.Integer(strict=True, validate=ma.validate.Range(min=1, max=1_000_000)),
-        required=True,
         validate=ma.validate.Length(min=1, max=10_000),
+        metadata={"description": "district → planned community count; required for an acceptance round, "
+                                 "default for an aftercare round: its covered communities per district"},
     )
     reward = ma.fields.Nested(RewardSchema, required=True)
+    # aftercare (SPEC §15); stored only when given
+    kind = ma.fields.String(validate=ma.validate.OneOf(kinds.KINDS),
+                            metadata={"description": "acceptance (default: communities renovated in `year`) or "
+                                                     "aftercare (communities renovated in `covers_years`)"})
+    covers_years = ma.fields.List(
+        ma.fields.Integer(strict=True, validate=ma.validate.Range(min=1990, max=2100)),
+        validate=ma.validate.Length(min=1, max=50),
+        metadata={"description": "renovation years an aftercare round covers (required for aftercare, "
+                                 "refused for acceptance)"})
     # supervision (SPEC §11); each absent field takes its default, and a round created without them
     # is stored exactly as before they existed
     milestone_deadlines = ma.fields.Dict(
@@ -66,6 +77,20 @@ class RoundCreateSchema(StrictSchema):
         if data.get("opens_at") and data.get("closes_at") and data["closes_at"] <= data["opens_at"]:
             raise ma.ValidationError("must be after opens_at", "closes_at")
 
+    @ma.validates_schema
+    def coverage(self, data, **kwargs):
+        if data.get("kind") == kinds.AFTERCARE:
+            if "covers_years" not in data:
+                raise ma.ValidationError("is required for an aftercare round", "covers_years")
+        else:
+            errors = {}
+            if "covers_years" in data:
+                errors["covers_years"] = ["only an aftercare round has covers_years"]
+            if "quotas" not in data:
+                errors["quotas"] = ["Missing data for required field."]
+            if errors:
+                raise ma.ValidationError(errors)
+
 
 class RoundSchema(ma.Schema):
     round_id = ma.fields.String()
@@ -89,6 +114,9 @@ class RoundSchema(ma.Schema):
     progress_as_of = ma.fields.String()
     city_budget_fen = ma.fields.Integer()  # SPEC §12, present only when the round was created with it
     public_cap = ma.fields.Integer()  # SPEC §14, present only when the round was created with it
+    # SPEC §15, present only when the round was created with them (absent: an acceptance round)
+    kind = ma.fields.String()
+    covers_years = ma.fields.List(ma.fields.Integer())
 
 
 class RoundListSchema(ma.Schema):

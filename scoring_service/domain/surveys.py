@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .canonical import digest
+from .rounds import covers
 from .rubric import Rubric
 from .timeutil import from_stored, has_utc_time, to_stored, utcnow
 
@@ -36,10 +37,10 @@ class RoundContext:
     _communities: dict[str, dict | None] = field(default_factory=dict)
 
     def community(self, community_id: str) -> dict | None:
-        """The community if it belongs to this round (its renovation year is the round's year)."""
+        """The community if the round covers it (SPEC §3, §15: :func:`.rounds.covers`)."""
         if community_id not in self._communities:
             record = self.load_community(community_id)
-            in_round = record is not None and record["renovation_year"] == self.round["year"]
+            in_round = covers(self.round, record)
             self._communities[community_id] = record if in_round else None
         return self._communities[community_id]
 

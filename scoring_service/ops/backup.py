@@ -15,6 +15,7 @@ import base64
 import json
 from collections.abc import Iterable, Iterator
 
+from ..domain.rounds import covered_years
 from ..store import Outcome, Store
 
 FORMAT = "scoring-service/round-backup/1"
@@ -34,7 +35,7 @@ def export_round(store: Store, round_id: str) -> Iterator[dict]:
         yield {"type": "district", "data": district}
     for agency in store.list_agencies():
         yield {"type": "agency", "data": agency}
-    for community in store.list_communities(renovation_year=round_["year"]):
+    for community in store.list_communities(renovation_years=covered_years(round_)):
         yield {"type": "community", "data": community}
     yield {"type": "round", "data": round_}
     for response in store.iter_responses(round_id):

@@ -17,6 +17,8 @@ FLAG_LABELS = {
     "satisfaction_below_acceptance": "满意率未达验收标准",
     "satisfaction_outlier_low": "满意率显著偏低",
     "satisfaction_outlier_high": "满意率显著偏高",
+    "backsliding": "前治后乱（较验收下降10分及以上）",
+    "management_missing": "后续管理未落实",
 }
 
 

@@ -8,6 +8,7 @@ from functools import cached_property
 
 import numpy as np
 
+from ..domain import rounds as kinds
 from ..domain.canonical import canonical_bytes
 from ..scoring import round_rate, round_score
 from ..scoring.engine import InspectionInputs, SurveyCounts, community_order
@@ -39,7 +40,7 @@ class LiveResults(SectionCache):
     snapshot_sha256 = None
 
     def __init__(self, round_, rubric, reference: Reference, inspections: InspectionInputs, residents: SurveyCounts,
-                 public: SurveyCounts, scores, districts, rewards):
+                 public: SurveyCounts, scores, districts, rewards, aftercare: dict | None = None):
         self.round_id = round_["round_id"]
         self.reward_rule = round_.get("reward", {})
         self.rubric = rubric
@@ -57,10 +58,24 @@ class LiveResults(SectionCache):
         self.composite = _plain(round_score(scores.composite))
         self.rank = [int(r) if r > 0 else None for r in scores.rank.tolist()]
         self.rank_in_district = [int(r) if r > 0 else None for r in scores.rank_in_district.tolist()]
+        #: an aftercare round's (SPEC §15) community_id → Baseline; None in an acceptance round, whose rows
+        #: carry no baseline keys
+        self.aftercare = aftercare
+
+    def _aftercare_fields(self, c: int) -> tuple[dict, list[str]]:
+        """The ``baseline`` and ``change`` keys of an aftercare row and its 前治后乱 flags."""
+        if self.aftercare is None:
+            return {}, []
+        base = self.aftercare[self.inputs.ids[c]]
+        change = kinds.baseline_change(self.composite[c], base.composite)
+        flags = (["backsliding"] if kinds.backslid(change) else []) + (
+            ["management_missing"] if base.management_missing else [])
+        return {"baseline": base.composite, "change": change}, flags
 
     def _row(self, c: int) -> dict:
         community = self.communities[c]
         grade = self.raw.grade[c]
+        extra, flags = self._aftercare_fields(c)
         return {
             "community_id": community["community_id"],
             "name_zh": community["name_zh"],
@@ -70,7 +85,8 @@ class LiveResults(SectionCache):
             "grade_zh": self.labels.get(grade) if grade else None,
             "rank": self.rank[c],
             "rank_in_district": self.rank_in_district[c],
-            "flags": self.raw.flags[c],
+            "flags": self.raw.flags[c] + flags if flags else self.raw.flags[c],
+            **extra,
         }
 
     def breakdown(self, community_id: str) -> dict | None:
@@ -122,6 +138,7 @@ class LiveResults(SectionCache):
             "flags": row["flags"],
             "rank": row["rank"],
             "rank_in_district": row["rank_in_district"],
+            **{k: row[k] for k in ("baseline", "change") if k in row},
         }
 
     @cached_property

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..domain import ledger as lg
 from ..domain import milestones as ms
+from ..domain import rounds as kinds
 from ..domain.canonical import canonical_bytes
 from ..domain.timeutil import now_stored
 from ..store import Outcome
@@ -43,9 +44,10 @@ def _covered(ctx: ServiceState, round_id: str, community_id: str, principal: Pri
     if community is None:
         raise NotFound("community", community_id)
     check_district_scope(principal, community["district_id"], roles)
-    if community["renovation_year"] != round_["year"]:
+    if not kinds.covers(round_, community):
         raise Invalid.field("community_id", f"is not covered by round {round_id!r}: renovated in "
-                                            f"{community['renovation_year']}, the round covers {round_['year']}")
+                                            f"{community['renovation_year']}, the round covers "
+                                            f"{kinds.coverage_text(round_)}")
     return round_, community
 
 

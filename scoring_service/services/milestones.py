@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..domain import milestones as ms
+from ..domain import rounds as kinds
 from ..domain.timeutil import now_stored
 from ..store import Outcome
 from .clock import today
@@ -35,9 +36,10 @@ def _covered(ctx: ServiceState, round_id: str, community_id: str, principal: Pri
     if community is None:
         raise NotFound("community", community_id)
     check_district_scope(principal, community["district_id"], roles)
-    if community["renovation_year"] != round_["year"]:
+    if not kinds.covers(round_, community):
         raise Invalid.field("community_id", f"is not covered by round {round_id!r}: renovated in "
-                                            f"{community['renovation_year']}, the round covers {round_['year']}")
+                                            f"{community['renovation_year']}, the round covers "
+                                            f"{kinds.coverage_text(round_)}")
     return round_
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..domain import rounds as kinds
 from ..domain.canonical import canonical_bytes, digest
 from ..domain.timeutil import now_stored
 from ..scoring.engine import (
@@ -23,6 +24,7 @@ from ..store import Outcome
 from .context import ServiceState
 from .documents import LiveResults, PublishedResults, Results
 from .errors import NotFound
+from .rounds import covered_communities
 from .round_inputs import Reference, inspection_arrays, survey_arrays
 
 
@@ -32,18 +34,18 @@ SCORE_SCOPES = ("reference", "inspections", "surveys")
 
 
 def round_reference(ctx: ServiceState, round_: dict, reference_token: str | None = None) -> Reference:
-    """The communities the round covers (its year's renovations) as arrays, with the district names;
-    cached per reference-data generation."""
+    """The communities the round covers (SPEC §3, §15) as arrays, with the district names;
+    cached per covered years and reference-data generation."""
     store = ctx.store
     rubric = ctx.rubric(round_["rubric_id"])
     token = reference_token if reference_token is not None else store.generation("reference")
 
     def load_reference() -> Reference:
-        communities = store.list_communities(renovation_year=round_["year"])
+        communities = covered_communities(store, round_)
         return Reference(communities, CommunityInputs.build(rubric, communities),
                          {d["district_id"]: d.get("name_zh") for d in store.list_districts()})
 
-    return ctx.reference_arrays.get((round_["year"], rubric.rubric_id, token), load_reference)
+    return ctx.reference_arrays.get((kinds.covered_years(round_), rubric.rubric_id, token), load_reference)
 
 
 @dataclass(frozen=True)
@@ -62,11 +64,14 @@ class RoundScores:
 
 def round_scores(ctx: ServiceState, round_: dict) -> RoundScores:
     """Community scores, cached per round and the generations of the writes that change them (surveys,
-    inspections, reference data): a milestone write leaves them as they are."""
+    inspections, reference data): a milestone write leaves them as they are. Only the inspections of the
+    round's stage count (SPEC §13, §15): acceptance ones in an acceptance round, aftercare ones in an
+    aftercare round."""
     store = ctx.store
     round_id = round_["round_id"]
     rubric = ctx.rubric(round_["rubric_id"])
     n_items = len(rubric.item_codes)
+    stage = kinds.inspection_stage(round_)
     # Reference data and inspections change rarely during acceptance, surveys all the
     # time: each part is cached under the generation token of its own kind of write.
     reference_token, inspections_token, surveys_token = (store.generation(scope) for scope in SCORE_SCOPES)
@@ -76,7 +81,7 @@ def round_scores(ctx: ServiceState, round_: dict) -> RoundScores:
         ids = list(reference.inputs.ids)
         inspections = ctx.inspection_arrays.get(
             (round_id, reference_token, inspections_token),
-            lambda: inspection_arrays(store.inspection_sums(round_id, n_items), ids),
+            lambda: inspection_arrays(store.inspection_sums(round_id, n_items, stage=stage), ids),
         )
         residents, public = survey_arrays(store.survey_counts(round_id, n_items), ids)
         scores = score_communities(rubric, reference.inputs, residents, public, inspections)
@@ -102,8 +107,13 @@ def compute_results(ctx: ServiceState, round_id: str, round_: dict | None = None
         progress = district_progress(ctx, round_, t)
     districts = district_index(rubric, round_.get("quotas", {}), reference.inputs, scores, progress)
     rewards = allocate_rewards(round_.get("reward", {}), rubric, reference.inputs, scores, districts)
+    aftercare = None
+    if kinds.is_aftercare(round_):  # SPEC §15: baseline, change and the 前治后乱 flags
+        from .aftercare import baselines  # aftercare reads published results
+
+        aftercare = baselines(ctx, reference.communities)
     return LiveResults(round_, rubric, reference, scored.inspections, scored.residents, scored.public, scores,
-                       districts, rewards)
+                       districts, rewards, aftercare)
 
 
 def milestone_date(ctx: ServiceState, round_: dict):
@@ -123,6 +133,9 @@ def results_key(ctx: ServiceState, round_: dict) -> tuple:
     leaves the results of a round that does not follow milestones as they are."""
     store = ctx.store
     key = (round_["round_id"], round_["rubric_id"], *(store.generation(scope) for scope in SCORE_SCOPES))
+    if kinds.is_aftercare(round_):
+        # baselines follow other rounds' publication and milestones: any write may change them
+        key += (store.generation(),)
     t = milestone_date(ctx, round_)
     if t is not None:
         key += (t, store.generation("milestones"))

@@ -36,6 +36,7 @@ from .context import ServiceState
 from .errors import Forbidden, NotFound
 from .keys import Principal
 from .milestone_board import Current, Layout, MilestoneBoard, board, deadline_numbers
+from . import rounds
 from .results import round_reference, round_scores
 from .round_inputs import Reference
 
@@ -53,8 +54,8 @@ def as_of_date(ctx: ServiceState, round_: dict, requested: date | None = None) -
 
 
 def covered_communities(ctx: ServiceState, round_: dict) -> list[dict]:
-    """The communities a round covers (its year's renovations), by id."""
-    return ctx.store.list_communities(renovation_year=round_["year"])
+    """The communities a round covers (SPEC §3, §15), by id."""
+    return rounds.covered_communities(ctx.store, round_)
 
 
 @dataclass

@@ -14,6 +14,7 @@ import hmac
 import secrets
 from datetime import datetime, timezone
 
+from ..domain import rounds as kinds
 from ..domain.timeutil import now_stored, to_stored
 from ..store.base import LinkQuota
 from .context import ServiceState
@@ -45,7 +46,7 @@ def _covered_community(ctx: ServiceState, round_: dict, community_id: str) -> di
     community = ctx.store.get_community(community_id)
     if community is None:
         raise NotFound("community", community_id)
-    if community["renovation_year"] != round_["year"]:
+    if not kinds.covers(round_, community):
         raise Invalid.field("community_id", f"community {community_id!r} is not part of round "
                                             f"{round_['round_id']!r}")
     return community

@@ -13,6 +13,7 @@ from flask import Blueprint, Flask, abort, make_response, render_template, reque
 from ..api.surveys import DEVICE_COOKIE, DEVICE_ID
 from ..domain import ledger as lg
 from ..domain.milestones import MANAGEMENT_MODE_NAMES, MILESTONES
+from ..domain.rounds import covers
 from ..reports.exports import FLAG_LABELS
 from ..reports.supervision import REASON_LABELS
 from ..extensions import state
@@ -24,9 +25,8 @@ LIKERT_LABELS = ["非常不满意", "不满意", "一般", "满意", "非常满�
 
 
 def open_round_for(community: dict) -> dict | None:
-    """The open round covering this community (its renovation year), the latest if several."""
-    rounds = [r for r in state().store.list_rounds()
-              if r["status"] == "open" and r["year"] == community["renovation_year"]]
+    """The open round covering this community (SPEC §3, §15), the latest if several."""
+    rounds = [r for r in state().store.list_rounds() if r["status"] == "open" and covers(r, community)]
     return max(rounds, key=lambda r: r["opens_at"]) if rounds else None
 
 
