@@ -221,3 +221,13 @@ def test_change_and_threshold_are_exact():
     assert kinds.covers({"year": 2019, "kind": "aftercare", "covers_years": [2017, 2018]}, {"renovation_year": 2018})
     assert not kinds.covers({"year": 2019}, {"renovation_year": 2018})
     assert kinds.covers({"year": 2018}, {"renovation_year": 2018})
+
+
+def test_store_lists_communities_of_several_years(app, world):
+    store = app.extensions["scoring"].store
+    ids = lambda **kw: [c["community_id"] for c in store.list_communities(**kw)]  # noqa: E731
+    assert ids(renovation_years=[2019, 2018]) == ["heping-001", "heping-002", "shenhe-001", "shenhe-099"]
+    assert ids(renovation_years=[2019]) == ["shenhe-099"] and ids(renovation_years=[]) == []
+    assert ids(renovation_years=[2018, 2019], district_id="shenhe") == ["shenhe-001", "shenhe-099"]
+    assert ids(renovation_years=[2018, 2019], renovation_year=2019) == ["shenhe-099"]
+    assert ids(renovation_years=[2018], renovation_year=2019) == []
