@@ -90,6 +90,11 @@ MATRIX = [
     ("GET", "/api/v1/link", None, set()),
     ("GET", f"{R}/communities/heping-001/survey-links/l_0000000000000000/poster.pdf", None, ADMIN),
     ("GET", f"{R}/communities/heping-001/survey-links/l_0000000000000000/poster.png", None, ADMIN),
+    # history across rounds (SPEC §15): a district key reads its own district and its communities only
+    ("GET", "/api/v1/communities/heping-001/history", None, {"admin", "leadership", "district_heping"}),
+    ("GET", "/api/v1/communities/shenhe-001/history", None, {"admin", "leadership"}),
+    ("GET", "/api/v1/districts/heping/history", None, {"admin", "leadership", "district_heping"}),
+    ("GET", "/api/v1/districts/shenhe/history", None, {"admin", "leadership"}),
 ]
 
 

@@ -12,7 +12,7 @@ from webargs.core import parse_json
 from .errors import abort, register_error_handlers
 from ..extensions import Api
 from . import agencies, audit, communities, districts, inspections, keys, ops, results, rounds, rubrics, surveys
-from . import ledger, milestones, supervision, survey_links
+from . import history, ledger, milestones, supervision, survey_links
 
 BLUEPRINTS = (
     keys.blp,
@@ -28,6 +28,7 @@ BLUEPRINTS = (
     supervision.blp,
     ledger.blp,
     results.blp,
+    history.blp,
     audit.blp,
 )
 
