@@ -17,7 +17,7 @@ from schemathesis.checks import (
 from scoring_service.services.history import covers, history_order
 from scoring_service.services.rounds import create_round
 
-from .conftest import ROUND, inspection, survey
+from .conftest import ROOT, ROUND, inspection, survey
 
 R = "/api/v1/rounds"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
@@ -60,7 +60,10 @@ def rounds(app, client, keys, world):
     of 2020 with heping in its quotas."""
     add_round(app, "a2018", 2018, {"heping": 2, "shenhe": 1})
     add_round(app, "b2019", 2019, {"heping": 1, "shenhe": 1})
-    add_round(app, "a2019-care", 2019, {"heping": 2}, kind="aftercare", covers_years=[2018])
+    aftercare = json.loads((ROOT / "rubrics" / "shenyang-aftercare.json").read_text(encoding="utf-8"))
+    assert client.post("/api/v1/rubrics", json=aftercare, headers=keys.header("admin")).status_code == 201
+    add_round(app, "a2019-care", 2019, {"heping": 2}, kind="aftercare", covers_years=[2018],
+              rubric_id="shenyang-aftercare")
     add_round(app, "a2020", 2020, {"heping": 3})
     score_some(client, keys, world, "r2018", answer=5)
     score_some(client, keys, world, "a2018", answer=3, points_off=6)
@@ -69,10 +72,11 @@ def rounds(app, client, keys, world):
 
 def test_community_history_rows_equal_the_live_score_breakdowns(client, rounds):
     items = history(client, rounds, "communities/heping-001")
-    acceptance = [row for row in items if row["kind"] == "acceptance"]
-    # b2019 and a2020 do not cover a community renovated in 2018; same year: by round id
-    assert [row["round_id"] for row in acceptance] == ["a2018", "r2018"]
-    assert [row["round_id"] for row in items][:2] == ["a2018", "r2018"]
+    # the 2019 aftercare round covers a community renovated in 2018, the 2019 and 2020 acceptance rounds do
+    # not; the same year by round id
+    assert [(row["round_id"], row["kind"], row["year"]) for row in items] == [
+        ("a2018", "acceptance", 2018), ("r2018", "acceptance", 2018), ("a2019-care", "aftercare", 2019)]
+    acceptance, care = items[:2], items[2]
     for row in acceptance:
         b = client.get(f"{R}/{row['round_id']}/communities/heping-001/score",
                        headers=rounds.header("leadership")).get_json()
@@ -87,6 +91,12 @@ def test_community_history_rows_equal_the_live_score_breakdowns(client, rounds):
     assert first["composite"] < second["composite"]  # a2018 was scored lower: rows are not swapped
     assert first["professional_items"]["roads"] < second["professional_items"]["roads"]
     assert second["resident_items"]["roads"] == 100.0
+    b = client.get(f"{R}/a2019-care/communities/heping-001/score", headers=rounds.header("leadership")).get_json()
+    assert (care["composite"], care["grade"], care["flags"]) == (b["composite"], b["grade"], b["flags"])
+    assert care["professional_items"] == b["professional"]["items"] and care["published"] is False
+    assert set(care["professional_items"]) == {"cleaning", "order", "repairs", "greenery_upkeep", "management",
+                                               "funds"}  # the aftercare rubric's items, nothing scored yet
+    assert care["composite"] is None and "pending_inspection" in care["flags"]
     # a 2019 community: only the 2019 acceptance round (no data yet: nulls)
     only = history(client, rounds, "communities/shenhe-099")
     assert [(row["round_id"], row["composite"], row["flags"] != []) for row in only] == [("b2019", None, True)]

@@ -10,32 +10,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..domain.rounds import ACCEPTANCE, AFTERCARE, covers, round_kind
 from .context import ServiceState
 from .errors import NotFound
 from .keys import Principal, check_district_scope
 from .results import round_results
 
+__all__ = ["ACCEPTANCE", "AFTERCARE", "community_history", "covers", "district_history", "history_order"]
+
 #: roles that read any community's or district's history; a district key reads its own district only
 READERS = ("leadership", "admin")
-ACCEPTANCE, AFTERCARE = "acceptance", "aftercare"
 #: at the same year, the acceptance round comes before the aftercare rounds
 KIND_ORDER = {ACCEPTANCE: 0, AFTERCARE: 1}
-
-
-def round_kind(round_: Mapping[str, Any]) -> str:
-    return round_.get("kind") or ACCEPTANCE
-
-
-def covers(round_: Mapping[str, Any], community: Mapping[str, Any]) -> bool:
-    """Whether the round covers the community (SPEC §15): an acceptance round its own year's renovations,
-    an aftercare round those of its ``covers_years``.
-
-    TODO(H19): swap for the shared rule in the services/domain once it is committed.
-    """
-    year = int(community["renovation_year"])
-    if round_kind(round_) == AFTERCARE:
-        return year in {int(y) for y in round_.get("covers_years") or ()}
-    return year == int(round_["year"])
 
 
 def history_order(round_: Mapping[str, Any]) -> tuple:
