@@ -24,7 +24,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -195,7 +195,6 @@ class MongoStore(Store):
         self._lock = threading.Lock()
         self._counts_cache: dict[str, tuple[str, RoundCounts]] = {}
         #: a seq of each round's milestone versions known to exist (where the search for the last starts)
-        self._milestone_seq: dict[str, int] = {}
         #: the same for the ledger's feeds, per (collection, round)
         self._feed_seq: dict[tuple[str, str], int] = {}
 
@@ -765,44 +764,11 @@ class MongoStore(Store):
             if version is None:
                 return Outcome.DUPLICATE
             number = max((d["n"] for d in docs), default=0) + 1
-            for attempt in range(100):
-                seq = self._last_milestone_seq(round_id) + 1
-                try:
-                    collection.insert_one({**version, "_id": _milestone_id(round_id, seq), "n": number, "seq": seq})
-                except DuplicateKeyError:
-                    if collection.find_one({"_id": _milestone_id(round_id, seq)}, {"_id": 1}) is None:
-                        break  # not the seq: another version of this community took n, read again
-                    if attempt >= 3:  # many writers at once: let them through
-                        time.sleep(random.uniform(0, 0.001 * attempt))
-                    continue
-                self._milestone_seq[round_id] = max(seq, self._milestone_seq.get(round_id, 0))
+            # False: not the seq but the community's n was taken by another writer: read again
+            if self._insert_numbered(collection, round_id, {**version, "n": number}):
                 self._bump("milestones")
                 return Outcome.CREATED
         raise StoreError(f"milestones of community {community_id} are being written concurrently; try again")
-
-    def _milestone_exists(self, round_id: str, seq: int) -> bool:
-        return seq == 0 or self.db.milestone_versions.find_one({"_id": _milestone_id(round_id, seq)},
-                                                               {"_id": 1}) is not None
-
-    def _last_milestone_seq(self, round_id: str) -> int:
-        """The highest seq of the round's milestone versions, by look-ups of ``_id`` (the only query
-        FerretDB 1.24 runs on an index): the seqs written are 1..last, so a doubling search from a seq
-        known to exist, then a bisection, finds it in O(log) look-ups."""
-        low = self._milestone_seq.get(round_id, 0)
-        if not self._milestone_exists(round_id, low):
-            low = 0  # the database was replaced under this process
-        step = 1
-        while self._milestone_exists(round_id, low + step):
-            low, step = low + step, step * 2
-        high = low + step  # low exists, high does not
-        while high - low > 1:
-            middle = (low + high) // 2
-            if self._milestone_exists(round_id, middle):
-                low = middle
-            else:
-                high = middle
-        self._milestone_seq[round_id] = max(low, self._milestone_seq.get(round_id, 0))
-        return low
 
     @staticmethod
     def _milestone(doc: Mapping) -> dict:
@@ -816,36 +782,7 @@ class MongoStore(Store):
         the first read) is read with range queries instead; one may miss a version written while it
         runs and still see a later one: the gap is then looked up, as it was written before the later
         one. Versions stored before seq existed come with the first call of a chain."""
-        collection = self.db.milestone_versions
-        unnumbered: list[dict] = []
-        probes = 0
-        if after is None:
-            after, probes = 0, MILESTONE_PROBES  # start with a range query
-            unnumbered = list(collection.find({"round_id": round_id, "seq": {"$exists": False}}))
-        wanted = float("inf") if limit is None else int(limit)
-        found: dict[int, dict] = {}
-        cursor = after
-        while True:
-            while cursor + 1 in found and cursor - after < wanted:
-                cursor += 1
-            if cursor - after >= wanted:
-                break
-            if probes >= MILESTONE_PROBES:
-                query = collection.find({"round_id": round_id, "seq": {"$gt": cursor}})
-                if limit is not None:
-                    query = query.sort("seq", ASCENDING).limit(int(wanted - (cursor - after)))
-                for doc in query:
-                    found.setdefault(doc["seq"], doc)
-                probes = 0
-                continue
-            doc = collection.find_one({"_id": _milestone_id(round_id, cursor + 1)})
-            if doc is None:
-                break
-            found[cursor + 1] = doc
-            probes += 1
-        self._milestone_seq[round_id] = max(cursor, self._milestone_seq.get(round_id, 0))
-        ordered = unnumbered + [found[s] for s in range(after + 1, cursor + 1)]
-        return [self._milestone(d) for d in ordered], cursor
+        return self._feed_changes(self.db.milestone_versions, round_id, after, limit, shape=self._milestone)
 
     def milestone_versions(self, round_id: str, community_id: str) -> list[dict]:
         cursor = self.db.milestone_versions.find({"round_id": round_id, "community_id": community_id})
@@ -905,7 +842,8 @@ class MongoStore(Store):
 
     def _last_feed_seq(self, collection, round_id: str) -> int:
         """The highest seq of the round's documents in ``collection``, by look-ups of ``_id`` (as
-        :meth:`_last_milestone_seq`)."""
+        a doubling search from a seq known to exist, then a bisection: O(log) look-ups, since the seqs
+        written are 1..last and ``_id`` look-ups are the only query FerretDB 1.24 runs on an index)."""
         def exists(seq: int) -> bool:
             return seq == 0 or collection.find_one({"_id": _milestone_id(round_id, seq)}, {"_id": 1}) is not None
 
@@ -926,8 +864,8 @@ class MongoStore(Store):
         self._feed_seq[key] = max(low, self._feed_seq.get(key, 0))
         return low
 
-    def _feed_changes(self, collection, round_id: str, after: int | None,
-                      limit: int | None) -> tuple[list[dict], int]:
+    def _feed_changes(self, collection, round_id: str, after: int | None, limit: int | None,
+                      shape: Callable[[Mapping], dict] = _unnumbered) -> tuple[list[dict], int]:
         """The change feed of ``collection`` for a round, as :meth:`milestone_changes`: ``_id`` look-ups
         of seq cursor + 1, + 2, … until one is missing, range queries for long runs (and the first
         read), a gap looked up; documents stored before seq existed come with the first call."""
@@ -960,7 +898,7 @@ class MongoStore(Store):
         key = (collection.name, round_id)
         self._feed_seq[key] = max(cursor, self._feed_seq.get(key, 0))
         ordered = unnumbered + [found[s] for s in range(after + 1, cursor + 1)]
-        return [_unnumbered(d) for d in ordered], cursor
+        return [shape(d) for d in ordered], cursor
 
     def funding_changes(self, round_id: str, after: int | None = None,
                         limit: int | None = None) -> tuple[list[dict], int]:
