@@ -17,18 +17,17 @@ import numpy as np
 
 from ..domain import ledger as lg
 from ..domain import milestones as ms
-from ..domain import rounds as kinds
 from ..domain.canonical import canonical_bytes
 from ..domain.timeutil import now_stored
 from ..store import Outcome
 from .clock import today
 from .context import ServiceState
 from .errors import Conflict, Forbidden, Invalid, NotFound
-from .keys import Principal, check_district_scope
+from .keys import Principal
 from .ledger_board import LEDGER_COLUMNS, NOT_NEEDED, TOTAL_FIELDS, funding_stamps, paid_of, reached_dates, totals_of
 from .ledger_board import board as ledger_board
 from .milestone_board import board as milestone_board
-from .rounds import get_round
+from .rounds import covered_community, get_round
 from .supervision import as_of_date, covered_communities
 
 #: roles that pass the district check for any district (a district key passes for its own)
@@ -37,18 +36,9 @@ READERS = ("admin", "leadership")
 
 def _covered(ctx: ServiceState, round_id: str, community_id: str, principal: Principal,
              roles: tuple[str, ...]) -> tuple[dict, dict]:
-    """The round and the community, after checking both exist, the key may act for the community, and
-    the round covers it."""
+    """The round and the community the key may act for and the round covers."""
     round_ = get_round(ctx, round_id)
-    community = ctx.store.get_community(community_id)
-    if community is None:
-        raise NotFound("community", community_id)
-    check_district_scope(principal, community["district_id"], roles)
-    if not kinds.covers(round_, community):
-        raise Invalid.field("community_id", f"is not covered by round {round_id!r}: renovated in "
-                                            f"{community['renovation_year']}, the round covers "
-                                            f"{kinds.coverage_text(round_)}")
-    return round_, community
+    return round_, covered_community(ctx, round_, community_id, principal, roles)
 
 
 # -- funding records -------------------------------------------------------------------

@@ -9,14 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..domain import milestones as ms
-from ..domain import rounds as kinds
 from ..domain.timeutil import now_stored
 from ..store import Outcome
 from .clock import today
 from .context import ServiceState
 from .errors import Invalid, NotFound
-from .keys import Principal, check_district_scope
-from .rounds import get_round
+from .keys import Principal
+from .rounds import covered_community, get_round
 
 #: roles that pass the district check for any district (a district key passes for its own)
 WRITERS = ("admin",)
@@ -30,16 +29,9 @@ def _known_code(code: str) -> None:
 
 def _covered(ctx: ServiceState, round_id: str, community_id: str, principal: Principal,
              roles: tuple[str, ...]) -> dict:
-    """The round, after checking the community exists, the key may act for it, and the round covers it."""
+    """The round, after checking the key may act for the community and the round covers it."""
     round_ = get_round(ctx, round_id)
-    community = ctx.store.get_community(community_id)
-    if community is None:
-        raise NotFound("community", community_id)
-    check_district_scope(principal, community["district_id"], roles)
-    if not kinds.covers(round_, community):
-        raise Invalid.field("community_id", f"is not covered by round {round_id!r}: renovated in "
-                                            f"{community['renovation_year']}, the round covers "
-                                            f"{kinds.coverage_text(round_)}")
+    covered_community(ctx, round_, community_id, principal, roles)
     return round_
 
 

@@ -9,6 +9,7 @@ from ..domain.timeutil import now_stored, to_stored
 from ..store import Outcome
 from .context import ServiceState
 from .errors import Conflict, Invalid, NotFound, raise_for_outcome
+from .keys import Principal, check_district_scope
 
 
 def get_round(ctx: ServiceState, round_id: str) -> dict:
@@ -70,3 +71,19 @@ def close_round(ctx: ServiceState, round_id: str) -> tuple[Outcome, dict]:
     outcome = ctx.store.close_round(round_id, now_stored())
     raise_for_outcome(outcome, "round", round_id)
     return outcome, get_round(ctx, round_id)
+
+
+def covered_community(ctx: ServiceState, round_: dict, community_id: str,
+                      principal: Principal | None = None, roles: tuple[str, ...] = ("admin",)) -> dict:
+    """The community, after checking it exists (404), the key may act for it (403: keys of ``roles``, or
+    the district key of its district) and the round covers it (422 naming ``community_id``)."""
+    community = ctx.store.get_community(community_id)
+    if community is None:
+        raise NotFound("community", community_id)
+    if principal is not None:
+        check_district_scope(principal, community["district_id"], roles)
+    if not kinds.covers(round_, community):
+        raise Invalid.field("community_id", f"is not covered by round {round_['round_id']!r}: renovated in "
+                                            f"{community['renovation_year']}, the round covers "
+                                            f"{kinds.coverage_text(round_)}")
+    return community

@@ -14,13 +14,12 @@ import hmac
 import secrets
 from datetime import datetime, timezone
 
-from ..domain import rounds as kinds
 from ..domain.timeutil import now_stored, to_stored
 from ..store.base import LinkQuota
 from .context import ServiceState
-from .errors import Conflict, Invalid, NotFound
+from .errors import Conflict, NotFound
 from .keys import LINK_PREFIX, Principal, hash_secret
-from .rounds import get_round
+from .rounds import covered_community, get_round
 
 #: where the phone page is served when SCORING_PUBLIC_BASE_URL is not set
 DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8000"
@@ -42,23 +41,13 @@ def link_url(ctx: ServiceState, token: str) -> str:
     return f"{base}/s/{token}"
 
 
-def _covered_community(ctx: ServiceState, round_: dict, community_id: str) -> dict:
-    community = ctx.store.get_community(community_id)
-    if community is None:
-        raise NotFound("community", community_id)
-    if not kinds.covers(round_, community):
-        raise Invalid.field("community_id", f"community {community_id!r} is not part of round "
-                                            f"{round_['round_id']!r}")
-    return community
-
-
 def create_link(ctx: ServiceState, round_id: str, community_id: str, principal: Principal) -> dict:
     """A new link of an open round for one of its communities: ``{link_id, token, url, expires_at, …}``
     (the token is shown only here)."""
     round_ = get_round(ctx, round_id)
     if round_["status"] != "open":
         raise Conflict("round_closed" if round_["status"] == "closed" else "round_published")
-    _covered_community(ctx, round_, community_id)
+    covered_community(ctx, round_, community_id)
     if now_stored() > round_["closes_at"]:
         raise Conflict("round_closed", "the round's closing time has passed; a link would be expired already")
     link_id = LINK_PREFIX + secrets.token_hex(8)
@@ -94,7 +83,7 @@ def get_link(ctx: ServiceState, round_id: str, community_id: str, link_id: str) 
 
 def list_links(ctx: ServiceState, round_id: str, community_id: str) -> list[dict]:
     round_ = get_round(ctx, round_id)
-    _covered_community(ctx, round_, community_id)
+    covered_community(ctx, round_, community_id)
     return [link_view(r) for r in ctx.store.list_survey_links(round_id, community_id)]
 
 
