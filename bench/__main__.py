@@ -124,17 +124,10 @@ def bench_batch(env: dict, batches: int) -> dict:
 
 def ranking_latency(env: dict, round_id: str, repeats: int, also: tuple[str, ...] = ()) -> dict:
     """District ranking through the app: cold (a write just invalidated every cache) and warm."""
-    from scoring_service import create_app
-    from scoring_service.services.keys import new_key
+    from bench.appclient import leadership_client
 
-    app = create_app({"INSTANCE_PATH": env["SCORING_INSTANCE_PATH"], "SECRET_KEY": "bench-secret",
-                      "DATABASE_URL": env.get("SCORING_DATABASE_URL"), "RATELIMIT_ENABLED": False,
-                      "LOG_LEVEL": "WARNING"})
+    app, client, headers = leadership_client(env)
     store = app.extensions["scoring"].store
-    record, token = new_key("leadership", "bench")
-    store.create_key(record)
-    client = app.test_client()
-    headers = {"Authorization": f"Bearer {token}"}
     url = f"/api/v1/rounds/{round_id}/rankings/districts"
     assert client.get(url, headers=headers).status_code == 200
     round_ = store.get_round(round_id)

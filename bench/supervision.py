@@ -32,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.appclient import after_write_figure, leadership_client, time_after_writes  # noqa: E402
 from bench.synthetic import ROUND_ID, make_round  # noqa: E402
 from scoring_service.domain import milestones as ms  # noqa: E402
 from scoring_service.domain.rubric_schema import load_rubric_file  # noqa: E402
@@ -131,57 +132,29 @@ def sqlite_instance(base: Path, communities: int, responses: int) -> dict:
 def supervision_latency(env: dict, round_id: str = ROUND_ID, repeats: int = 20) -> dict:
     """``GET /rounds/{r}/supervision`` after one milestone write (p50/p99), the first (cold) report and a
     report with nothing written since (cached)."""
-    from scoring_service import create_app
-    from scoring_service.services.keys import new_key
-
-    app = create_app({"INSTANCE_PATH": env["SCORING_INSTANCE_PATH"], "SECRET_KEY": "bench-secret",
-                      "DATABASE_URL": env.get("SCORING_DATABASE_URL"), "RATELIMIT_ENABLED": False,
-                      "LOG_LEVEL": "WARNING"})
+    app, client, headers = leadership_client(env)
     store = app.extensions["scoring"].store
-    record, token = new_key("leadership", "bench")
-    store.create_key(record)
-    client = app.test_client()
-    headers = {"Authorization": f"Bearer {token}"}
-    url = f"/api/v1/rounds/{round_id}/supervision"
-
-    def timed() -> tuple[float, int]:
-        started = time.perf_counter()
-        r = client.get(url, headers=headers)
-        elapsed = time.perf_counter() - started
-        assert r.status_code == 200, r.get_data(as_text=True)[:300]
-        return elapsed, len(r.get_data())
-
-    first, size = timed()
     communities = [c["community_id"] for c in store.list_communities(renovation_year=2030)]
     rng = np.random.default_rng(int(time.time()))
-    after_write, warm = [], []
-    for i in range(repeats):
+
+    def write(i: int) -> None:
         community = communities[int(rng.integers(0, len(communities)))]
         current = {v["code"]: v for v in store.milestone_versions(round_id, community)}
         settled = date.fromisoformat(current["settled"]["reached_on"])
         moved = (settled + timedelta(days=1 if i % 2 == 0 else -1)).isoformat()
         store.add_milestone_version(version(round_id, community, "settled", moved, f"bench {uuid.uuid4().hex}"))
-        after_write.append(timed()[0])
-        warm.append(timed()[0])
-    store.close()
 
-    def pct(xs, q):
-        return 1000 * float(np.percentile(xs, q))
-
-    return {"after_write_p50_ms": pct(after_write, 50), "after_write_p99_ms": pct(after_write, 99),
-            "cached_p50_ms": pct(warm, 50), "first_ms": 1000 * first, "body_mb": size / 2**20,
-            "repeats": repeats}
+    try:
+        return time_after_writes(client, f"/api/v1/rounds/{round_id}/supervision", headers, write, repeats)
+    finally:
+        store.close()
 
 
 def figure(result: dict, communities: int, store_name: str) -> tuple[str, str, str, str]:
     """The figure, what was measured, the target and the verdict (a RESULTS.md table row)."""
-    ok = result["after_write_p50_ms"] <= TARGET_MS
-    return (f"supervision report, national round ({communities} communities, all nine milestones recorded; "
-            f"{store_name}), after one milestone write: p50 / p99",
-            f"**{result['after_write_p50_ms']:.0f}** / {result['after_write_p99_ms']:.0f} ms (first report "
-            f"{result['first_ms']:.0f} ms, nothing written since {result['cached_p50_ms']:.0f} ms, "
-            f"{result['body_mb']:.1f} MB of JSON)",
-            f"p50 ≤ {TARGET_MS:.0f} ms", "met" if ok else "**missed**")
+    title = (f"supervision report, national round ({communities} communities, all nine milestones recorded; "
+             f"{store_name}), after one milestone write: p50 / p99")
+    return after_write_figure(title, "first report", result, TARGET_MS)
 
 
 def row(result: dict, communities: int, store_name: str) -> str:
