@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 
 import marshmallow as ma
-from flask import g, request
+from urllib.parse import quote
+
+from flask import Response, g, request
 
 from ..extensions import state
 from ..services.audit import Actor
@@ -64,3 +66,9 @@ def put_reference(kind: str, pattern: str, data: dict, path_id: str, put) -> tup
     created = put(state(), data)
     note_audit(kind, path_id, "created" if created else "replaced")
     return data, 201 if created else 200
+
+
+def download(body: bytes, mimetype: str, ascii_name: str, name_zh: str) -> Response:
+    """A file to save: header values must be Latin-1, so an ASCII name and the Chinese one per RFC 6266/5987."""
+    disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name_zh)}"
+    return Response(body, mimetype=mimetype, headers={"Content-Disposition": disposition})

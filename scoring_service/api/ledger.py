@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -17,7 +15,7 @@ from ..services import ledger
 from ..services.rounds import get_round
 from ..store import Outcome
 from .auth import current_principal, require
-from .common import StrictSchema, note_audit, same_id
+from .common import StrictSchema, download, note_audit, same_id
 from .result_schemas import COUNT, CSV, CSV_BODY, XLSX, XLSX_BODY, Body, nullable, required
 
 blp = Blueprint("ledger", __name__, url_prefix="/api/v1/rounds/<round_id>",
@@ -220,8 +218,6 @@ class Ledger(MethodView):
         build = sheets.ledger_csv if fmt == "csv" else sheets.ledger_xlsx
         body = build(report, names, title, district_id)
         mimetype, extension = EXPORT_NAMES[fmt]
-        ascii_name = f"{round_id}-ledger-{report['as_of']}.{extension}"
-        utf8_name = quote(f"{round_id}-资金台账-{report['as_of']}.{extension}")
-        disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{utf8_name}"
-        return Response(body, mimetype=mimetype, headers={"Content-Disposition": disposition})
+        return download(body, mimetype, f"{round_id}-ledger-{report['as_of']}.{extension}",
+                        f"{round_id}-资金台账-{report['as_of']}.{extension}")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import marshmallow as ma
 from flask import Response
 from flask.views import MethodView
@@ -13,11 +11,11 @@ from ..services import evidence
 from ..reports import exports
 from .auth import current_principal
 from ..domain.canonical import canonical_bytes
-from .errors import abort, field_error, not_found
+from .errors import abort, not_found
 from ..services.documents import Results
 from ..services.results import round_results
 from ..extensions import state
-from .common import StrictSchema
+from .common import StrictSchema, download
 from .result_schemas import (
     CSV,
     CSV_BODY,
@@ -95,11 +93,7 @@ def json_response(document: dict | bytes) -> Response:
 
 def export(fmt: str, name: str, round_id: str, headers: list[str], rows: list[list]) -> Response:
     body = exports.to_csv(headers, rows) if fmt == "csv" else exports.to_xlsx(name, headers, rows)
-    # Header values must be Latin-1: an ASCII name, and the Chinese one per RFC 6266/5987.
-    ascii_name = f"{round_id}-{EXPORT_NAMES[name]}.{fmt}"
-    utf8_name = quote(f"{round_id}-{name}.{fmt}")
-    disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{utf8_name}"
-    return Response(body, mimetype=MIMETYPES[fmt], headers={"Content-Disposition": disposition})
+    return download(body, MIMETYPES[fmt], f"{round_id}-{EXPORT_NAMES[name]}.{fmt}", f"{round_id}-{name}.{fmt}")
 
 
 def rank_spread(results: Results, round_id: str, query: dict) -> dict:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import marshmallow as ma
 from flask import Response, current_app
 from flask.views import MethodView
@@ -16,7 +14,7 @@ from ..reports import supervision as printable
 from ..services.errors import Unavailable
 from ..services.supervision import supervision_json, supervision_report
 from .auth import current_principal, require
-from .common import StrictSchema
+from .common import StrictSchema, download
 from .result_schemas import COUNT, SCORE, Body, nullable, required
 
 blp = Blueprint("supervision", __name__, url_prefix="/api/v1/rounds/<round_id>",
@@ -125,7 +123,5 @@ class Supervision(MethodView):
                 raise Unavailable(str(exc)) from None
         else:
             body = (printable.supervision_csv if fmt == "csv" else printable.supervision_xlsx)(report)
-        ascii_name = f"{round_id}-supervision-{report['as_of']}.{extension}"
-        utf8_name = quote(f"{round_id}-督办通报-{report['as_of']}.{extension}")
-        disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{utf8_name}"
-        return Response(body, mimetype=mimetype, headers={"Content-Disposition": disposition})
+        return download(body, mimetype, f"{round_id}-supervision-{report['as_of']}.{extension}",
+                        f"{round_id}-督办通报-{report['as_of']}.{extension}")
