@@ -455,8 +455,7 @@ def test_milestone_changes_follow_the_writes(store):
 
 
 def test_milestone_changes_of_a_long_run(store):
-    """More writes since the cursor than a reader looks up one by one (the MongoDB store then reads the
-    rest with one query): all of them, in order, once."""
+    """Many writes since the cursor, read at once and in chunks: all of them, in order, once."""
     open_round(store)
     store.add_milestone_version(milestone(community="c0"))
     _, cursor = store.milestone_changes("R")
@@ -761,3 +760,30 @@ def test_mongo_funding_stored_before_seq_is_read_and_written_after(store):
     records, cursor = store.funding_changes("R", cursor)
     assert [(r["community_id"], r["version"]) for r in records] == [("c1", 2)] and cursor == 1
     assert store.funding_versions("R", "c1")[-1] == records[0]
+
+
+@pytest.mark.parametrize("database_url", [pytest.param("mongo", marks=pytest.mark.mongo)], indirect=True)
+def test_mongo_change_feed_from_every_cursor(store, monkeypatch):
+    """With three look-ups before a range query: the feed from every cursor, whole and in chunks; a
+    writer that has seen no seq (a new process), or one not in the database, numbers without a gap."""
+    from scoring_service.store import mongo
+
+    monkeypatch.setattr(mongo, "MILESTONE_PROBES", 3)
+    open_round(store)
+    for i in range(1, 31):
+        assert store.add_milestone_version(milestone(community=f"c{i:02d}")) is Outcome.CREATED
+        if i == 12:
+            store._feed_seq.clear()  # as a new process
+        if i == 20:
+            store._feed_seq[("milestone_versions", "R")] = 10_000  # not in this database
+    assert sorted(d["seq"] for d in store.db.milestone_versions.find({"round_id": "R"})) == list(range(1, 31))
+    for cursor in range(0, 31):
+        records, last = store.milestone_changes("R", cursor)
+        assert [r["community_id"] for r in records] == [f"c{i:02d}" for i in range(cursor + 1, 31)] and last == 30
+        chunks, at = [], cursor
+        while True:
+            records, at = store.milestone_changes("R", at, limit=4)
+            chunks += records
+            if len(records) < 4:
+                break
+        assert [r["community_id"] for r in chunks] == [f"c{i:02d}" for i in range(cursor + 1, 31)] and at == 30

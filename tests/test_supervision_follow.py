@@ -147,6 +147,9 @@ def test_one_write_reads_one_community_and_scores_nothing_again(app, client, sup
     real = results_service.score_communities
     monkeypatch.setattr(results_service, "score_communities", lambda *a: scored.append(1) or real(*a))
 
+    with counting(app) as reads:  # nothing written since: the feed is not even read
+        assert report(client, supervised, as_of="2018-06-01") == before
+    assert reads.count("milestone_versions") == 0
     put(client, admin, "heping-002", "residents_voted", "2018-04-29", votes=PASSING)  # on time
     with counting(app) as reads:
         after = report(client, supervised, as_of="2018-06-01")

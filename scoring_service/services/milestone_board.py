@@ -108,14 +108,21 @@ class MilestoneBoard:
         self.round_id = round_id
         self.lock = threading.Lock()
         self.cursor: int | None = None
+        #: the store's milestone generation read before the last read of the feed
+        self.token: str | None = None
         self.records: dict[str, dict[str, Current]] = {}
         self.layout: Layout | None = None
 
     def sync(self, store: Store, reference_token: str, communities: Sequence[Mapping]) -> set[str]:
         """Merge the versions written since the last sync (all of them the first time) and bring the
-        layout to ``communities`` at ``reference_token``. Returns the communities whose records changed."""
-        touched = set()
-        while True:  # in chunks, so a first read holds a few thousand versions at a time, not the round's
+        layout to ``communities`` at ``reference_token``. Returns the communities whose records changed.
+
+        The feed is not read when the store's milestone generation is the one read before the last
+        read: a write replaces it before it is acknowledged, so none was acknowledged since."""
+        touched: set[str] = set()
+        token = store.generation("milestones")
+        # in chunks, so that a first read holds a few thousand versions at a time, not the round's
+        while token != self.token:
             versions, self.cursor = store.milestone_changes(self.round_id, self.cursor, limit=self.CHUNK)
             for record in versions:
                 recorded = self.records.setdefault(sys.intern(record["community_id"]), {})
@@ -124,7 +131,7 @@ class MilestoneBoard:
                     recorded[sys.intern(record["code"])] = Current.of(record)
                     touched.add(record["community_id"])
             if len(versions) < self.CHUNK:
-                break
+                self.token = token
         if self.layout is None or self.layout.token != reference_token:
             self.layout = Layout(reference_token, communities, self.records)
         else:

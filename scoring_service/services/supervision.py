@@ -121,7 +121,8 @@ def _figures(ctx: ServiceState, milestones: MilestoneBoard, round_: dict, t: dat
         overdue_lists[member[i]].append(layout.ids[i])  # layout ids are sorted
     districts = [
         DistrictFigures(d, int(quotas[d]), registered[k],
-                        progress_from_counts(int(quotas[d]), on_time_due[k], late_due[k], len(due), settings.late_credit),
+                        progress_from_counts(int(quotas[d]), on_time_due[k], late_due[k], len(due),
+                                             settings.late_credit),
                         len(due), pairs[ON_TIME][k], pairs[LATE][k], pairs[OVERDUE][k], overdue_lists[k])
         for k, d in enumerate(ids)
     ]
