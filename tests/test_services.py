@@ -127,3 +127,23 @@ def test_named_caches_keep_their_own_bounds(size):
     assert cache.get(4, lambda: calls.append("again")) == 4 and "again" not in calls
     cache.get(0, lambda: calls.append("recomputed"))
     assert calls[-1] == "recomputed"
+
+
+def test_a_json_body_is_parsed_once_per_request(client, keys, world, monkeypatch):
+    """The request hook bounds the body and the views' argument parser reuses it (a batch is up to 2 MiB)."""
+    import scoring_service.api as api
+    from webargs import core
+
+    calls = []
+    real = core.parse_json
+
+    def counting(data, *args, **kwargs):
+        calls.append(len(data))
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(core, "parse_json", counting)
+    monkeypatch.setattr(api, "parse_json", counting)
+    body = {"responses": [survey(), survey()]}
+    r = client.post("/api/v1/rounds/r2018/surveys/batch", json=body, headers=keys.header("kiosk_1"))
+    assert r.status_code == 200 and r.get_json()["created"] == 2
+    assert len(calls) == 1

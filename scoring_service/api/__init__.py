@@ -6,7 +6,7 @@ import functools
 import json
 
 import marshmallow as ma
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, request
 from webargs.core import parse_json
 
 from .errors import abort, register_error_handlers
@@ -86,8 +86,8 @@ def check_json_body() -> None:
     """A JSON body that cannot be read is a 400 here, whatever the reason.
 
     webargs answers 400 for a syntax error only; a number of more than 4300 digits (ValueError)
-    or very deep nesting (RecursionError) would escape it as a 500. The body is parsed with
-    webargs' own function, and its depth bounded, so the parse in the view cannot fail either.
+    or very deep nesting (RecursionError) would escape it as a 500. The body is parsed here once,
+    with webargs' own function, and its depth bounded; the views' parser reuses it.
     """
     if not request.path.startswith("/api/v1/") or request.method not in ("POST", "PUT", "PATCH", "DELETE"):
         return
@@ -106,6 +106,7 @@ def check_json_body() -> None:
         bad_json("Invalid JSON body: a number is too long")
     if json_depth(body) > MAX_JSON_DEPTH:
         bad_json(f"Invalid JSON body: nested more than {MAX_JSON_DEPTH} levels deep")
+    g.json_body = body  # the views' argument parser reads it from here (api.common.BodyParser)
 
 
 def bad_json(message: str):

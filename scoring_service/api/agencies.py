@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from .auth import ANY_KEY, require
 from ..domain.ids import ID_PATTERN
 from ..extensions import state
 from ..services import reference
-from .common import StrictSchema, put_reference
+from .common import Blueprint, StrictSchema, put_reference
 
 blp = Blueprint("agencies", __name__, url_prefix="/api/v1/agencies", description="Evaluation agencies")
 

@@ -7,13 +7,12 @@ import logging
 
 from flask import Flask, g, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from .auth import require
 from ..extensions import state
 from ..domain.timeutil import to_stored
 from ..services.audit import MAX_PATH
-from .common import StrictSchema, request_actor, utc_time
+from .common import Blueprint, StrictSchema, request_actor, utc_time
 
 log = logging.getLogger(__name__)
 

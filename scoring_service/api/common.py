@@ -1,19 +1,35 @@
-"""Pieces every blueprint uses: schema base, audit notes, path-id checks."""
+"""Pieces every blueprint uses: the blueprint class, schema base, audit notes, path-id checks."""
 
 from __future__ import annotations
 
 import re
-
-import marshmallow as ma
 from urllib.parse import quote
 
+import flask_smorest
+import marshmallow as ma
 from flask import Response, g, request
-
-from ..extensions import state
-from ..services.audit import Actor
+from webargs import core
+from webargs.flaskparser import FlaskParser
 
 from ..domain.timeutil import has_utc_time
+from ..extensions import state
+from ..services.audit import Actor
 from .errors import field_error
+
+
+class BodyParser(FlaskParser):
+    """webargs' parser, reading the JSON body that ``check_json_body`` already parsed and bounded,
+    so a body is parsed once per request (a batch is up to 2 MiB)."""
+
+    def _raw_load_json(self, req):
+        body = g.get("json_body", core.missing)
+        return super()._raw_load_json(req) if body is core.missing else body
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's blueprint with :class:`BodyParser`."""
+
+    ARGUMENTS_PARSER = BodyParser()
 
 
 def utc_time(value) -> None:

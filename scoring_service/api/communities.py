@@ -8,14 +8,13 @@ import io
 import marshmallow as ma
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from .auth import ANY_KEY, current_principal, require, require_district_scope, require_kiosk_scope
 from .errors import abort, not_found
 from ..domain.ids import DISTRICT_ID_PATTERN, ID_PATTERN
 from ..extensions import state
 from ..services import reference
-from .common import StrictSchema, note_audit, put_reference
+from .common import Blueprint, StrictSchema, note_audit, put_reference
 
 blp = Blueprint("communities", __name__, url_prefix="/api/v1/communities", description="Communities")
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
 from ..domain.canonical import canonical_bytes
 from ..domain.ids import ID_PATTERN
 from ..extensions import state
 from ..services import history
+from .common import Blueprint
 from .auth import current_principal, require
 from .result_schemas import COUNT, FLAG, GRADE, SCORE, Body, item_scores, nullable, required
 

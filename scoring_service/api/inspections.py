@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from .auth import current_principal, require
 from ..domain.ids import ID_PATTERN
@@ -12,7 +11,7 @@ from ..domain.inspections import STAGES, inspection_view
 from ..services import submissions
 from ..extensions import state
 from ..store import Outcome
-from .common import StrictSchema, note_audit
+from .common import Blueprint, StrictSchema, note_audit
 
 blp = Blueprint(
     "inspections", __name__, url_prefix="/api/v1/rounds/<round_id>/inspections", description="Inspections"

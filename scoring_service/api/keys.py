@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from ..services import keys
 from .auth import ROLES, current_principal, require
 from ..domain.ids import DISTRICT_ID_PATTERN, ID_PATTERN
 from ..extensions import state
-from .common import StrictSchema, note_audit
+from .common import Blueprint, StrictSchema, note_audit
 
 blp = Blueprint("keys", __name__, url_prefix="/api/v1/keys", description="API keys (admin)")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
 from ..domain import ledger as lg
@@ -15,7 +14,7 @@ from ..services import ledger
 from ..services.rounds import get_round
 from ..store import Outcome
 from .auth import current_principal, require
-from .common import StrictSchema, download, note_audit, same_id
+from .common import Blueprint, StrictSchema, download, note_audit, same_id
 from .result_schemas import COUNT, CSV, CSV_BODY, XLSX, XLSX_BODY, Body, nullable, required
 
 blp = Blueprint("ledger", __name__, url_prefix="/api/v1/rounds/<round_id>",

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from .auth import current_principal, require
 from ..domain import milestones as ms
 from ..extensions import state
 from ..services import milestones
 from ..store import Outcome
-from .common import StrictSchema, note_audit
+from .common import Blueprint, StrictSchema, note_audit
 from .result_schemas import Body, nullable, nullable_object, required
 
 blp = Blueprint(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import marshmallow as ma
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from ..services import evidence
 from ..reports import exports
@@ -15,7 +14,7 @@ from .errors import abort, not_found
 from ..services.documents import Results
 from ..services.results import round_results
 from ..extensions import state
-from .common import StrictSchema, download
+from .common import Blueprint, StrictSchema, download
 from .result_schemas import (
     CSV,
     CSV_BODY,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from .auth import ANY_KEY, require
 from ..services import rounds
@@ -14,7 +13,7 @@ from ..domain.ids import DISTRICT_ID_PATTERN, ID_PATTERN
 from ..services.results import publish
 from ..extensions import state
 from ..store import Outcome
-from .common import StrictSchema, note_audit, utc_time
+from .common import Blueprint, StrictSchema, note_audit, utc_time
 
 blp = Blueprint("rounds", __name__, url_prefix="/api/v1/rounds", description="Evaluation rounds")
 

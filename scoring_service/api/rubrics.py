@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import marshmallow as ma
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from .auth import ANY_KEY, require
 from ..services import rubrics
 from ..domain.rubric_schema import RubricSchema
 from ..extensions import state
 from ..store import Outcome
-from .common import note_audit
+from .common import Blueprint, note_audit
 
 blp = Blueprint("rubrics", __name__, url_prefix="/api/v1/rubrics", description="Rubrics (SPEC §4)")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import marshmallow as ma
 from flask import Response, current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
 from ..domain.ids import DISTRICT_ID_PATTERN
@@ -14,7 +13,7 @@ from ..reports import supervision as printable
 from ..services.errors import Unavailable
 from ..services.supervision import supervision_json, supervision_report
 from .auth import current_principal, require
-from .common import StrictSchema, download
+from .common import Blueprint, StrictSchema, download
 from .result_schemas import COUNT, SCORE, Body, nullable, required
 
 blp = Blueprint("supervision", __name__, url_prefix="/api/v1/rounds/<round_id>",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from flask import Response, current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
 from .auth import current_principal, require
@@ -14,7 +13,7 @@ from ..reports import posters
 from ..reports.supervision import PdfFontError
 from ..services import survey_links
 from ..services.errors import Unavailable
-from .common import note_audit
+from .common import Blueprint, note_audit
 from .result_schemas import COUNT, Body, nullable, required
 
 blp = Blueprint("survey_links", __name__, url_prefix="/api/v1",

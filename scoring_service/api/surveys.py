@@ -7,7 +7,6 @@ import re
 import marshmallow as ma
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from .auth import current_principal, require, require_kiosk_scope
 from ..domain.ids import ID_PATTERN
@@ -15,7 +14,7 @@ from ..extensions import state
 from ..store import Outcome
 from ..services import submissions
 from ..services.errors import Invalid
-from .common import StrictSchema, note_audit, request_actor
+from .common import Blueprint, StrictSchema, note_audit, request_actor
 
 blp = Blueprint("surveys", __name__, url_prefix="/api/v1/rounds/<round_id>/surveys", description="Survey responses")
 
