@@ -69,7 +69,7 @@ def test_anonymous_refused_writes_do_not_grow_the_audit_trail(client, keys, worl
     admin = keys.header("admin")
     before = len(client.get("/api/v1/audit?limit=5000", headers=admin).get_json()["items"])
     for _ in range(20):
-        assert client.delete("/api/v1/" + "A" * 4000).status_code in (401, 404, 405, 414)
+        assert client.delete("/api/v1/" + "A" * 4000).status_code == 404
         assert client.post("/api/v1/keys", json={"role": "admin", "name": "x"}).status_code == 401
         assert client.post("/api/v1/keys", json={"role": "admin", "name": "x"},
                            headers={"Authorization": "Bearer k_nope.nope"}).status_code == 401

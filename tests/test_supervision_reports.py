@@ -220,7 +220,7 @@ def test_a_file_that_is_not_a_truetype_font_is_refused_by_name(tmp_path, monkeyp
 def test_a_font_without_chinese_glyphs_is_refused(monkeypatch):
     path = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # fonts-dejavu-core, Latin only
     if not Path(path).exists():
-        pytest.skip(f"{path} not installed")
+        skip_or_fail(f"{path} not installed (Debian's fonts-dejavu-core)", REQUIRE)
     monkeypatch.setenv("SCORING_PDF_FONT", path)
     with pytest.raises(PdfFontError, match="no Chinese glyphs"):
         supervision_pdf(make_report())
