@@ -10,6 +10,8 @@ from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 
+from ..domain.ledger import yuan
+
 FLAG_LABELS = {
     "pending_inspection": "待专业测评",
     "pending_survey": "待居民测评",
@@ -58,19 +60,13 @@ def district_table(ranking: dict) -> tuple[list[str], list[list]]:
 
 def rewards_table(rewards: dict) -> tuple[list[str], list[list]]:
     headers = ["类别", "编号", "名称", "奖励金额（分）", "奖励金额（元）"]
-    rows = [["区", d["district_id"], d.get("name_zh") or "", d["amount_fen"], _yuan(d["amount_fen"])]
+    rows = [["区", d["district_id"], d.get("name_zh") or "", d["amount_fen"], yuan(d["amount_fen"])]
             for d in rewards["districts"]]
-    rows += [["小区", c["community_id"], c.get("name_zh") or "", c["amount_fen"], _yuan(c["amount_fen"])]
+    rows += [["小区", c["community_id"], c.get("name_zh") or "", c["amount_fen"], yuan(c["amount_fen"])]
              for c in rewards["communities"]]
     if rewards["unallocated_fen"]:
-        rows.append(["未分配", "", "", rewards["unallocated_fen"], _yuan(rewards["unallocated_fen"])])
+        rows.append(["未分配", "", "", rewards["unallocated_fen"], yuan(rewards["unallocated_fen"])])
     return headers, rows
-
-
-def _yuan(fen: int) -> str:
-    """Exact yuan text from integer fen (never a float)."""
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
 
 
 #: a text cell starting with one of these is evaluated by spreadsheets (OWASP, "CSV Injection")

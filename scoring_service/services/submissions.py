@@ -189,9 +189,7 @@ def submit_batch(ctx: ServiceState, round_id: str, items: list, load: Callable[[
             results[position]["status"] = outcome.value
         else:
             results[position].update(status="conflict", error=OUTCOME_REASONS[outcome])
-    counts = {"created": sum(r["status"] == "created" for r in results),
-              "duplicate": sum(r["status"] == "duplicate" for r in results)}
-    counts["rejected"] = len(results) - counts["created"] - counts["duplicate"]
+    counts = summary(outcomes)  # every created or duplicate status comes from an outcome
     if actor is not None and not actor.audited:  # nothing was valid: no store write carried the event
         ctx.store.append_audit(actor.event(200, "survey_batch", None, "batch", **counts))
         actor.audited = True

@@ -671,11 +671,7 @@ class SQLiteStore(Store):
 
     def milestone_changes(self, round_id: str, after: int | None = None,
                           limit: int | None = None) -> tuple[list[dict], int]:
-        # one statement, one snapshot; seq is unique across rounds and given in commit order
-        after = int(after or 0)
-        rows = self._read("SELECT seq, body FROM milestone_versions WHERE seq > ? AND round_id = ? ORDER BY seq"
-                          " LIMIT ?", (after, round_id, -1 if limit is None else int(limit)))
-        return [json.loads(r["body"]) for r in rows], (rows[-1]["seq"] if rows else after)
+        return self._changes("milestone_versions", round_id, after, limit)
 
     # -- funding ledger (SPEC §12) --------------------------------------------------
     @contextmanager
@@ -751,7 +747,7 @@ class SQLiteStore(Store):
         return self._changes("disbursements", round_id, after, limit)
 
     def _changes(self, table: str, round_id: str, after: int | None, limit: int | None) -> tuple[list[dict], int]:
-        # as milestone_changes: one statement, one snapshot; seq is given in commit order
+        # one statement, one snapshot; seq is unique across rounds and given in commit order
         after = int(after or 0)
         rows = self._read(f"SELECT seq, body FROM {table} WHERE seq > ? AND round_id = ? ORDER BY seq LIMIT ?",
                           (after, round_id, -1 if limit is None else int(limit)))
