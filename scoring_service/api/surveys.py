@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import marshmallow as ma
-from flask import request
+from flask import g, request
 from flask.views import MethodView
 
 from .auth import current_principal, require, require_kiosk_scope
@@ -120,8 +120,10 @@ class Batch(MethodView):
     @blp.response(200, BatchResultSchema)
     def post(self, data, round_id):
         """Up to 1000 responses; each gets its own status, in input order, and valid ones are stored."""
-        return submissions.submit_batch(state(), round_id, data["responses"], load_survey, current_principal(),
-                                        request_actor(), link_client())
+        result = submissions.submit_batch(state(), round_id, data["responses"], load_survey, current_principal(),
+                                          request_actor(), link_client())
+        g.batch_counts = {k: result[k] for k in ("created", "duplicate", "rejected")}  # for the metrics hook
+        return result
 
 
 @blp.route("/<response_id>/void")
