@@ -95,6 +95,9 @@ MATRIX = [
     ("GET", "/api/v1/communities/shenhe-001/history", None, {"admin", "leadership"}),
     ("GET", "/api/v1/districts/heping/history", None, {"admin", "leadership", "district_heping"}),
     ("GET", "/api/v1/districts/shenhe/history", None, {"admin", "leadership"}),
+    # the 前治后乱 list (SPEC §15, §16): r2018 is an acceptance round, so an allowed call answers 422
+    ("GET", f"{R}/backsliding", None, {"admin", "leadership", "district_heping"}),
+    ("GET", f"{R}/backsliding?district_id=shenhe", None, {"admin", "leadership"}),
 ]
 
 

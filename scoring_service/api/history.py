@@ -1,4 +1,5 @@
-"""History across rounds (SPEC §15): a community's and a district's results, oldest year first."""
+"""History across rounds (SPEC §15): a community's and a district's results, oldest year first; and
+the 前治后乱 list of an aftercare round."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from flask.views import MethodView
 from marshmallow import fields, validate
 
 from ..domain.canonical import canonical_bytes
-from ..domain.ids import ID_PATTERN
+from ..domain.ids import DISTRICT_ID_PATTERN, ID_PATTERN
 from ..extensions import state
-from ..services import history
-from .common import Blueprint
+from ..services import aftercare, history
+from .common import Blueprint, StrictSchema
 from .auth import current_principal, require
-from .result_schemas import COUNT, FLAG, GRADE, SCORE, Body, item_scores, nullable, required
+from .result_schemas import CHANGE, COUNT, FLAG, GRADE, SCORE, Body, item_scores, nullable, required
 
 blp = Blueprint("history", __name__, url_prefix="/api/v1", description="History across rounds")
 
@@ -78,3 +79,75 @@ class DistrictHistory(MethodView):
         """A district's index, quality, progress and grade counts in every round that set it a quota
         (leadership, admin; a district key for its own district)."""
         return json_response(history.district_history(state(), current_principal(), district_id))
+
+
+# -- 前治后乱 (SPEC §15, §16) ------------------------------------------------------------------
+
+class BackslidingQuerySchema(StrictSchema):
+    district_id = fields.String(validate=validate.Regexp(DISTRICT_ID_PATTERN),
+                                metadata={"description": "one district (a district key: its own, the default)"})
+
+
+class ComparedItemSchema(Body):
+    code = required(fields.String)
+    name_zh = required(fields.String)
+
+
+class SourceChangeSchema(Body):
+    baseline = nullable(fields.Float, validate=SCORE, metadata={
+        "description": "the compared acceptance items' scores, weighted by their rubric weights"})
+    score = nullable(fields.Float, validate=SCORE)
+    change = nullable(fields.Float, validate=CHANGE)
+
+
+class FallenItemSchema(Body):
+    code = required(fields.String)
+    name_zh = required(fields.String)
+    compares_to = required(fields.List, fields.Nested(ComparedItemSchema), metadata={
+        "description": "the acceptance rubric's items this item continues (the rubric's compares_to)"})
+    baseline = required(fields.Float, validate=SCORE)
+    score = required(fields.Float, validate=SCORE)
+    change = required(fields.Float, validate=validate.Range(min=-100, max=0, max_inclusive=False), metadata={
+        "description": "professional and resident changes weighted by the source weights"})
+    professional = required(fields.Nested, SourceChangeSchema)
+    resident = required(fields.Nested, SourceChangeSchema)
+
+
+class BackslidingRowSchema(Body):
+    community_id = required(fields.String)
+    name_zh = required(fields.String)
+    district_id = required(fields.String)
+    composite = required(fields.Float, validate=SCORE)
+    grade = nullable(fields.String, validate=GRADE)
+    grade_zh = nullable(fields.String)
+    baseline = required(fields.Float, validate=SCORE)
+    change = required(fields.Float, validate=validate.Range(min=-100, max=-10),
+                      metadata={"description": "composite − baseline, at most −10.00"})
+    flags = required(fields.List, fields.String(validate=FLAG))
+    baseline_round_id = required(fields.String, metadata={"description": "the published acceptance round "
+                                                                          "the baseline comes from"})
+    fallen_items = required(fields.List, fields.Nested(FallenItemSchema),
+                            metadata={"description": "compared items whose score fell, the largest fall first"})
+
+
+class BackslidingSchema(Body):
+    round_id = required(fields.String)
+    round_title = nullable(fields.String)
+    published = required(fields.Boolean)
+    communities = required(fields.List, fields.Nested(BackslidingRowSchema),
+                           metadata={"description": "communities flagged backsliding, the largest drop first"})
+    management_missing = required(fields.List, fields.String(), metadata={
+        "description": "communities flagged management_missing (no 后续管理落实 in their acceptance round)"})
+
+
+@blp.route("/rounds/<round_id>/backsliding")
+class Backsliding(MethodView):
+    @require(*READERS)
+    @blp.arguments(BackslidingQuerySchema, location="query")
+    @blp.response(200, BackslidingSchema)
+    def get(self, query, round_id):
+        """The 前治后乱 list of an aftercare round: communities whose composite fell by 10.00 or more from
+        their acceptance baseline, with the items that fell most (leadership, admin; a district key for
+        its own district). 422 for an acceptance round."""
+        return json_response(aftercare.backsliding_report(state(), round_id, current_principal(),
+                                                          query.get("district_id")))

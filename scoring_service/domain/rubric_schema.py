@@ -24,8 +24,17 @@ class CheckSchema(ma.Schema):
     critical = fields.Boolean(load_default=False)
 
 
+#: an item code (no dot: check codes are ``<item>.<name>``)
+ITEM_CODE = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+def unique_codes(codes: list[str]) -> None:
+    if len(set(codes)) != len(codes):
+        raise ma.ValidationError("item codes must be unique")
+
+
 class ItemSchema(ma.Schema):
-    code = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$"))
+    code = fields.String(required=True, validate=validate.Regexp(ITEM_CODE))
     name_zh = fields.String(required=True, validate=validate.Length(min=1, max=100))
     name_en = fields.String(required=True, validate=validate.Length(min=1, max=200))
     weight = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False, max=1000))
@@ -33,6 +42,14 @@ class ItemSchema(ma.Schema):
     question_zh = fields.String(required=True, validate=validate.Length(min=1, max=500))
     question_en = fields.String(required=True, validate=validate.Length(min=1, max=500))
     checks = fields.List(fields.Nested(CheckSchema), required=True, validate=validate.Length(min=1))
+    #: {rubric_id: [item codes]}: the items of an earlier rubric this item continues, so an aftercare
+    #: round can say which items fell since acceptance (SPEC §15 前治后乱); checked against the stored
+    #: rubrics when the rubric is stored
+    compares_to = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(ID_PATTERN)),
+        values=fields.List(fields.String(validate=validate.Regexp(ITEM_CODE)),
+                           validate=[validate.Length(min=1, max=100), unique_codes]),
+        validate=validate.Length(min=1, max=10))
 
     @ma.validates_schema
     def check_prefixes(self, data, **kwargs):
