@@ -47,16 +47,19 @@ SHIPPED_BESIDE = {"shenyang-2018": ("shenyang-aftercare",)}
 @click.command()
 @click.argument("name", type=click.Choice(["shenyang-2018"]))
 @click.option("--demo", is_flag=True,
-              help="also create 120 communities, inspections, survey responses, milestones and funding")
+              help="also create 120 communities, inspections, survey responses, milestones and funding, publish "
+                   "the 2018 results and add the open 2019 aftercare round with its surveys and inspections")
 @with_appcontext
 def seed(name, demo):
     """Load the 2018 rubric, districts and round (and demo data)."""
     from .services.errors import Conflict, ServiceError
     from .services.rounds import create_round
     from .services.rubrics import store_rubric
-    from .seeding.demo import demo_communities, seed_demo, seed_milestones
+    from .seeding.demo import demo_communities, seed_aftercare, seed_demo, seed_milestones
     from .seeding.funding import seed_funding
-    from .seeding.reference import SHENYANG_2018_DISTRICTS, SHENYANG_2018_ROUND
+    from .seeding.reference import SHENYANG_2018_DISTRICTS, SHENYANG_2018_ROUND, SHENYANG_2019_AFTERCARE_ROUND
+    from .services.results import publish
+    from .store import Outcome
     from .domain.rubric_schema import RubricSchema, load_rubric_file
 
     state = current_app.extensions["scoring"]
@@ -113,6 +116,25 @@ def seed(name, demo):
         counts = seed_funding(state, round_id, communities)
         click.echo(f"demo funding: {counts['communities']} communities, {counts['versions']} funding versions, "
                    f"{counts['disbursements']} disbursements")
+    if not_demo:
+        return
+    # the 2018 results are published, and a year later the same communities are evaluated again (SPEC §15)
+    outcome = publish(state, round_id)
+    click.echo(f"round {round_id}: " + ("published" if outcome is Outcome.CHANGED else "already published"))
+    care_data = {**SHENYANG_2019_AFTERCARE_ROUND,
+                 **{k: datetime.fromisoformat(SHENYANG_2019_AFTERCARE_ROUND[k]) for k in ("opens_at", "closes_at")}}
+    try:
+        outcome, care = create_round(state, care_data)
+    except Conflict:
+        raise click.ClickException(_round_conflict(store.get_round(care_data["round_id"]), care_data)) from None
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"round {care['round_id']}: {outcome.value}")
+    if store.count_responses(care["round_id"], include_voided=True):
+        click.echo("demo aftercare surveys and inspections already present; nothing added")
+    else:
+        counts = seed_aftercare(state, care, state.rubric(care["rubric_id"]), round_id, communities)
+        click.echo(f"demo aftercare: {counts['inspections']} inspections, {counts['responses']} survey responses")
 
 
 def _round_conflict(existing: dict | None, wanted: dict) -> str:

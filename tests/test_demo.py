@@ -1,28 +1,45 @@
 """The demo round's milestones (SPEC §11, issue 13 item 7): ``seed shenyang-2018 --demo`` records a living
 supervision report — most milestones on time, some late, a few overdue, one failed residents' vote, one
-district warned for overdue milestones — through the service the API uses, and seeding again adds nothing."""
+district warned for overdue milestones — through the service the API uses, and seeding again adds nothing.
+Then it publishes the 2018 results and adds the open 2019 aftercare round, with a handful of communities
+fallen back (前治后乱, SPEC §15; issue 17 item 6)."""
 
 from __future__ import annotations
 
 import doctest
 import os
 from collections import Counter
-from datetime import date
+from datetime import date, datetime
 
 import numpy as np
 import pytest
 
 from scoring_service.domain import milestones as ms
 from scoring_service.seeding import reference
-from scoring_service.seeding.demo import SLOW_DISTRICT, demo_communities, seed_milestones
+from scoring_service.seeding.demo import (
+    CST,
+    SEED_PRINCIPAL,
+    SLOW_DISTRICT,
+    aftercare_plan,
+    demo_communities,
+    seed_aftercare,
+    seed_demo,
+    seed_milestones,
+    unmanaged_communities,
+)
 from scoring_service.seeding.funding import MATCH_SHORT, TOP_UP_DISTRICT, seed_funding
+from scoring_service.seeding.reference import SHENYANG_2019_AFTERCARE_ROUND
+from scoring_service.services.aftercare import backsliding_report
 from scoring_service.services.ledger import ledger_report
+from scoring_service.services.results import publish, round_results
+from scoring_service.services.rounds import create_round
 from scoring_service.services.supervision import supervision_report
 
 from .conftest import add_key, make_app
 from .test_cli import run
 
 ROUND_ID = "shenyang-2018"
+CARE_ID = "shenyang-2019-aftercare"
 
 
 @pytest.fixture(scope="module")
@@ -132,14 +149,21 @@ def test_seeding_again_adds_nothing(seeded):
     def funding():
         return [len(store.funding_versions(ROUND_ID, cid)) for cid in communities], store.disbursements(ROUND_ID)
 
-    before = (versions(), store.count_responses(ROUND_ID, include_voided=True), len(communities), funding())
+    def aftercare():
+        return (store.count_responses(CARE_ID, include_voided=True), len(store.current_inspections(CARE_ID)),
+                store.get_round(CARE_ID), store.get_snapshot(ROUND_ID), len(store.list_rounds()))
+
+    before = (versions(), store.count_responses(ROUND_ID, include_voided=True), len(communities), funding(),
+              aftercare())
     assert sum(before[3][0]) > 120 and len(before[3][1]) > 150
     out = run(env, "seed", ROUND_ID, "--demo").stdout
     assert "demo milestones already present; nothing added" in out
     assert "demo surveys and inspections already present; nothing added" in out
     assert "demo funding already present; nothing added" in out
+    assert f"round {ROUND_ID}: already published" in out and f"round {CARE_ID}: duplicate" in out
+    assert "demo aftercare surveys and inspections already present; nothing added" in out
     after = (versions(), store.count_responses(ROUND_ID, include_voided=True),
-             len(store.list_communities(renovation_year=2018)), funding())
+             len(store.list_communities(renovation_year=2018)), funding(), aftercare())
     assert after == before
 
 
@@ -363,3 +387,99 @@ def test_demo_funding_on_either_store(app):
         end = ledger_report(state, ROUND_ID, None, date(2018, 12, 31))
     third = [r["tranches"][2] for r in end["communities"] if r["settled_budget_fen"] is not None]
     assert third and all(t["status"] == "held" and "acceptance_failed" in t["reasons"] for t in third)
+
+
+# -- the 2018 results published, the 2019 aftercare round (SPEC §15, issue 17 item 6) -------------
+
+def check_demo_aftercare(app, communities: list[dict]) -> dict:
+    """What the demo's aftercare round shows, whatever the store: the plan's communities, and only they,
+    fell back by 10 or more, the two items planned to fall are the two that fell most, and the communities
+    without 后续管理落实 are flagged. Returns the 前治后乱 list."""
+    state = app.extensions["scoring"]
+    store = state.store
+    accepted = store.get_round(ROUND_ID)
+    assert accepted["status"] == "published" and store.get_snapshot(ROUND_ID) is not None
+    care = store.get_round(CARE_ID)
+    assert care["status"] == "open"
+    assert {k: care[k] for k in ("kind", "covers_years", "year", "rubric_id")} == {
+        "kind": "aftercare", "covers_years": [2018], "year": 2019, "rubric_id": "shenyang-aftercare"}
+    opens, closes = (datetime.fromisoformat(care[k].replace("Z", "+00:00")).astimezone(CST).date()
+                     for k in ("opens_at", "closes_at"))
+    assert date(2019, 9, 1) <= opens < closes <= date(2019, 12, 31)  # in China time
+    expected_quotas = {}
+    for c in communities:
+        expected_quotas[c["district_id"]] = expected_quotas.get(c["district_id"], 0) + 1
+    assert care["quotas"] == expected_quotas  # every covered community, per district
+    inspections = store.current_inspections(CARE_ID)
+    assert len(inspections) >= len(communities)
+    assert {i.get("stage") for i in inspections} == {"aftercare"}
+    responses = list(store.iter_responses(CARE_ID))
+    assert all(care["opens_at"] <= r["submitted_at"] <= care["closes_at"] for r in responses)
+
+    with app.app_context():
+        scores = round_results(state, ROUND_ID).scores
+        scored = {cid for cid, b in scores.items() if b["composite"] is not None}
+        unmanaged = unmanaged_communities(state, ROUND_ID, communities)
+        _, fell = aftercare_plan(communities, scored, unmanaged, state.rubric("shenyang-aftercare"))
+        report = backsliding_report(state, CARE_ID, SEED_PRINCIPAL)
+        ranking = round_results(state, CARE_ID).community_ranking
+    rows = ranking["communities"] + ranking["unranked"]
+    assert 5 <= len(fell) <= 8 and set(fell) <= scored
+    assert {r["community_id"] for r in report["communities"]} == set(fell)
+    for row in report["communities"]:
+        assert row["change"] <= -10 and row["baseline"] == scores[row["community_id"]]["composite"]
+        assert row["baseline_round_id"] == ROUND_ID
+        assert {f["code"] for f in row["fallen_items"][:2]} == set(fell[row["community_id"]])
+        assert row["fallen_items"][1]["change"] < -15
+    # the others are kept up about as well as they were accepted
+    others = [r["change"] for r in rows if r["community_id"] not in fell and r["change"] is not None]
+    assert len(others) == len(scored) - len(fell) and all(-5 < c < 10 for c in others)
+    # 后续管理落实 never recorded: flagged; one of them, with a 2018 composite, fell back too
+    assert 1 <= len(unmanaged) <= 3 and report["management_missing"] == sorted(unmanaged)
+    assert unmanaged & set(fell)
+    assert sum("pending_inspection" in r["flags"] for r in rows) == 0  # every community inspected in 2019
+    return report
+
+
+def test_demo_publishes_2018_and_adds_the_aftercare_round(seeded):
+    env, app, out = seeded
+    assert f"round {ROUND_ID}: published" in out and f"round {CARE_ID}: created" in out
+    assert "demo aftercare: " in out
+    store = app.extensions["scoring"].store
+    report = check_demo_aftercare(app, store.list_communities(renovation_year=2018))
+    # in words: residents and agencies both saw it (the list's drops read from its own rows)
+    assert all(f["professional"]["change"] is not None and f["resident"]["change"] is not None
+               for row in report["communities"] for f in row["fallen_items"][:2])
+    # the aftercare round has its own answers: fewer than the acceptance round, every community sampled
+    assert 5_000 <= store.count_responses(CARE_ID) <= 0.5 * store.count_responses(ROUND_ID)
+    _, token = add_key(app, "leadership", "demo aftercare")
+    auth = {"Authorization": f"Bearer {token}"}
+    client = app.test_client()
+    body = client.get(f"/api/v1/rounds/{CARE_ID}/backsliding", headers=auth).get_json()
+    assert body == report
+    # the district history reads both rounds, the published acceptance round first
+    history = client.get("/api/v1/districts/heping/history", headers=auth).get_json()["items"]
+    assert [(h["round_id"], h["published"]) for h in history] == [(ROUND_ID, True), (CARE_ID, False)]
+
+
+def test_demo_aftercare_on_either_store(app):
+    """The aftercare part of the demo through the seeding functions, on both stores, over a dozen demo
+    communities from every district (their 2018 answers first, then the round published)."""
+    result = app.test_cli_runner().invoke(args=["seed", ROUND_ID])
+    assert result.exit_code == 0, result.output
+    state = app.extensions["scoring"]
+    store = state.store
+    communities = demo_communities(np.random.default_rng(2018))[::9]
+    assert len({c["district_id"] for c in communities}) >= 7
+    store.put_communities(communities)
+    with app.app_context():
+        seed_demo(state, store.get_round(ROUND_ID), state.rubric(ROUND_ID), communities)
+        seed_milestones(state, ROUND_ID, communities)
+        publish(state, ROUND_ID)
+    care = {**SHENYANG_2019_AFTERCARE_ROUND, **{k: datetime.fromisoformat(SHENYANG_2019_AFTERCARE_ROUND[k])
+                                                 for k in ("opens_at", "closes_at")}}
+    _, round_ = create_round(state, care)
+    with app.app_context():
+        counts = seed_aftercare(state, round_, state.rubric("shenyang-aftercare"), ROUND_ID, communities)
+    assert counts["inspections"] >= len(communities) and counts["responses"] > 500
+    check_demo_aftercare(app, communities)

@@ -1,4 +1,6 @@
-"""A realistic demo of the 2018 round: 120 communities, two agencies, ~36k survey responses.
+"""A realistic demo of the 2018 round (120 communities, two agencies, ~36k survey responses, the works'
+milestones) and of the 2019 aftercare round over the same communities (~10k responses, a handful fallen
+back: 前治后乱), both made by one generator (:func:`seed_answers`).
 
 Deterministic (fixed seed). Everything goes through the same checks and
 store calls as the API, so the demo exercises the real path.
@@ -75,43 +77,80 @@ def _likert(rng: np.random.Generator, quality: float, size: int) -> np.ndarray:
     return np.clip(np.rint(rng.normal(centre, 0.8, size)), 1, 5).astype(int)
 
 
+def demo_quality(rng: np.random.Generator, communities: list[dict]) -> dict[str, float]:
+    """Each community's quality (0–100) in the 2018 acceptance round: the first draws of its generator."""
+    return {c["community_id"]: float(np.clip(rng.normal(81, 8), 45, 99)) for c in communities}
+
+
+def _share_points(rng: np.random.Generator, top: float, quality: float) -> float:
+    """Points of an ordinary check: a share of ``top`` around the quality, in half points."""
+    share = np.clip(rng.normal(quality / 100, 0.08), 0, 1)
+    return float(np.round(share * top * 2) / 2)
+
+
+def acceptance_points(vetoed: set[str]):
+    """Check points of the 2018 acceptance inspections: illegal structures not removed where
+    :func:`illegal_structures_found` says so (a veto), e-bike charging sometimes not applicable."""
+    def points(rng: np.random.Generator, community_id: str, check: dict, quality: float):
+        top = check["max_points"]
+        if check.get("critical"):
+            return 0 if community_id in vetoed and check["code"] == "illegal_structures.removed" else top
+        if check["code"] == "parking.ebike_charging" and rng.random() < 0.15:
+            return "na"
+        return _share_points(rng, top, quality)
+    return points
+
+
+def acceptance_sample(rng: np.random.Generator, community: dict) -> tuple[int, int]:
+    """Resident and public answers of the 2018 round: most communities hear from half or more of their
+    households, about one in eight from too few (insufficient_sample) or from nearly all."""
+    share = rng.uniform(0.04, 1.0) if rng.random() < 0.12 else rng.uniform(0.45, 0.8)
+    return int(max(3, round(community["households"] * share))), int(rng.integers(0, 12))
+
+
 def seed_demo(s: ServiceState, round_: dict, rubric, communities: list[dict], seed: int = 2018) -> dict:
-    """Inspections and responses for every community of the round."""
+    """Inspections and responses for every community of the 2018 round."""
     rng = np.random.default_rng(seed)
-    store = s.store
     for agency_id, name in AGENCIES:
-        store.put_agency({"agency_id": agency_id, "name": name})
+        s.store.put_agency({"agency_id": agency_id, "name": name})
+    return seed_answers(s, round_, rubric, communities, rng, demo_quality(rng, communities),
+                        start=datetime(2018, 9, 3, 9, 0, tzinfo=CST), pending=pending_inspection(communities),
+                        points=acceptance_points(illegal_structures_found(communities)), sample=acceptance_sample)
+
+
+def seed_answers(s: ServiceState, round_: dict, rubric, communities: list[dict], rng: np.random.Generator,
+                 quality: dict, *, start: datetime, points, sample, pending: set[str] = frozenset(),
+                 prefix: str = "", stage: str | None = None) -> dict:
+    """The agencies' inspections and the residents' and public's answers of every community of a round,
+    made around each community's quality and stored through the checks the API uses.
+
+    ``quality``: community_id → a quality 0–100, or an array of one per rubric item plus one for the
+    overall answer. ``points(rng, community_id, check, quality)`` scores a check, ``sample(rng, community)``
+    says how many resident and public answers; communities in ``pending`` are not inspected yet.
+    Inspections happen in the 20 days from ``start``, answers in its 25 days; ids are uuid5 names of
+    ``prefix`` and the community (the 2018 round's without a prefix), ``stage`` the inspections' stage.
+    """
+    store = s.store
     ctx = RoundContext(round=round_, rubric=rubric, load_community=store.get_community,
                        secret_key=s.secret_key, future_tolerance=timedelta(minutes=10))
-    start = datetime(2018, 9, 3, 9, 0, tzinfo=CST)
-    quality = {c["community_id"]: float(np.clip(rng.normal(81, 8), 45, 99)) for c in communities}
-    pending = pending_inspection(communities)
-    vetoed = illegal_structures_found(communities)
     counts = {"inspections": 0, "responses": 0}
     n_items = len(rubric.item_codes)
 
     for community in communities:
         cid = community["community_id"]
         q = quality[cid]
+        item_quality = (lambda k: q) if np.isscalar(q) else (lambda k: float(q[k]))
         for a, (agency_id, _) in enumerate(AGENCIES):
             if cid in pending or (a == 1 and rng.random() < 0.3):
                 continue
             checks = {}
-            for item in rubric.items:
+            for k, item in enumerate(rubric.items):
                 if not rubric.applies(item, community):
                     continue
                 for check in item["checks"]:
-                    top = check["max_points"]
-                    if check.get("critical"):
-                        ok = not (cid in vetoed and check["code"] == "illegal_structures.removed")
-                        checks[check["code"]] = top if ok else 0
-                    elif check["code"] == "parking.ebike_charging" and rng.random() < 0.15:
-                        checks[check["code"]] = "na"
-                    else:
-                        share = np.clip(rng.normal(q / 100, 0.08), 0, 1)
-                        checks[check["code"]] = float(np.round(share * top * 2) / 2)
+                    checks[check["code"]] = points(rng, cid, check, item_quality(k))
             data = {
-                "inspection_id": uuid.uuid5(NS, f"{cid}/{agency_id}"),
+                "inspection_id": uuid.uuid5(NS, f"{prefix}{cid}/{agency_id}"),
                 "community_id": cid,
                 "inspector": ("王建国", "李淑华", "张志强", "刘晓东")[int(rng.integers(0, 4))],
                 "inspected_at": start + timedelta(days=int(rng.integers(0, 20)), hours=int(rng.integers(0, 8))),
@@ -119,15 +158,14 @@ def seed_demo(s: ServiceState, round_: dict, rubric, communities: list[dict], se
                 "notes": "现场检查，资料齐全。",
                 "evidence": [],
             }
+            if stage is not None:
+                data["stage"] = stage
             version = prepare_version(data, ctx, agency_id, key_id="seed")
             store.add_inspection({"inspection_id": version["inspection_id"], "round_id": round_["round_id"],
                                   "community_id": cid, "agency_id": agency_id, "versions": [version]})
             counts["inspections"] += 1
 
-        # Residents answer at ~50–90 % of households' tenth… most communities meet the sample rule.
-        share = rng.uniform(0.04, 1.0) if rng.random() < 0.12 else rng.uniform(0.45, 0.8)
-        n_res = int(max(3, round(community["households"] * share)))
-        n_pub = int(rng.integers(0, 12))
+        n_res, n_pub = sample(rng, community)
         records = []
         for r in range(n_res + n_pub):
             public = r >= n_res
@@ -137,7 +175,7 @@ def seed_demo(s: ServiceState, round_: dict, rubric, communities: list[dict], se
                 if rubric.applies(item, community) and rng.random() > 0.05:
                     answers[item["code"]] = int(levels[k])
             data = {
-                "response_id": uuid.uuid5(NS, f"{cid}/response/{r}"),
+                "response_id": uuid.uuid5(NS, f"{prefix}{cid}/response/{r}"),
                 "community_id": cid,
                 "respondent_type": "public" if public else "resident",
                 "channel": "online" if public else ("kiosk", "paper", "door_to_door")[int(rng.integers(0, 3))],
@@ -326,3 +364,77 @@ def seed_milestones(s: ServiceState, round_id: str, communities: list[dict], see
         outcome, _ = record_milestone(s, round_id, community_id, code, body, SEED_PRINCIPAL)
         counts[outcome.value] = counts.get(outcome.value, 0) + 1
     return counts
+
+
+# -- the 2019 aftercare round (SPEC §15) -----------------------------------------------------
+
+#: communities picked at random to fall back (前治后乱), beside those whose management was never assigned
+BACKSLIDERS = 5
+
+
+def aftercare_plan(communities: list[dict], scored: set[str], unmanaged: set[str], rubric,
+                   seed: int = 2019) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, ...]]]:
+    """Each community's quality a year after acceptance, per item of the aftercare rubric plus one for the
+    overall answer, and the communities that fall back with the two compared items that fall most.
+
+    Most communities are kept up about as well as they were accepted (their 2018 quality, a point or two
+    either way). Those with a composite in 2018 (``scored``) and no 后续管理落实 (``unmanaged``) fall
+    back, and :data:`BACKSLIDERS` more picked at random: two of the items that continue 2018 items
+    (``compares_to``) lose about 40 points, every other item about 12. Wherever management was never
+    assigned, the management item is about 30 points lower.
+    """
+    rng = np.random.default_rng([seed, 15])
+    base = demo_quality(np.random.default_rng(2018), communities)  # the 2018 round's qualities
+    codes = rubric.item_codes
+    compared = [i["code"] for i in rubric.items if i.get("compares_to")]
+    weights = rubric.weights / rubric.weights.sum()
+    communities = sorted(communities, key=lambda c: c["community_id"])  # the same plan in any order
+    falling = sorted(c for c in unmanaged if c in scored)
+    candidates = [c["community_id"] for c in communities if c["community_id"] in scored - unmanaged]
+    falling += [candidates[i] for i in sorted(rng.choice(len(candidates), size=BACKSLIDERS, replace=False))]
+    quality, fell = {}, {}
+    for community in communities:
+        cid = community["community_id"]
+        items = np.full(len(codes), base[cid] + float(np.clip(rng.normal(0.5, 1.5), -2.5, 3.5)))
+        if cid in unmanaged and "management" in codes:
+            items[codes.index("management")] -= 30
+        if cid in falling:
+            worst = tuple(str(code) for code in rng.choice(compared, size=2, replace=False))
+            items -= [rng.uniform(36, 44) if code in worst else rng.uniform(10, 14) for code in codes]
+            fell[cid] = worst
+        items = np.clip(items, 5, 99)
+        quality[cid] = np.append(items, float(weights @ items))  # the overall answer follows the items
+    return quality, fell
+
+
+def aftercare_points(rng: np.random.Generator, community_id: str, check: dict, quality: float):
+    """Check points of an aftercare inspection: safety checks kept, the rest around the item's quality."""
+    return check["max_points"] if check.get("critical") else _share_points(rng, check["max_points"], quality)
+
+
+def aftercare_sample(rng: np.random.Generator, community: dict) -> tuple[int, int]:
+    """Resident and public answers of the aftercare round: 12–22 % of households, enough for the sample rule."""
+    return int(max(10, round(community["households"] * rng.uniform(0.12, 0.22)))), int(rng.integers(0, 6))
+
+
+def unmanaged_communities(s: ServiceState, round_id: str, communities: list[dict]) -> set[str]:
+    """The communities without a reached 后续管理落实 (management_assigned) in the round."""
+    managed = {m["community_id"] for m in s.store.current_milestones(round_id)
+               if m["code"] == "management_assigned" and ms.effective_reach(m) is not None}
+    return {c["community_id"] for c in communities} - managed
+
+
+def seed_aftercare(s: ServiceState, round_: dict, rubric, acceptance_round_id: str, communities: list[dict],
+                   seed: int = 2019) -> dict:
+    """Aftercare-stage inspections and answers of the 2019 aftercare round (:func:`aftercare_plan`), made
+    by :func:`seed_answers` in September 2019; the communities with a composite come from the published
+    acceptance round."""
+    from ..services.results import round_results
+
+    scores = round_results(s, acceptance_round_id).scores
+    scored = {cid for cid, breakdown in scores.items() if breakdown["composite"] is not None}
+    quality, _ = aftercare_plan(communities, scored, unmanaged_communities(s, acceptance_round_id, communities),
+                                rubric, seed)
+    return seed_answers(s, round_, rubric, communities, np.random.default_rng([seed, 16]), quality,
+                        start=datetime(2019, 9, 2, 9, 0, tzinfo=CST), points=aftercare_points,
+                        sample=aftercare_sample, prefix=f"{round_['round_id']}/", stage="aftercare")

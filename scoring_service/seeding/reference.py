@@ -36,3 +36,18 @@ SHENYANG_2018_ROUND = {
     # passed: not today's date, at which every unrecorded milestone would be years overdue
     "progress_as_of": "2018-10-08",
 }
+
+#: the year after: the 2018 renovations evaluated again for lasting management (长效管理, SPEC §15), with
+#: the aftercare rubric; quotas default to the covered communities per district. No reward pool: the
+#: notice's 以奖代补 rewards the renovation itself.
+SHENYANG_2019_AFTERCARE_ROUND = {
+    "round_id": "shenyang-2019-aftercare",
+    "year": 2019,
+    "kind": "aftercare",
+    "covers_years": [2018],
+    "rubric_id": "shenyang-aftercare",
+    "title": "沈阳市2019年老旧小区改造长效管理测评",
+    "opens_at": "2019-09-01T00:00:00+08:00",
+    "closes_at": "2019-09-30T23:59:59+08:00",
+    "reward": {"pool_fen": 0, "district_share_pct": 0, "top_districts": 0},
+}
