@@ -345,6 +345,32 @@ def next_funding_version(current: Mapping | None, record: Mapping, check: Fundin
     return {**record, "version": current["version"] + 1 if current else 1}
 
 
+#: the sources of attachment references (SPEC §13): an inspection version's check_evidence and a
+#: rectification response's evidence
+ATTACHMENT_SOURCES = ("inspection", "rectification")
+
+
+def attachment_grants(ref: Mapping) -> list[str]:
+    """Who a reference to an attachment lets read it (SPEC §13), as grant names: ``district:<id>``, the
+    district of its community, for an inspection or a rectification; ``agency:<id>``, the agency, for its
+    own inspection. Uploaders are granted ``key:<key_id>``. A store keeps a reference's grants beside it
+    so that a read is decided by exact look-ups (:meth:`Store.attachment_access`)."""
+    grants = []
+    if ref["source"] in ATTACHMENT_SOURCES and ref.get("district_id"):
+        grants.append(f"district:{ref['district_id']}")
+    if ref["source"] == "inspection" and ref.get("agency_id"):
+        grants.append(f"agency:{ref['agency_id']}")
+    return grants
+
+
+ATTACHMENT_REF_FIELDS = ("sha256", "round_id", "community_id", "district_id", "agency_id", "source", "source_id")
+
+
+def attachment_ref(ref: Mapping) -> dict:
+    """A reference with exactly its fields (``agency_id`` None when not given)."""
+    return {name: ref.get(name) for name in ATTACHMENT_REF_FIELDS}
+
+
 class Store(abc.ABC):
     """What the service needs from a database."""
 
@@ -627,6 +653,46 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def revoke_survey_link(self, link_id: str, at: str) -> bool:
         """Revoke; False when there is no such link. Revoking twice keeps the first time."""
+
+    # -- attachments (SPEC §13) ------------------------------------------------
+    @abc.abstractmethod
+    def put_attachment(self, record: Mapping, data: bytes, thumbnail: bytes | None) -> Outcome:
+        """Store a file named by the SHA-256 of its bytes: CREATED, or DUPLICATE when that hash is
+        stored (nothing replaced). The bytes (and thumbnail) are durable before the record is written,
+        so a record never names bytes that are missing. Either way ``record["uploaded_by"]`` is granted
+        reading (``key:<key_id>``).
+
+        ``record`` has ``sha256, content_type, size, width, height, captured_at, gps, uploaded_by,
+        uploaded_at, has_thumbnail``. Changes no generation (no score depends on a file)."""
+
+    @abc.abstractmethod
+    def get_attachment(self, sha256: str) -> dict | None:
+        """The record of a stored file (the fields :meth:`put_attachment` took), None when unknown."""
+
+    @abc.abstractmethod
+    def attachment_bytes(self, sha256: str, thumbnail: bool = False) -> bytes | None:
+        """The file's bytes (or its thumbnail's); None when unknown or when it has no thumbnail."""
+
+    @abc.abstractmethod
+    def add_attachment_uploader(self, sha256: str, key_id: str) -> None:
+        """Grant ``key:<key_id>`` reading a stored file (someone uploaded the same bytes again); idempotent."""
+
+    @abc.abstractmethod
+    def add_attachment_refs(self, refs: list[Mapping]) -> None:
+        """Record references to attachments, idempotent by (sha256, source, source_id); a ref has
+        :data:`ATTACHMENT_REF_FIELDS`. Each also stores its :func:`attachment_grants`."""
+
+    @abc.abstractmethod
+    def attachment_refs(self, sha256: str) -> list[dict]:
+        """The references to a file, by round, source and source id."""
+
+    @abc.abstractmethod
+    def round_attachment_refs(self, round_id: str) -> list[dict]:
+        """The references of a round's records, by hash, source and source id."""
+
+    @abc.abstractmethod
+    def attachment_access(self, sha256: str, grants: Iterable[str]) -> bool:
+        """Whether any of ``grants`` (``key:…``, ``district:…``, ``agency:…``) was given for the file."""
 
     # -- audit ------------------------------------------------------------
     @abc.abstractmethod

@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
+from gridfs import GridFSBucket
+from gridfs.errors import NoFile
 from pymongo import ASCENDING, IndexModel, MongoClient, ReplaceOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 from pymongo.write_concern import WriteConcern
@@ -45,6 +47,8 @@ from .base import (
     Store,
     StoreError,
     amendment_refusal,
+    attachment_grants,
+    attachment_ref,
     audit_conditions,
     count_differences,
     first_occurrences,
@@ -64,6 +68,10 @@ from .base import (
 )
 
 DUPLICATE_KEY = 11000
+
+#: GridFS buckets of attachments' bytes and of their thumbnails (SPEC §13)
+ATTACHMENT_BUCKET = "attachments"
+THUMBNAIL_BUCKET = "attachment_thumbs"
 
 #: the query operators of :func:`~.base.audit_conditions`
 _OPERATORS = {"=": "$eq", ">=": "$gte", "<": "$lt", ">": "$gt"}
@@ -106,6 +114,13 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING), ("tranche", ASCENDING)],
                    name="one_tranche", unique=True),
         IndexModel([("round_id", ASCENDING), ("seq", ASCENDING)], name="by_round_seq"),
+    ],
+    # attachments (SPEC §13): a record's _id is the file's SHA-256 and names its GridFS files (bucket
+    # "attachments", thumbnails in bucket "attachment_thumbs"); a reference's _id is
+    # "<sha256>|<source>|<source id>", a grant's "<sha256>|<grantee>" (read by _id alone)
+    "attachment_refs": [
+        IndexModel([("sha256", ASCENDING)], name="by_sha256"),
+        IndexModel([("round_id", ASCENDING)], name="by_round"),
     ],
     # survey links (SPEC §14); a quota slot "<scope>|<n>" (n < cap) is held by one response, so
     # inserting it claims one of the cap's places exactly, without transactions
@@ -152,12 +167,17 @@ def _encode_version(version: Mapping) -> dict:
     """Check codes contain dots, which field names may not (FerretDB also has no nested arrays)."""
     doc = dict(version)
     doc["checks"] = [{"code": code, "points": value} for code, value in sorted(version.get("checks", {}).items())]
+    if "check_evidence" in version:
+        doc["check_evidence"] = [{"code": code, "hashes": list(hashes)}
+                                 for code, hashes in sorted(version["check_evidence"].items())]
     return doc
 
 
 def _decode_version(doc: Mapping) -> dict:
     out = _plain(doc)
     out["checks"] = {pair["code"]: pair["points"] for pair in doc.get("checks", [])}
+    if "check_evidence" in doc:
+        out["check_evidence"] = {pair["code"]: list(pair["hashes"]) for pair in doc["check_evidence"]}
     return out
 
 
@@ -945,6 +965,75 @@ class MongoStore(Store):
         query = {"round_id": round_id, **({"community_id": community_id} if community_id is not None else {})}
         return sorted((_unnumbered(d) for d in self.db.disbursements.find(query)),
                       key=lambda d: (d["community_id"], d["tranche"]))
+
+    # -- attachments (SPEC §13) ----------------------------------------------------------
+    def _bucket(self, thumbnail: bool = False) -> GridFSBucket:
+        return GridFSBucket(self.db, bucket_name=THUMBNAIL_BUCKET if thumbnail else ATTACHMENT_BUCKET)
+
+    def put_attachment(self, record: Mapping, data: bytes, thumbnail: bytes | None) -> Outcome:
+        """The bytes go into GridFS as new files (ids of their own, file name the hash), then the record,
+        whose ``_id`` is the hash, names them. Of two writers of one new hash the first record wins and
+        the other deletes its own files, so a record always names complete files; a crash in between
+        leaves files that no record names, never read."""
+        sha256 = record["sha256"]
+        outcome = Outcome.DUPLICATE
+        if self.db.attachment_records.find_one({"_id": sha256}, {"_id": 1}) is None:
+            file_id = self._bucket().upload_from_stream(sha256, data,
+                                                         metadata={"content_type": record["content_type"]})
+            thumb_id = None if thumbnail is None else self._bucket(thumbnail=True).upload_from_stream(
+                sha256, thumbnail, metadata={"content_type": "image/jpeg"})
+            try:
+                self.db.attachment_records.insert_one({**record, "_id": sha256, "file_id": file_id,
+                                                       "thumb_id": thumb_id})
+                outcome = Outcome.CREATED
+            except DuplicateKeyError:  # another writer stored the same bytes first
+                self._bucket().delete(file_id)
+                if thumb_id is not None:
+                    self._bucket(thumbnail=True).delete(thumb_id)
+        self._grant(sha256, [f"key:{record['uploaded_by']}"])
+        return outcome
+
+    def _grant(self, sha256: str, grants: Iterable[str]) -> None:
+        self._insert_many(self.db.attachment_access,
+                          [{"_id": f"{sha256}|{grant}", "sha256": sha256} for grant in grants])
+
+    def get_attachment(self, sha256: str) -> dict | None:
+        doc = self.db.attachment_records.find_one({"_id": sha256})
+        return None if doc is None else {k: v for k, v in doc.items() if k not in ("_id", "file_id", "thumb_id")}
+
+    def attachment_bytes(self, sha256: str, thumbnail: bool = False) -> bytes | None:
+        doc = self.db.attachment_records.find_one({"_id": sha256}, {"file_id": 1, "thumb_id": 1})
+        file_id = None if doc is None else doc.get("thumb_id" if thumbnail else "file_id")
+        if file_id is None:
+            return None
+        try:
+            return self._bucket(thumbnail).open_download_stream(file_id).read()
+        except NoFile:
+            return None
+
+    def add_attachment_uploader(self, sha256: str, key_id: str) -> None:
+        self._grant(sha256, [f"key:{key_id}"])
+
+    def add_attachment_refs(self, refs: list[Mapping]) -> None:
+        refs = [attachment_ref(ref) for ref in refs]
+        # the grants first: a reference is never seen without the reading it allows
+        for ref in refs:
+            self._grant(ref["sha256"], attachment_grants(ref))
+        self._insert_many(self.db.attachment_refs, [
+            {**ref, "_id": f"{ref['sha256']}|{ref['source']}|{ref['source_id']}"} for ref in refs])
+
+    def attachment_refs(self, sha256: str) -> list[dict]:
+        return sorted((_plain(d) for d in self.db.attachment_refs.find({"sha256": sha256})),
+                      key=lambda r: (r["round_id"], r["source"], r["source_id"]))
+
+    def round_attachment_refs(self, round_id: str) -> list[dict]:
+        return sorted((_plain(d) for d in self.db.attachment_refs.find({"round_id": round_id})),
+                      key=lambda r: (r["sha256"], r["source"], r["source_id"]))
+
+    def attachment_access(self, sha256: str, grants: Iterable[str]) -> bool:
+        # one look-up by _id each (FerretDB hands only a filter on _id alone to its backend)
+        return any(self.db.attachment_access.find_one({"_id": f"{sha256}|{grant}"}, {"_id": 1}) is not None
+                   for grant in grants)
 
     # -- survey links (SPEC §14) -------------------------------------------------------
     def create_survey_link(self, record: Mapping[str, Any]) -> None:

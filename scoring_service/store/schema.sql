@@ -157,3 +157,28 @@ CREATE TABLE IF NOT EXISTS survey_links (
     revoked_at TEXT
 );
 CREATE INDEX IF NOT EXISTS survey_links_by_community ON survey_links (round_id, community_id, created_at);
+-- Attachments (SPEC §13): the bytes are files named by their SHA-256 under the store's blob folder
+-- (default: the folder "attachments" beside the database file, i.e. in the instance folder), written
+-- before their record; a record here never names missing bytes.
+CREATE TABLE IF NOT EXISTS attachments (
+    sha256 TEXT PRIMARY KEY,
+    body TEXT NOT NULL      -- the record: content_type, size, width, height, captured_at, gps, uploaded_by, …
+);
+-- References of a round's records to attachments (an inspection version's check_evidence, a
+-- rectification response's evidence), one per (hash, source, source id).
+CREATE TABLE IF NOT EXISTS attachment_refs (
+    sha256 TEXT NOT NULL,
+    source TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    round_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (sha256, source, source_id)
+);
+CREATE INDEX IF NOT EXISTS attachment_refs_by_round ON attachment_refs (round_id, sha256);
+-- Who may read an attachment besides admin and leadership: key:<uploader>, district:<id>, agency:<id>
+-- (store.base.attachment_grants), so that a read is one look-up.
+CREATE TABLE IF NOT EXISTS attachment_access (
+    sha256 TEXT NOT NULL,
+    grantee TEXT NOT NULL,
+    PRIMARY KEY (sha256, grantee)
+) WITHOUT ROWID;

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,8 @@ from .base import (
     StoreError,
     TableKey,
     amendment_refusal,
+    attachment_grants,
+    attachment_ref,
     audit_conditions,
     count_differences,
     first_occurrences,
@@ -82,6 +86,49 @@ def _create_private(path: str) -> None:
         pass
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs(folder: Path) -> None:
+    """Create ``folder`` and its missing parents (owner only), each new entry fsynced into its parent."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir(mode=0o700)
+        except FileExistsError:  # another worker made it meanwhile
+            continue
+        _fsync_dir(new.parent)
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Write ``path`` so that after a crash it is either whole or absent: a temporary file in the same
+    folder, written and fsynced, renamed over ``path``, then the folder fsynced (the rename itself)."""
+    _make_dirs(path.parent)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # 0600
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
 @contextmanager
 def immediate_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """``BEGIN IMMEDIATE`` … ``COMMIT``: the write lock is taken first, so concurrent writers wait on
@@ -96,9 +143,14 @@ def immediate_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connecti
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: str | os.PathLike, busy_timeout_ms: int = 30_000):
+    """``blob_dir``: where attachments' bytes go (SPEC §13); default the folder ``attachments`` beside the
+    database file (the instance folder's, by default), one subfolder per first two hex digits."""
+
+    def __init__(self, path: str | os.PathLike, busy_timeout_ms: int = 30_000,
+                 blob_dir: str | os.PathLike | None = None):
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
+        self.blob_dir = Path(blob_dir) if blob_dir is not None else Path(self.path).parent / "attachments"
         self._local = threading.local()
 
     # -- connections --------------------------------------------------------
@@ -774,6 +826,75 @@ class SQLiteStore(Store):
             cur = conn.execute("UPDATE survey_links SET revoked_at = COALESCE(revoked_at, ?) WHERE link_id = ?",
                                (at, link_id))
             return cur.rowcount > 0
+
+    # -- attachments (SPEC §13) -------------------------------------------------
+    def _blob_path(self, sha256: str, thumbnail: bool = False) -> Path:
+        if not _SHA256.fullmatch(sha256):  # a hash names a file: nothing else may reach the file system
+            raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
+        return self.blob_dir / sha256[:2] / (f"{sha256}.thumb.jpg" if thumbnail else sha256)
+
+    def put_attachment(self, record: Mapping, data: bytes, thumbnail: bytes | None) -> Outcome:
+        sha256 = record["sha256"]
+        if self.get_attachment(sha256) is None:
+            # the bytes first, each whole or absent after a crash; then the record that names them
+            try:
+                write_durably(self._blob_path(sha256), data)
+                if thumbnail is not None:
+                    write_durably(self._blob_path(sha256, thumbnail=True), thumbnail)
+            except OSError as exc:
+                raise StoreError(f"cannot write attachment {sha256} under {self.blob_dir}: {exc}") from exc
+        with immediate_transaction(self._conn()) as conn:  # no score depends on a file: generations stay
+            created = conn.execute("INSERT OR IGNORE INTO attachments (sha256, body) VALUES (?, ?)",
+                                   (sha256, _dumps(dict(record)))).rowcount == 1
+            conn.execute("INSERT OR IGNORE INTO attachment_access (sha256, grantee) VALUES (?, ?)",
+                         (sha256, f"key:{record['uploaded_by']}"))
+        return Outcome.CREATED if created else Outcome.DUPLICATE
+
+    def get_attachment(self, sha256: str) -> dict | None:
+        return self._body("attachments", "sha256", sha256)
+
+    def attachment_bytes(self, sha256: str, thumbnail: bool = False) -> bytes | None:
+        record = self.get_attachment(sha256)
+        if record is None or (thumbnail and not record.get("has_thumbnail")):
+            return None
+        try:
+            return self._blob_path(sha256, thumbnail).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def add_attachment_uploader(self, sha256: str, key_id: str) -> None:
+        with immediate_transaction(self._conn()) as conn:
+            conn.execute("INSERT OR IGNORE INTO attachment_access (sha256, grantee) VALUES (?, ?)",
+                         (sha256, f"key:{key_id}"))
+
+    def add_attachment_refs(self, refs: list[Mapping]) -> None:
+        if not refs:
+            return
+        with immediate_transaction(self._conn()) as conn:
+            for ref in map(attachment_ref, refs):
+                conn.execute("INSERT OR IGNORE INTO attachment_refs (sha256, source, source_id, round_id, body)"
+                             " VALUES (?, ?, ?, ?, ?)",
+                             (ref["sha256"], ref["source"], ref["source_id"], ref["round_id"], _dumps(ref)))
+                conn.executemany("INSERT OR IGNORE INTO attachment_access (sha256, grantee) VALUES (?, ?)",
+                                 [(ref["sha256"], grant) for grant in attachment_grants(ref)])
+
+    def attachment_refs(self, sha256: str) -> list[dict]:
+        rows = self._read("SELECT body FROM attachment_refs WHERE sha256 = ? ORDER BY round_id, source, source_id",
+                          (sha256,))
+        return [json.loads(r["body"]) for r in rows]
+
+    def round_attachment_refs(self, round_id: str) -> list[dict]:
+        rows = self._read("SELECT body FROM attachment_refs WHERE round_id = ? ORDER BY sha256, source, source_id",
+                          (round_id,))
+        return [json.loads(r["body"]) for r in rows]
+
+    def attachment_access(self, sha256: str, grants: Iterable[str]) -> bool:
+        grants = list(grants)
+        if not grants:
+            return False
+        row = self._one(f"SELECT 1 FROM attachment_access WHERE sha256 = ? AND grantee IN"
+                        f" ({', '.join('?' * len(grants))}) LIMIT 1", (sha256, *grants))
+        return row is not None
 
     # -- audit ----------------------------------------------------------------
     @staticmethod
