@@ -46,6 +46,11 @@ MATRIX = [
     ("POST", f"{R}/inspections", {"inspection_id": "bad"}, {"admin", "agency_a"}),
     ("PUT", f"{R}/inspections/{uuid.UUID(int=2)}", {"inspection_id": "bad"}, {"admin", "agency_a"}),
     ("GET", f"{R}/inspections/{uuid.UUID(int=3)}", None, {"admin", "leadership", "agency_a"}),
+    # attachments (SPEC §13): an empty upload is refused (422) after the role check; reading an unknown file
+    # answers 404 to the roles that may read (object-level rules: tests/test_attachments.py)
+    ("POST", "/api/v1/attachments", None, {"admin", "agency_a", "district_heping"}),
+    ("GET", f"/api/v1/attachments/{'0' * 64}", None, {"admin", "leadership", "agency_a", "district_heping"}),
+    ("GET", f"/api/v1/attachments/{'0' * 64}/thumbnail", None, {"admin", "leadership", "agency_a", "district_heping"}),
     ("GET", f"{R}/communities/heping-001/score", None, {"admin", "leadership"}),
     ("GET", f"{R}/rankings/communities", None, {"admin", "leadership"}),
     ("GET", f"{R}/rankings/communities?format=csv", None, {"admin", "leadership"}),

@@ -13,6 +13,7 @@ from .errors import abort, register_error_handlers
 from ..extensions import Api
 from . import agencies, audit, communities, districts, inspections, keys, ops, results, rounds, rubrics, surveys
 from . import history, ledger, milestones, supervision, survey_links
+from . import attachments
 
 BLUEPRINTS = (
     keys.blp,
@@ -23,6 +24,7 @@ BLUEPRINTS = (
     rounds.blp,
     surveys.blp,
     survey_links.blp,
+    attachments.blp,
     inspections.blp,
     milestones.blp,
     supervision.blp,
@@ -33,7 +35,9 @@ BLUEPRINTS = (
 )
 
 #: request bodies other than JSON that an endpoint accepts
-EXTRA_CONTENT_TYPES = {"communities.Import": ("text/csv",)}
+EXTRA_CONTENT_TYPES = {"communities.Import": ("text/csv",), "attachments.Attachments": attachments.BODY_TYPES}
+#: endpoints that take bodies larger than MAX_CONTENT_LENGTH: their limit for a request's type
+BODY_LIMITS = {"attachments.Attachments": attachments.body_limit}
 
 
 def register_blueprints(app: Flask) -> None:
@@ -56,16 +60,19 @@ def check_request_body() -> None:
     """Refuse oversize and non-JSON bodies before anything parses them."""
     if not request.path.startswith("/api/v1/") or request.method not in ("POST", "PUT", "PATCH", "DELETE"):
         return
+    larger = BODY_LIMITS.get(request.endpoint or "")
+    if larger is not None:
+        request.max_content_length = larger(request.mimetype)  # werkzeug's reading stops there too
     limit = request.max_content_length
     if request.content_length is not None and limit is not None and request.content_length > limit:
-        abort(413, message=f"request body larger than {limit} bytes")
+        too_large(f"request body larger than {limit} bytes")
     if (request.content_length is None and limit is not None
             and "chunked" in request.headers.get("Transfer-Encoding", "").lower()):
         # A chunked body has no length to check up front. werkzeug stops reading it at
         # the limit, and the JSON parser would report the cut-off body as a 400: read it
         # here instead (at most the limit) and refuse one that reaches the limit.
         if len(request.get_data(cache=True)) >= limit:
-            abort(413, message=f"request body larger than {limit - 1} bytes")
+            too_large(f"request body larger than {limit - 1} bytes")
     has_body = (request.content_length or 0) > 0 or request.headers.get("Transfer-Encoding") == "chunked"
     if not has_body:
         return
@@ -76,6 +83,11 @@ def check_request_body() -> None:
             message=f"Content-Type must be {' or '.join(allowed)}",
             errors={"Content-Type": [f"expected {' or '.join(allowed)}, got {request.mimetype or 'none'}"]},
         )
+
+
+def too_large(message: str):
+    """413; an upload's names its field (``file``)."""
+    abort(413, message=message, errors={"file": [message]} if request.endpoint in BODY_LIMITS else None)
 
 
 #: deeper JSON than any request body of the API needs (a batch of responses is 4 levels)

@@ -54,6 +54,18 @@ class Forbidden(ServiceError):
     status = 403
 
 
+class TooLarge(ServiceError):
+    """A body or file over its size limit (413)."""
+
+    status = 413
+
+
+class UnsupportedType(ServiceError):
+    """A file of a type the service does not take, or not of the type it claims (415)."""
+
+    status = 415
+
+
 class Busy(ServiceError):
     """The service is at its limit for this kind of work; try again later (429 with Retry-After)."""
 
