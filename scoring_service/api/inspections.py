@@ -7,7 +7,8 @@ from flask.views import MethodView
 
 from .auth import current_principal, require
 from ..domain.ids import ID_PATTERN
-from ..domain.inspections import STAGES, inspection_view
+from ..domain.inspections import MAX_EVIDENCE_PER_CHECK, STAGES, inspection_view
+from ..services.attachments import SHA256_PATTERN
 from ..services import submissions
 from ..extensions import state
 from ..store import Outcome
@@ -46,6 +47,14 @@ class InspectionSchema(StrictSchema):
         load_default=list,
         validate=ma.validate.Length(max=100),
     )
+    check_evidence = ma.fields.Dict(
+        keys=ma.fields.String(validate=ma.validate.Length(min=1, max=100)),
+        values=ma.fields.List(ma.fields.String(validate=ma.validate.Regexp(SHA256_PATTERN)),
+                              validate=ma.validate.Length(max=MAX_EVIDENCE_PER_CHECK)),
+        metadata={"description": "photos or PDFs per check: {check code: [sha256 of an attachment, …]} (SPEC §13), "
+                                 f"at most {MAX_EVIDENCE_PER_CHECK} a check, each one the caller may read "
+                                 "(POST /attachments first). A version holds what it names: an amendment without "
+                                 "it has none."})
 
 
 class AmendmentSchema(InspectionSchema):
@@ -61,6 +70,7 @@ class VersionSchema(ma.Schema):
     checks = ma.fields.Dict()
     notes = ma.fields.String(allow_none=True)
     evidence = ma.fields.List(ma.fields.String())
+    check_evidence = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.List(ma.fields.String()))
     amend_reason = ma.fields.String(allow_none=True)
     submitted_at = ma.fields.String()
     key_id = ma.fields.String(allow_none=True)

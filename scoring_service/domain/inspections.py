@@ -44,6 +44,28 @@ def check_checklist(checks: dict, community: dict, ctx: RoundContext) -> dict[st
     return {"checks": errors} if errors else {}
 
 
+#: SPEC §13: at most this many attachments per check
+MAX_EVIDENCE_PER_CHECK = 20
+
+
+def tidy_check_evidence(check_evidence: dict | None, ctx: RoundContext) -> tuple[dict, dict[str, list[str]]]:
+    """``check_evidence`` as stored (check codes sorted, each list without repeats in its order, empty lists
+    dropped) and its field errors: codes that are not checks of the rubric, more than
+    :data:`MAX_EVIDENCE_PER_CHECK` attachments on a check. Whether the caller may read each attachment is
+    the service's question."""
+    tidy, errors = {}, []
+    for code, hashes in sorted((check_evidence or {}).items()):
+        if code not in ctx.rubric.checks:
+            errors.append(f"{code}: not a check of rubric {ctx.round['rubric_id']}")
+            continue
+        unique = list(dict.fromkeys(hashes))
+        if len(unique) > MAX_EVIDENCE_PER_CHECK:
+            errors.append(f"{code}: at most {MAX_EVIDENCE_PER_CHECK} attachments per check")
+        elif unique:
+            tidy[code] = unique
+    return tidy, ({"check_evidence": errors} if errors else {})
+
+
 def item_sums(checks: dict, ctx: RoundContext) -> tuple[list[float], list[float], list[str]]:
     """Per rubric item: Σ points and Σ max_points over checks not "na"; critical checks scored 0."""
     rubric = ctx.rubric
@@ -66,6 +88,8 @@ def prepare_version(data: dict, ctx: RoundContext, agency_id: str, key_id: str) 
     """One stored inspection version, with content hash, item sums and vetoes."""
     community = community_of_round(data["community_id"], ctx)
     errors = check_checklist(data["checks"], community, ctx)
+    check_evidence, evidence_errors = tidy_check_evidence(data.get("check_evidence"), ctx)
+    errors.update(evidence_errors)
     if errors:
         raise SubmissionError(errors)
     check_time("inspected_at", data["inspected_at"], ctx)
@@ -84,6 +108,9 @@ def prepare_version(data: dict, ctx: RoundContext, agency_id: str, key_id: str) 
         # Hashed only when not the default: inspections stored before stages existed keep their hash,
         # so their replays stay replays.
         content["stage"] = stage
+    if check_evidence:
+        # likewise hashed only when there is some: a version without photos hashes as it always did
+        content["check_evidence"] = check_evidence
     points, maxima, vetoes = item_sums(data["checks"], ctx)
     return {
         **content,
@@ -115,8 +142,8 @@ def select_latest(community_ids: Sequence[str], agency_ids: Sequence[str], inspe
     return [best[k] for k in sorted(best)]
 
 
-HISTORY_FIELDS = ("version", "inspector", "inspected_at", "stage", "checks", "notes", "evidence", "amend_reason",
-                  "submitted_at", "key_id")
+HISTORY_FIELDS = ("version", "inspector", "inspected_at", "stage", "checks", "notes", "evidence", "check_evidence",
+                  "amend_reason", "submitted_at", "key_id")
 
 
 def stage_of(version: dict) -> str:
@@ -125,7 +152,13 @@ def stage_of(version: dict) -> str:
 
 
 def _version_view(version: dict) -> dict:
-    return {**{k: version.get(k) for k in HISTORY_FIELDS}, "stage": stage_of(version)}
+    return {**{k: version.get(k) for k in HISTORY_FIELDS}, "stage": stage_of(version),
+            "check_evidence": version.get("check_evidence") or {}}
+
+
+def evidence_hashes(version: dict) -> list[str]:
+    """Every attachment a version's ``check_evidence`` names, once each, in the order of its checks."""
+    return list(dict.fromkeys(h for hashes in (version.get("check_evidence") or {}).values() for h in hashes))
 
 
 def inspection_view(stored: dict) -> dict:

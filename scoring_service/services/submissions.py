@@ -10,11 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from ..domain.inspections import inspection_view, prepare_version, stage_of
+from ..domain.inspections import evidence_hashes, inspection_view, prepare_version, stage_of
 from ..domain.surveys import RoundContext, SubmissionError, household_canonical, prepare_response, response_view
 from ..domain.timeutil import now_stored
 from ..store import Outcome
 from ..store.base import response_replay
+from . import attachments
 from .audit import Actor, with_write
 from .context import ServiceState
 from .errors import OUTCOME_REASONS, Conflict, Forbidden, Invalid, NotFound, raise_for_outcome
@@ -235,6 +236,7 @@ def submit_inspection(ctx: ServiceState, round_id: str, data: dict, principal: P
     agency_id = acting_agency(ctx, data, principal)
     rc = round_context(ctx, round_id)
     version = _prepared(lambda: prepare_version(data, rc, agency_id, principal.key_id))
+    attachments.check_readable(ctx, principal, evidence_hashes(version), "check_evidence")
     record = {
         "inspection_id": version["inspection_id"],
         "round_id": round_id,
@@ -244,7 +246,19 @@ def submit_inspection(ctx: ServiceState, round_id: str, data: dict, principal: P
     }
     outcome = ctx.store.add_inspection(record)
     raise_for_outcome(outcome)
+    _add_evidence_refs(ctx, rc, round_id, version["inspection_id"], agency_id, version)
     return outcome, inspection_view(ctx.store.get_inspection(round_id, version["inspection_id"]))
+
+
+def _add_evidence_refs(ctx: ServiceState, rc: RoundContext, round_id: str, inspection_id: str, agency_id: str,
+                       version: dict) -> None:
+    """References of a stored (or replayed) version's check_evidence: written after the version, so a crash
+    in between loses only reading grants, which the client's replay writes again (refs are idempotent)."""
+    hashes = evidence_hashes(version)
+    if hashes:
+        community = rc.load_community(version["community_id"])
+        ctx.store.add_attachment_refs(attachments.inspection_refs(round_id, inspection_id, community, agency_id,
+                                                                  hashes))
 
 
 def amend_inspection(ctx: ServiceState, round_id: str, inspection_id: str, data: dict, principal: Principal
@@ -266,7 +280,9 @@ def amend_inspection(ctx: ServiceState, round_id: str, inspection_id: str, data:
     rc = round_context(ctx, round_id)
     version = _prepared(lambda: prepare_version(data, rc, stored["agency_id"], principal.key_id))
     version["amend_reason"] = data["amend_reason"]
+    attachments.check_readable(ctx, principal, evidence_hashes(version), "check_evidence")
     restrict = principal.agency_id if principal.role == "agency" else None
     outcome = ctx.store.amend_inspection(round_id, inspection_id, version, restrict)
     raise_for_outcome(outcome, "inspection", inspection_id)
+    _add_evidence_refs(ctx, rc, round_id, inspection_id, stored["agency_id"], version)
     return outcome, inspection_view(ctx.store.get_inspection(round_id, inspection_id))
