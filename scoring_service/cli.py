@@ -27,7 +27,7 @@ def main():
 
 def register_commands(app) -> None:
     """Commands are also reachable as ``flask --app scoring_service …``."""
-    for command in (init, seed, keys, recount, serve, export_round, import_round):
+    for command in (init, seed, keys, recount, check_attachments, serve, export_round, import_round):
         app.cli.add_command(command)
 
 
@@ -214,6 +214,28 @@ def recount(round_id, dry_run):
     sys.exit(1 if total and dry_run else 0)
 
 
+@click.command("check-attachments")
+@click.option("--round", "round_id", default=None, help="only this round")
+@with_appcontext
+def check_attachments(round_id):
+    """Check that every attachment a round's records name has its bytes (with that SHA-256) and thumbnail."""
+    from .services.attachments import check_round_files
+
+    store = current_app.extensions["scoring"].store
+    rounds = [store.get_round(round_id)] if round_id else store.list_rounds()
+    total = 0
+    for record in rounds:
+        if record is None:
+            raise click.ClickException(f"unknown round {round_id!r}")
+        named = {ref["sha256"] for ref in store.round_attachment_refs(record["round_id"])}
+        problems = check_round_files(store, record["round_id"])
+        total += len(problems)
+        for problem in problems:
+            click.echo(json.dumps(problem, ensure_ascii=False))
+        click.echo(f"round {record['round_id']}: {len(named)} attachments named, {len(problems)} problems")
+    sys.exit(1 if total else 0)
+
+
 @click.command("export-round")
 @click.argument("round_id")
 @click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), required=True)
@@ -260,7 +282,7 @@ def serve(host, port, workers):
 
 # On the group itself, so that ``serve`` runs without building an app in the
 # gunicorn master (each worker builds its own after the fork).
-for _command in (init, seed, keys, recount, serve, export_round, import_round):
+for _command in (init, seed, keys, recount, check_attachments, serve, export_round, import_round):
     main.add_command(_command)
 
 if __name__ == "__main__":  # ``python -m scoring_service.cli``

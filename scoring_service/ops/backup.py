@@ -1,5 +1,6 @@
 """Backup and restore of one round as JSON Lines: raw submissions, every version (inspections and
-milestones), the audit trail.
+milestones), the audit trail, and the attachments its records name (bytes and thumbnails in base64, so
+one file is the whole backup).
 
 Each line is ``{"type": …, "data": …}``. Restoring into an empty store
 replays the records through the store interface in their original order,
@@ -12,6 +13,7 @@ household hashes are, so the restored store must use the same
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 
@@ -38,6 +40,7 @@ def export_round(store: Store, round_id: str) -> Iterator[dict]:
     for community in store.list_communities(renovation_years=covered_years(round_)):
         yield {"type": "community", "data": community}
     yield {"type": "round", "data": round_}
+    yield from export_attachments(store, round_id)
     for response in store.iter_responses(round_id):
         yield {"type": "response", "data": response}
     for current in store.current_inspections(round_id):
@@ -53,6 +56,35 @@ def export_round(store: Store, round_id: str) -> Iterator[dict]:
     snapshot = store.get_snapshot(round_id)
     if snapshot is not None:
         yield {"type": "snapshot", "data": {"body": base64.b64encode(snapshot[0]).decode(), "sha256": snapshot[1]}}
+
+
+def export_attachments(store: Store, round_id: str) -> Iterator[dict]:
+    """The files the round's records name (SPEC §13), each with its bytes and thumbnail in base64, before
+    the references to them: a restored round serves the same evidence to the same readers."""
+    refs = store.round_attachment_refs(round_id)
+    for sha256 in sorted({ref["sha256"] for ref in refs}):
+        record = store.get_attachment(sha256)
+        data = None if record is None else store.attachment_bytes(sha256)
+        if data is None:
+            raise RestoreError(f"attachment {sha256} is named by round {round_id!r} but its "
+                               f"{'record' if record is None else 'bytes'} are missing "
+                               "(scoring-service check-attachments lists every such file)")
+        thumbnail = store.attachment_bytes(sha256, thumbnail=True) if record.get("has_thumbnail") else None
+        yield {"type": "attachment", "data": {
+            **record, "body": base64.b64encode(data).decode(),
+            "thumbnail": None if thumbnail is None else base64.b64encode(thumbnail).decode()}}
+    for ref in refs:
+        yield {"type": "attachment_ref", "data": ref}
+
+
+def import_attachment(store: Store, data: dict) -> None:
+    """Store an exported file (already there, e.g. named by another round too: nothing changes)."""
+    record = {k: v for k, v in data.items() if k not in ("body", "thumbnail")}
+    body = base64.b64decode(data["body"], validate=True)
+    if hashlib.sha256(body).hexdigest() != record.get("sha256"):
+        raise RestoreError(f"attachment {record.get('sha256')!r}: its bytes do not have that SHA-256")
+    thumbnail = base64.b64decode(data["thumbnail"], validate=True) if data.get("thumbnail") else None
+    store.put_attachment(record, body, thumbnail)
 
 
 def write_jsonl(records: Iterable[dict], fh) -> int:
@@ -136,6 +168,13 @@ def import_round(store: Store, lines: Iterable[str]) -> dict[str, int]:
             if store.add_milestone_version(data) is not Outcome.CREATED:
                 raise RestoreError(f"milestone {key[0]}/{key[1]} version {expected} could not be restored as new")
             milestone_versions[key] = expected
+        elif kind == "attachment":
+            import_attachment(store, data)
+        elif kind == "attachment_ref":
+            if data.get("round_id") != round_id:
+                raise RestoreError(f"attachment reference of round {data.get('round_id')!r} in a backup of "
+                                   f"{round_id!r}")
+            store.add_attachment_refs([data])
         elif kind == "audit":
             store.append_audit(data)
         elif kind == "snapshot":
