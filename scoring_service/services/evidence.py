@@ -13,6 +13,14 @@ from datetime import timedelta
 import numpy as np
 
 from ..domain.timeutil import from_stored
+from ..store.base import (
+    BURST_PER_MINUTE,
+    DEVICE_LIMIT,
+    DUPLICATE_MIN_ANSWERS,
+    DUPLICATE_WINDOW_MINUTES,
+    AnomalyCandidates,
+    straight_level,
+)
 from ..scoring.uncertainty import funnel_limits, rank_uncertainty
 from .context import ServiceState
 from .documents import LiveResults
@@ -127,18 +135,18 @@ def funnel(ctx: ServiceState, round_id: str) -> dict:
 
 # -- anomalies ------------------------------------------------------------------------------
 
-def straight_lining(responses: list[dict], min_answers: int = 5) -> list[dict]:
-    """Responses whose every answer (overall included) is the same level."""
+def straight_lining(responses: list[dict]) -> list[dict]:
+    """Responses whose every answer (overall included) is the same level (:func:`straight_level`)."""
     found = []
     for r in responses:
-        levels = [v for v in r["answers"].values() if v is not None] + ([r["overall"]] if r.get("overall") else [])
-        if len(levels) >= min_answers and len(set(levels)) == 1:
+        straight = straight_level(r)
+        if straight is not None:
             found.append({"response_id": r["response_id"], "community_id": r["community_id"],
-                          "level": levels[0], "answers": len(levels)})
+                          "level": straight[0], "answers": straight[1]})
     return found
 
 
-def bursts(responses: list[dict], per_minute: int = 4) -> list[dict]:
+def bursts(responses: list[dict], per_minute: int = BURST_PER_MINUTE) -> list[dict]:
     """More responses posted with one key in a minute than a person can give.
 
     Timed by the server's ``received_at`` on every channel (SPEC §14): the client's ``submitted_at``
@@ -162,7 +170,7 @@ def bursts(responses: list[dict], per_minute: int = 4) -> list[dict]:
     return found
 
 
-def duplicates(responses: list[dict], window_minutes: int = 10) -> list[dict]:
+def duplicates(responses: list[dict], window_minutes: int = DUPLICATE_WINDOW_MINUTES) -> list[dict]:
     """Different responses with the same answers, overall and comment, in one community received within minutes."""
     groups: dict[tuple, list] = defaultdict(list)
     for r in responses:
@@ -170,7 +178,7 @@ def duplicates(responses: list[dict], window_minutes: int = 10) -> list[dict]:
         groups[key].append((from_stored(r["received_at"]), r["response_id"]))
     found = []
     for (community_id, answers, *_), items in groups.items():
-        if len(items) < 2 or len(answers) < 3:
+        if len(items) < 2 or len(answers) < DUPLICATE_MIN_ANSWERS:
             continue
         items.sort()
         for (t1, a), (t2, b) in zip(items, items[1:]):
@@ -180,7 +188,7 @@ def duplicates(responses: list[dict], window_minutes: int = 10) -> list[dict]:
     return found
 
 
-def repeated_devices(responses: list[dict], more_than: int = 3) -> list[dict]:
+def repeated_devices(responses: list[dict], more_than: int = DEVICE_LIMIT) -> list[dict]:
     """Phones (the survey page's device cookie) that sent more than ``more_than`` link responses to
     one community (SPEC §14): one person answering for many."""
     by_device: dict[tuple, list[str]] = defaultdict(list)
@@ -224,22 +232,44 @@ def agency_bias(results: LiveResults, min_pairs: int = 5, threshold: float = 5.0
     return report
 
 
+NOTE = "标记仅供参考，不会自动剔除；是否作废由管理员核实后决定。"
+
+
+def response_flags(responses: list[dict], admin_keys: set[str]) -> dict:
+    """The response flags of the report from every standing response of a round, in arrival order:
+    what :func:`anomalies` answers from the store's kept statistics (a test holds them equal).
+
+    Bursts and duplicates leave out what administrators entered (paper and door-to-door forms typed
+    in together are not a burst).
+    """
+    posted_in_field = [r for r in responses if r.get("key_id") not in admin_keys]
+    return {"straight_lining": straight_lining(responses), "bursts": bursts(posted_in_field),
+            "duplicates": duplicates(posted_in_field), "repeated_devices": repeated_devices(responses)}
+
+
+def candidate_flags(candidates: AnomalyCandidates) -> dict:
+    """The response flags from the responses the store found the rules could flag: the same rules on
+    those, and each group placed where it first appears among all the round's responses."""
+    return {
+        "straight_lining": straight_lining(candidates.straight),
+        "bursts": sorted(bursts(candidates.bursts),
+                         key=lambda b: candidates.burst_first[(b["key_id"], b["community_id"])]),
+        "duplicates": sorted(duplicates(candidates.duplicates),
+                             key=lambda d: candidates.duplicate_first[d["response_ids"][0]]),
+        "repeated_devices": repeated_devices(candidates.devices),
+    }
+
+
+def admin_keys(ctx: ServiceState) -> set[str]:
+    return {k["key_id"] for k in ctx.store.list_keys() if k["role"] == "admin"}
+
+
 def anomalies(ctx: ServiceState, round_id: str) -> dict:
     """Every anomaly flag of the round (responses that are voided are left out).
 
-    Bursts and duplicates are timed by when the server received a response, so they leave out what
-    administrators entered (paper and door-to-door forms typed in together are not a burst).
+    Bursts and duplicates are timed by when the server received a response. The responses the rules
+    could flag come from statistics the store keeps at write time (``Store.anomaly_candidates``), so
+    the report reads what it may flag, not every response of the round.
     """
-    store = ctx.store
-    responses = [r for r in store.iter_responses(round_id) if not r.get("voided_at")]
-    admin_keys = {k["key_id"] for k in store.list_keys() if k["role"] == "admin"}
-    posted_in_field = [r for r in responses if r.get("key_id") not in admin_keys]
-    return {
-        "round_id": round_id,
-        "straight_lining": straight_lining(responses),
-        "bursts": bursts(posted_in_field),
-        "duplicates": duplicates(posted_in_field),
-        "repeated_devices": repeated_devices(responses),
-        "agency_bias": agency_bias(live_results(ctx, round_id)),
-        "note": "标记仅供参考，不会自动剔除；是否作废由管理员核实后决定。",
-    }
+    flags = candidate_flags(ctx.store.anomaly_candidates(round_id, admin_keys(ctx)))
+    return {"round_id": round_id, **flags, "agency_bias": agency_bias(live_results(ctx, round_id)), "note": NOTE}

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import abc
 import enum
+import hashlib
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -191,6 +194,128 @@ def count_differences(raw: dict[TableKey, CommunityCounts], kept: dict[TableKey,
                 "cells_differing": int(np.count_nonzero(want.counts != have.counts)),
             })
     return differences
+
+
+# -- anomaly statistics (the /evidence/anomalies report, SPEC §14) ------------------------------
+#
+# What the report could flag is found from a few facts of each response, computed when it is stored:
+# its level when straight-lined, the minute it was received (bursts), a digest of its content with its
+# ten-minute window (duplicates) and its device. A *mark* names a group of standing responses the
+# report may have to read: a burst of more than BURST_PER_MINUTE responses of one key to one community
+# within a minute lies inside two consecutive minutes, so ``minute|[key, community, p]`` groups the
+# responses of minutes p and p + 1 (each response is in the marks of p = its minute − 1 and its minute);
+# two identical responses at most DUPLICATE_WINDOW_MINUTES apart lie in two consecutive windows
+# (``window|[content, p]``); a device's responses to one community form ``device|[community, device]``.
+# A mark is *hot* when it holds more than MARK_LIMITS[kind] standing responses; the report reads the
+# responses of hot marks only, and applies its rules to them exactly as to all responses: a window of
+# the rules that flags anything lies inside one hot mark, whose responses are read whole.
+
+#: a straight-lined response gives at least this many answers (overall included), all one level
+STRAIGHT_MIN_ANSWERS = 5
+#: more responses than this from one key to one community within a minute (by received_at) are a burst
+BURST_PER_MINUTE = 4
+#: identical responses of one community received at most this many minutes apart look duplicated …
+DUPLICATE_WINDOW_MINUTES = 10
+#: … when they give at least this many answers
+DUPLICATE_MIN_ANSWERS = 3
+#: a device that sent more link responses than this to one community is counted as repeated
+DEVICE_LIMIT = 3
+#: a mark is hot when it holds more standing responses than this
+MARK_LIMITS = {"minute": BURST_PER_MINUTE, "window": 1, "device": DEVICE_LIMIT}
+
+_EPOCH = datetime(1970, 1, 1)
+
+
+def straight_level(response: Mapping) -> tuple[int, int] | None:
+    """(level, number of answers) of a response whose every answer, overall included, is one level
+    (at least STRAIGHT_MIN_ANSWERS of them); None otherwise."""
+    levels = [v for v in response["answers"].values() if v is not None] + (
+        [response["overall"]] if response.get("overall") else [])
+    if len(levels) >= STRAIGHT_MIN_ANSWERS and len(set(levels)) == 1:
+        return levels[0], len(levels)
+    return None
+
+
+def content_digest(response: Mapping) -> str:
+    """One value per (community, answers, overall, comment): responses the duplicates rule compares."""
+    key = [response["community_id"], sorted(response["answers"].items()), response.get("overall"),
+           response.get("comment") or ""]
+    return hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).hexdigest()[:32]
+
+
+def _mark(kind: str, *parts) -> str:
+    return f"{kind}|{json.dumps(list(parts), ensure_ascii=False)}"
+
+
+def parse_mark(mark: str) -> tuple[str, list]:
+    """``(kind, parts)`` of a mark made by :class:`AnomalyFacts`."""
+    kind, _, parts = mark.partition("|")
+    return kind, json.loads(parts)
+
+
+@dataclass(frozen=True)
+class AnomalyFacts:
+    """What the anomaly report needs of one response, computed once when it is stored."""
+
+    key_id: str | None
+    community_id: str
+    device_id: str | None
+    straight: int | None  #: the level of a straight-lined response
+    minute: int | None  #: received_at in whole minutes since 1970 (None: no receive time)
+    content: str | None  #: :func:`content_digest` when the duplicates rule applies to it
+    window: int | None  #: received_at in DUPLICATE_WINDOW_MINUTES since 1970
+
+    @classmethod
+    def of(cls, response: Mapping) -> AnomalyFacts:
+        straight = straight_level(response)
+        minute = window = content = None
+        received = response.get("received_at")
+        if received:
+            since = datetime.fromisoformat(received.rstrip("Z")) - _EPOCH
+            minute = since // timedelta(minutes=1)
+            if len(response["answers"]) >= DUPLICATE_MIN_ANSWERS:
+                content = content_digest(response)
+                window = since // timedelta(minutes=DUPLICATE_WINDOW_MINUTES)
+        return cls(key_id=response.get("key_id"), community_id=response["community_id"],
+                   device_id=response.get("device_id") or None, straight=straight[0] if straight else None,
+                   minute=minute, content=content, window=window)
+
+    def marks(self) -> list[str]:
+        """The marks this response belongs to (see the comment above)."""
+        marks = []
+        if self.minute is not None:
+            marks += [_mark("minute", self.key_id, self.community_id, p) for p in (self.minute - 1, self.minute)]
+        if self.content is not None:
+            marks += [_mark("window", self.content, p) for p in (self.window - 1, self.window)]
+        if self.device_id is not None:
+            marks.append(_mark("device", self.community_id, self.device_id))
+        return marks
+
+
+def hot_marks(facts: Iterable[AnomalyFacts]) -> set[str]:
+    """The hot marks of these standing responses (what a recount compares with the kept ones)."""
+    counts: dict[str, int] = {}
+    for fact in facts:
+        for mark in fact.marks():
+            counts[mark] = counts.get(mark, 0) + 1
+    return {mark for mark, n in counts.items() if n > MARK_LIMITS[mark.partition("|")[0]]}
+
+
+@dataclass
+class AnomalyCandidates:
+    """What the anomaly report reads of a round: standing responses (as :meth:`Store.get_response`
+    returns them) that the rules could flag, and where the groups they belong to first appear.
+
+    ``bursts`` and ``duplicates`` leave out responses posted with the excluded keys."""
+
+    straight: list[dict]  #: straight-lined responses, in arrival order
+    bursts: list[dict]  #: the responses of hot minute marks
+    #: (key_id, community_id) of each key in ``bursts`` → arrival seq of its first standing response there
+    burst_first: dict[tuple, int]
+    duplicates: list[dict]  #: the responses of hot window marks
+    #: response_id in ``duplicates`` → arrival seq of the first standing response of its content
+    duplicate_first: dict[str, int]
+    devices: list[dict]  #: the responses of hot device marks
 
 
 # -- contract rules: every backend decides these cases by these functions ------
@@ -521,6 +646,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def count_responses(self, round_id: str, include_voided: bool = False) -> int: ...
 
+    @abc.abstractmethod
+    def anomaly_candidates(self, round_id: str, excluded_keys: Iterable[str] = ()) -> AnomalyCandidates:
+        """The standing responses the anomaly report could flag (see :class:`AnomalyFacts`), found from
+        statistics kept at write time: the report's cost grows with what it may flag, not with the
+        round's responses. ``excluded_keys``: keys whose responses bursts and duplicates leave out."""
+
     # -- inspections ------------------------------------------------------
     @abc.abstractmethod
     def add_inspection(self, record: Mapping) -> Outcome:
@@ -637,6 +768,40 @@ class Store(abc.ABC):
     def disbursements(self, round_id: str, community_id: str | None = None) -> list[dict]:
         """The round's disbursements (of one community when given), by community then tranche."""
 
+    # -- rectification (SPEC §13) -------------------------------------------------
+    @abc.abstractmethod
+    def inspection_version_numbers(self, round_id: str) -> dict[str, int]:
+        """inspection id → its current version number, for every inspection of the round (every stage):
+        a reader that kept the versions it read re-reads only the inspections whose number changed."""
+
+    @abc.abstractmethod
+    def inspection_histories(self, round_id: str, inspection_ids: Iterable[str] | None = None) -> list[dict]:
+        """Every version of the round's inspections (only of ``inspection_ids`` when given), by inspection id
+        then version: each the stored version (``inspected_at, stage, checks, check_evidence, amend_reason``,
+        …) with ``inspection_id, community_id, agency_id`` and ``version``."""
+
+    @abc.abstractmethod
+    def add_rectification_response(self, record: Mapping) -> Outcome:
+        """Store a district's response to a rectification item, insert-only and idempotent by
+        ``response_id``: CREATED; DUPLICATE when that id exists with the same ``content_hash``; CONFLICT
+        when it exists with other content. ``record`` has ``response_id, round_id, item_id, community_id,
+        district_id, fixed_on, note, evidence, key_id, recorded_at, content_hash``. Allowed whatever the
+        round's status; changes generation scope "rectifications" only (no score depends on it)."""
+
+    @abc.abstractmethod
+    def get_rectification_response(self, response_id: str) -> dict | None: ...
+
+    @abc.abstractmethod
+    def rectification_responses(self, round_id: str, item_id: str | None = None) -> list[dict]:
+        """The round's responses (to one item when given), in the order they were written."""
+
+    @abc.abstractmethod
+    def rectification_response_changes(self, round_id: str, after: int | None = None,
+                                       limit: int | None = None) -> tuple[list[dict], int]:
+        """The round's responses written since the cursor ``after`` (None: all of them), in the order they
+        were written, and the cursor to pass next time; exact across processes as
+        :meth:`milestone_changes` (with ``limit`` likewise)."""
+
     # -- survey links (SPEC §14) -------------------------------------------------
     @abc.abstractmethod
     def create_survey_link(self, record: Mapping[str, Any]) -> None:
@@ -704,7 +869,10 @@ class Store(abc.ABC):
     # -- maintenance ------------------------------------------------------
     @abc.abstractmethod
     def recount(self, round_id: str, n_items: int, fix: bool = True) -> list[dict]:
-        """Rebuild kept statistics from raw responses; return the differences found."""
+        """Rebuild kept statistics from raw responses; return the differences found.
+
+        The anomaly statistics too (differences with ``"statistic": "anomalies"``): the facts kept
+        with each response and the hot marks (:class:`AnomalyFacts`)."""
 
 
 def open_store(url: str) -> Store:

@@ -36,6 +36,9 @@ from pymongo.write_concern import WriteConcern
 
 from .base import (
     DEFAULT_STAGE,
+    MARK_LIMITS,
+    AnomalyCandidates,
+    AnomalyFacts,
     AuditEvent,
     CommunityCounts,
     FundingCheck,
@@ -55,6 +58,7 @@ from .base import (
     latest_by_code,
     next_funding_version,
     next_milestone_version,
+    parse_mark,
     quota_refusal,
     replay_outcome,
     response_replay,
@@ -83,6 +87,14 @@ INDEXES: dict[str, list[IndexModel]] = {
     "responses": [
         IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING)], name="by_round_community"),
         IndexModel([("round_id", ASCENDING), ("seq", ASCENDING)], name="by_round_seq"),
+        # the anomaly report (MongoStore.anomaly_candidates): responses of a mark, a key's and a
+        # content's first response, straight-lined responses
+        IndexModel([("round_id", ASCENDING), ("marks", ASCENDING)], name="by_round_mark"),
+        IndexModel([("round_id", ASCENDING), ("key_id", ASCENDING), ("community_id", ASCENDING),
+                    ("seq", ASCENDING)], name="by_round_sender"),
+        IndexModel([("round_id", ASCENDING), ("content_key", ASCENDING), ("seq", ASCENDING)],
+                   name="by_round_content"),
+        IndexModel([("round_id", ASCENDING), ("straight", ASCENDING)], name="by_round_straight"),
     ],
     "inspections": [IndexModel([("round_id", ASCENDING)], name="by_round")],
     "inspection_versions": [IndexModel([("round_id", ASCENDING)], name="by_round")],
@@ -113,6 +125,13 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING)], name="by_round_community"),
         IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING), ("tranche", ASCENDING)],
                    name="one_tranche", unique=True),
+        IndexModel([("round_id", ASCENDING), ("seq", ASCENDING)], name="by_round_seq"),
+    ],
+    # rectification responses (SPEC §13): numbered "<round>#<seq>" as funding versions (the change feed);
+    # a response's client id is unique
+    "rectification_responses": [
+        IndexModel([("response_id", ASCENDING)], name="one_response_id", unique=True),
+        IndexModel([("round_id", ASCENDING), ("item_id", ASCENDING)], name="by_round_item"),
         IndexModel([("round_id", ASCENDING), ("seq", ASCENDING)], name="by_round_seq"),
     ],
     # attachments (SPEC §13): a record's _id is the file's SHA-256 and names its GridFS files (bucket
@@ -161,6 +180,17 @@ def response_cells(record: Mapping) -> list[str]:
     suffix = f"|{record['respondent_type']}|{record['community_id']}"
     cells = [f"{k * 5 + level - 1}{suffix}" for k, level in enumerate(record["levels"]) if level]
     return cells + [f"n{suffix}"]
+
+
+#: what a response document keeps for the anomaly report (store.base.AnomalyFacts)
+ANOMALY_FIELDS = ("marks", "straight", "content_key")
+
+
+def anomaly_fields(record: Mapping) -> dict:
+    """The anomaly facts of a response as fields of its document: its marks (the report groups the
+    standing responses by them inside the database), its straight-lined level and its content digest."""
+    facts = AnomalyFacts.of(record)
+    return {"marks": facts.marks(), "straight": facts.straight, "content_key": facts.content}
 
 
 def _encode_version(version: Mapping) -> dict:
@@ -214,6 +244,8 @@ class MongoStore(Store):
         self._pid: int | None = None
         self._lock = threading.Lock()
         self._counts_cache: dict[str, tuple[str, RoundCounts]] = {}
+        #: the anomaly candidates of a round, with the survey generation they were read at
+        self._anomaly_cache: dict[tuple, tuple[str, AnomalyCandidates]] = {}
         #: a seq of each round's milestone versions known to exist (where the search for the last starts)
         #: the same for the ledger's feeds, per (collection, round)
         self._feed_seq: dict[tuple[str, str], int] = {}
@@ -279,6 +311,9 @@ class MongoStore(Store):
                     db.meta.update_one({"_id": name}, {"$setOnInsert": fields}, upsert=True)
                 except DuplicateKeyError:  # another worker starting at the same moment created it
                     pass
+            if db.meta.find_one({"_id": "anomaly_facts"}) is None:  # documents stored before the facts existed
+                self._recount_anomalies(None, fix=True)
+                self._upsert(db.meta, {"_id": "anomaly_facts", "value": 1})
         except PyMongoError as exc:
             raise StoreError(f"cannot initialise MongoDB store: {exc}") from exc
 
@@ -590,7 +625,8 @@ class MongoStore(Store):
         for i in pending:
             doc = {k: v for k, v in records[i].items() if k != "levels"}
             doc.update(_id=records[i]["response_id"], round_id=round_id, seq=_seq(), voided_at=None,
-                       levels=list(records[i]["levels"]), cells=response_cells(records[i]))
+                       levels=list(records[i]["levels"]), cells=response_cells(records[i]),
+                       **anomaly_fields(records[i]))
             docs.append(doc)
         stored_before = {pending[j] for j in self._insert_many(db.responses, docs)}
         for i in pending:
@@ -612,7 +648,7 @@ class MongoStore(Store):
 
     @staticmethod
     def _response(doc: Mapping) -> dict:
-        return with_void_fields({k: v for k, v in doc.items() if k not in ("_id", "cells", "seq")})
+        return with_void_fields({k: v for k, v in doc.items() if k not in ("_id", "cells", "seq", *ANOMALY_FIELDS)})
 
     def get_response(self, round_id: str, response_id: str) -> dict | None:
         doc = self.db.responses.find_one({"_id": response_id, "round_id": round_id})
@@ -672,6 +708,77 @@ class MongoStore(Store):
         if not include_voided:
             query["voided_at"] = None
         return self.db.responses.count_documents(query)
+
+    # -- anomaly statistics (store.base.AnomalyFacts) ------------------------------------------
+    def anomaly_candidates(self, round_id: str, excluded_keys: Iterable[str] = ()) -> AnomalyCandidates:
+        """Hot marks counted inside the database over the marks each response document keeps (one
+        ``$unwind``/``$group`` that returns only groups of two or more), then the responses of the hot
+        ones; cached per round, keyed by the survey generation read first (see the module docstring).
+        Voiding needs no bookkeeping: only standing documents are counted."""
+        excluded = sorted(set(excluded_keys))
+        token = self.generation("surveys")
+        cached = self._anomaly_cache.get((round_id, tuple(excluded)))
+        if cached is not None and cached[0] == token:
+            return cached[1]
+        responses = self.db.responses
+        standing = {"round_id": round_id, "voided_at": None}
+        hot = sorted(row["_id"] for row in responses.aggregate([
+            {"$match": standing}, {"$unwind": "$marks"}, {"$group": {"_id": "$marks", "n": {"$sum": 1}}},
+            {"$match": {"n": {"$gt": 1}}}]) if row["n"] > MARK_LIMITS[row["_id"].partition("|")[0]])
+        kinds: dict[str, set[str]] = {"minute": set(), "window": set(), "device": set()}
+        for mark in hot:
+            kind, parts = parse_mark(mark)
+            if not (kind == "minute" and parts[0] in excluded):
+                kinds[kind].add(mark)
+        found: dict[str, list[dict]] = {kind: [] for kind in ("straight", *kinds)}
+        wanted = [m for marks in kinds.values() for m in marks]
+        for doc in responses.find({**standing, "$or": [{"marks": {"$in": wanted}}, {"straight": {"$ne": None}}]}
+                                  ).sort("seq", 1):
+            marks = set(doc.get("marks") or ())
+            if doc.get("straight") is not None:
+                found["straight"].append(doc)
+            for kind, of_kind in kinds.items():
+                if marks & of_kind and not (kind == "window" and doc.get("key_id") in excluded):
+                    found[kind].append(doc)
+
+        def first_seq(query: dict, doc: Mapping) -> int:
+            first = responses.find_one({**standing, **query}, {"seq": 1}, sort=[("seq", 1)])
+            return first["seq"] if first else doc["seq"]  # None: voided since it was read
+
+        burst_first: dict[tuple, int] = {}
+        for doc in found["minute"]:
+            key = (doc.get("key_id"), doc["community_id"])
+            if key not in burst_first:
+                burst_first[key] = first_seq({"key_id": key[0], "community_id": key[1]}, doc)
+        not_excluded = {"key_id": {"$nin": excluded}} if excluded else {}
+        content_first: dict[str, int] = {}
+        for doc in found["window"]:
+            if doc["content_key"] not in content_first:
+                content_first[doc["content_key"]] = first_seq({"content_key": doc["content_key"], **not_excluded}, doc)
+        candidates = AnomalyCandidates(
+            straight=[self._response(d) for d in found["straight"]],
+            bursts=[self._response(d) for d in found["minute"]], burst_first=burst_first,
+            duplicates=[self._response(d) for d in found["window"]],
+            duplicate_first={d["_id"]: content_first[d["content_key"]] for d in found["window"]},
+            devices=[self._response(d) for d in found["device"]])
+        self._anomaly_cache[(round_id, tuple(excluded))] = (token, candidates)
+        return candidates
+
+    def _recount_anomalies(self, round_id: str | None, fix: bool) -> list[dict]:
+        """The anomaly facts each response document keeps, against those of its content (all rounds'
+        documents without them when ``round_id`` is None); a fix sets them (a value computed from the
+        document alone, so a repeated or concurrent fix writes the same)."""
+        query = {"round_id": round_id} if round_id is not None else {"marks": {"$exists": False}}
+        differences = []
+        for doc in self.db.responses.find(query, {"cells": 0, "levels": 0}):
+            want = anomaly_fields(doc)
+            kept = {name: doc.get(name) for name in ANOMALY_FIELDS}
+            if kept != want:
+                differences.append({"statistic": "anomalies", "response_id": doc["_id"], "kept_facts": kept,
+                                    "raw_facts": want})
+                if fix:
+                    self.db.responses.update_one({"_id": doc["_id"]}, {"$set": want})
+        return differences
 
     # -- inspections -------------------------------------------------------------
     def add_inspection(self, record: Mapping) -> Outcome:
@@ -966,6 +1073,53 @@ class MongoStore(Store):
         return sorted((_unnumbered(d) for d in self.db.disbursements.find(query)),
                       key=lambda d: (d["community_id"], d["tranche"]))
 
+    # -- rectification (SPEC §13) ------------------------------------------------------
+    def inspection_version_numbers(self, round_id: str) -> dict[str, int]:
+        headers = {d["_id"] for d in self.db.inspections.find({"round_id": round_id}, {"_id": 1})}
+        numbers: dict[str, int] = {}
+        for doc in self.db.inspection_versions.find({"round_id": round_id}, {"inspection_id": 1, "version": 1}):
+            iid = doc["inspection_id"]
+            if iid in headers:  # a version whose header a crash lost is not an inspection yet (as current_inspections)
+                numbers[iid] = max(numbers.get(iid, 0), int(doc["version"]))
+        return numbers
+
+    def inspection_histories(self, round_id: str, inspection_ids: Iterable[str] | None = None) -> list[dict]:
+        query: dict[str, Any] = {"round_id": round_id}
+        if inspection_ids is not None:
+            query["_id"] = {"$in": sorted(set(inspection_ids))}
+        headers = {d["_id"]: d for d in self.db.inspections.find(query)}
+        if inspection_ids is not None:
+            query = {"round_id": round_id, "inspection_id": {"$in": sorted(headers)}}
+        versions = []
+        for doc in self.db.inspection_versions.find(query):
+            header = headers.get(doc["inspection_id"])
+            if header is not None:
+                versions.append({**_decode_version(doc), "community_id": header["community_id"],
+                                 "agency_id": header["agency_id"]})
+        return sorted(versions, key=lambda v: (v["inspection_id"], v["version"]))
+
+    def add_rectification_response(self, record: Mapping) -> Outcome:
+        """Insert-only with the round's next seq (``_id`` "<round>#<seq>", see :meth:`_insert_numbered`) and
+        a unique ``response_id``: a writer that collides on the id finds the stored response and compares."""
+        collection = self.db.rectification_responses
+        if not self._insert_numbered(collection, record["round_id"], record):
+            stored = collection.find_one({"response_id": record["response_id"]})
+            return replay_outcome(stored["content_hash"], record["content_hash"])
+        self._upsert(self.db.meta, {"_id": "generation:rectifications", "token": uuid.uuid4().hex})
+        return Outcome.CREATED
+
+    def get_rectification_response(self, response_id: str) -> dict | None:
+        return _unnumbered(self.db.rectification_responses.find_one({"response_id": response_id}))
+
+    def rectification_responses(self, round_id: str, item_id: str | None = None) -> list[dict]:
+        query = {"round_id": round_id, **({"item_id": item_id} if item_id is not None else {})}
+        docs = sorted(self.db.rectification_responses.find(query), key=lambda d: d.get("seq", 0))
+        return [_unnumbered(d) for d in docs]
+
+    def rectification_response_changes(self, round_id: str, after: int | None = None,
+                                       limit: int | None = None) -> tuple[list[dict], int]:
+        return self._feed_changes(self.db.rectification_responses, round_id, after, limit)
+
     # -- attachments (SPEC §13) ----------------------------------------------------------
     def _bucket(self, thumbnail: bool = False) -> GridFSBucket:
         return GridFSBucket(self.db, bucket_name=THUMBNAIL_BUCKET if thumbnail else ATTACHMENT_BUCKET)
@@ -1070,4 +1224,4 @@ class MongoStore(Store):
             {"round_id": round_id, "voided_at": None}, {"community_id": 1, "respondent_type": 1, "levels": 1})), n_items)
         self._counts_cache.pop(round_id, None)
         differences = count_differences(raw, self._aggregate_counts(round_id, n_items).tables(), n_items)
-        return differences
+        return differences + self._recount_anomalies(round_id, fix)

@@ -62,7 +62,12 @@ CREATE TABLE IF NOT EXISTS responses (
     body TEXT NOT NULL,
     link_id TEXT,           -- survey links (SPEC §14); older files get these from ADDED_COLUMNS in sqlite.py
     address_hash TEXT,
-    device_id TEXT
+    device_id TEXT,
+    key_id TEXT,            -- anomaly facts (store.base.AnomalyFacts); older files get these from ADDED_COLUMNS
+    received_minute INTEGER,
+    content_key TEXT,
+    content_window INTEGER,
+    straight_level INTEGER
 );
 -- A household answers once per community and round while its response stands: a voided
 -- response frees it. (The index of the first schema also counted voided responses.)
@@ -77,6 +82,13 @@ CREATE TABLE IF NOT EXISTS survey_stats (
     responses INTEGER NOT NULL,
     counts BLOB NOT NULL,
     PRIMARY KEY (round_id, community_id, respondent_type)
+);
+-- The hot marks of each round's standing responses (store.base.AnomalyFacts): kept in the transaction
+-- of every response written or voided, read by the anomaly report.
+CREATE TABLE IF NOT EXISTS anomaly_marks (
+    round_id TEXT NOT NULL,
+    mark TEXT NOT NULL,
+    PRIMARY KEY (round_id, mark)
 );
 CREATE TABLE IF NOT EXISTS inspections (
     inspection_id TEXT PRIMARY KEY,
@@ -133,6 +145,19 @@ CREATE TABLE IF NOT EXISTS disbursements (
     body TEXT NOT NULL,
     UNIQUE (round_id, community_id, tranche)
 );
+-- Rectification responses (SPEC §13): a district's answers to rectification items, insert-only and
+-- idempotent by response_id; seq numbers them in commit order (MAX + 1 inside the write transaction),
+-- the change feed the rectification list follows.
+CREATE TABLE IF NOT EXISTS rectification_responses (
+    response_id TEXT PRIMARY KEY,
+    round_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    body TEXT NOT NULL,
+    seq INTEGER NOT NULL UNIQUE
+);
+CREATE INDEX IF NOT EXISTS rectification_responses_changes ON rectification_responses (round_id, seq);
+CREATE INDEX IF NOT EXISTS rectification_responses_by_item ON rectification_responses (round_id, item_id, seq);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,

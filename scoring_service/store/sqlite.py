@@ -26,6 +26,9 @@ import numpy as np
 
 from .base import (
     DEFAULT_STAGE,
+    MARK_LIMITS,
+    AnomalyCandidates,
+    AnomalyFacts,
     AuditEvent,
     CommunityCounts,
     FundingCheck,
@@ -43,9 +46,11 @@ from .base import (
     audit_conditions,
     count_differences,
     first_occurrences,
+    hot_marks,
     latest_by_code,
     next_funding_version,
     next_milestone_version,
+    parse_mark,
     quota_refusal,
     replay_outcome,
     response_count_rows,
@@ -72,7 +77,28 @@ ADDED_COLUMNS = (
     ("responses", "link_id", "TEXT"),
     ("responses", "address_hash", "TEXT"),
     ("responses", "device_id", "TEXT"),
+    ("responses", "key_id", "TEXT"),
+    ("responses", "received_minute", "INTEGER"),
+    ("responses", "content_key", "TEXT"),
+    ("responses", "content_window", "INTEGER"),
+    ("responses", "straight_level", "INTEGER"),
 )
+
+#: the anomaly facts of a response (AnomalyFacts) in its row: columns and values
+FACT_COLUMNS = ("key_id", "received_minute", "content_key", "content_window", "straight_level")
+
+
+def _fact_values(facts: AnomalyFacts) -> tuple:
+    return facts.key_id, facts.minute, facts.content, facts.window, facts.straight
+
+
+#: how the standing responses of a mark are found: (condition, how its parts become parameters)
+_MARK_ROWS = {
+    "minute": ("key_id IS ? AND community_id = ? AND received_minute IN (?, ?)",
+               lambda key, community, p: (key, community, p, p + 1)),
+    "window": ("content_key = ? AND content_window IN (?, ?)", lambda content, p: (content, p, p + 1)),
+    "device": ("community_id = ? AND device_id = ?", lambda community, device: (community, device)),
+}
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
 
@@ -218,6 +244,7 @@ class SQLiteStore(Store):
                 conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_changes ON {table} (round_id, seq)")
             conn.execute("CREATE INDEX IF NOT EXISTS responses_by_link_address"
                          " ON responses (link_id, address_hash) WHERE link_id IS NOT NULL")
+            self._init_anomaly_facts(conn)
         conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('generation', ?)", (uuid.uuid4().hex,))
         conn.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('schema_version', '1')")
 
@@ -478,7 +505,7 @@ class SQLiteStore(Store):
             if quota is not None:
                 public_used, rate_used = self._link_usage(conn, round_id, quota)
             first = first_occurrences(records)
-            rows, created = [], []
+            rows, created, marks = [], [], set()
             for rid, i in first.items():
                 record = records[i]
                 if rid in known:
@@ -503,16 +530,20 @@ class SQLiteStore(Store):
                     public[record["community_id"]] += record["respondent_type"] == "public"
                 outcomes[i] = Outcome.CREATED
                 body = {k: v for k, v in record.items() if k != "levels"}
+                facts = AnomalyFacts.of(record)
                 rows.append((rid, round_id, record["community_id"], record["respondent_type"], household,
                              record["content_hash"], _dumps(list(record["levels"])), _dumps(body),
-                             record.get("link_id"), record.get("address_hash"), record.get("device_id")))
+                             record.get("link_id"), record.get("address_hash"), record.get("device_id"),
+                             *_fact_values(facts)))
                 created.append((record["community_id"], record["respondent_type"], record["levels"]))
+                marks.update(facts.marks())
             settle_repeats(records, outcomes, first)
             conn.executemany(
                 "INSERT INTO responses (response_id, round_id, community_id, respondent_type, household_hash,"
-                " content_hash, levels, voided_at, body, link_id, address_hash, device_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)", rows)
+                f" content_hash, levels, voided_at, body, link_id, address_hash, device_id, {', '.join(FACT_COLUMNS)})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             self._add_counts(conn, round_id, tally(created, n_items), n_items)
+            self._refresh_marks(conn, round_id, marks)
             if audit is not None:  # one commit, one fsync, for the data and its audit event
                 self._insert_audit(conn, audit.complete(outcomes))
         return outcomes
@@ -561,6 +592,7 @@ class SQLiteStore(Store):
             )
             delta = CommunityCounts(-response_count_rows(json.loads(row["levels"]), n_items), -1)
             self._add_counts(conn, round_id, {(row["community_id"], row["respondent_type"]): delta}, n_items)
+            self._refresh_marks(conn, round_id, AnomalyFacts.of(body).marks())
             return Outcome.CHANGED
 
     def survey_counts(self, round_id: str, n_items: int) -> RoundCounts:
@@ -587,6 +619,112 @@ class SQLiteStore(Store):
         if not include_voided:
             sql += " AND voided_at IS NULL"
         return self._one(sql, (round_id,))["n"]
+
+    # -- anomaly statistics (store.base.AnomalyFacts) -------------------------
+    def _init_anomaly_facts(self, conn) -> None:
+        """Indexes of the anomaly facts; rows stored before the facts existed get theirs, once."""
+        conn.execute("CREATE INDEX IF NOT EXISTS responses_by_sender_minute ON responses"
+                     " (round_id, key_id, community_id, received_minute) WHERE voided_at IS NULL")
+        conn.execute("CREATE INDEX IF NOT EXISTS responses_by_content ON responses"
+                     " (round_id, content_key, content_window) WHERE content_key IS NOT NULL AND voided_at IS NULL")
+        conn.execute("CREATE INDEX IF NOT EXISTS responses_by_device ON responses"
+                     " (round_id, community_id, device_id) WHERE device_id IS NOT NULL AND voided_at IS NULL")
+        conn.execute("CREATE INDEX IF NOT EXISTS responses_straight_lined ON responses"
+                     " (round_id, seq) WHERE straight_level IS NOT NULL AND voided_at IS NULL")
+        if conn.execute("SELECT 1 FROM meta WHERE name = 'anomaly_facts'").fetchone() is None:
+            for (round_id,) in conn.execute("SELECT DISTINCT round_id FROM responses").fetchall():
+                self._recount_anomalies(conn, round_id, fix=True)
+            conn.execute("INSERT INTO meta (name, value) VALUES ('anomaly_facts', '1')")
+
+    @staticmethod
+    def _refresh_marks(conn, round_id: str, marks: Iterable[str]) -> None:
+        """Inside a write: keep each of ``marks`` hot exactly when its standing responses exceed its limit."""
+        for mark in sorted(marks):
+            kind, parts = parse_mark(mark)
+            condition, params = _MARK_ROWS[kind]
+            limit = MARK_LIMITS[kind]
+            n = conn.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM responses WHERE round_id = ? AND {condition}"
+                             " AND voided_at IS NULL LIMIT ?)", (round_id, *params(*parts), limit + 1)).fetchone()[0]
+            if n > limit:
+                conn.execute("INSERT OR IGNORE INTO anomaly_marks (round_id, mark) VALUES (?, ?)", (round_id, mark))
+            else:
+                conn.execute("DELETE FROM anomaly_marks WHERE round_id = ? AND mark = ?", (round_id, mark))
+
+    def _candidate_rows(self, conn, where: str, params: tuple) -> list[tuple[int, str | None, dict]]:
+        """(seq, content_key, response) of the standing responses of the round matching ``where``."""
+        rows = conn.execute(f"SELECT seq, content_key, body, levels FROM responses WHERE {where}"
+                            " AND voided_at IS NULL", params).fetchall()
+        return [(row["seq"], row["content_key"], self._response_row(row)) for row in rows]
+
+    def anomaly_candidates(self, round_id: str, excluded_keys: Iterable[str] = ()) -> AnomalyCandidates:
+        excluded = sorted(set(excluded_keys))
+        conn = self._conn()
+        conn.execute("BEGIN")  # every read from one snapshot
+        try:
+            straight = [r for _, _, r in sorted(self._candidate_rows(
+                conn, "round_id = ? AND straight_level IS NOT NULL", (round_id,)), key=lambda x: x[0])]
+            found: dict[str, dict[str, tuple]] = {kind: {} for kind in _MARK_ROWS}
+            for (mark,) in conn.execute("SELECT mark FROM anomaly_marks WHERE round_id = ?", (round_id,)).fetchall():
+                kind, parts = parse_mark(mark)
+                if kind == "minute" and parts[0] in excluded:
+                    continue
+                condition, params = _MARK_ROWS[kind]
+                for seq, content, row in self._candidate_rows(conn, f"round_id = ? AND {condition}",
+                                                              (round_id, *params(*parts))):
+                    found[kind][row["response_id"]] = (seq, content, row)
+            bursts = [row for _, _, row in sorted(found["minute"].values(), key=lambda x: x[0])]
+            burst_first = {key: conn.execute(
+                "SELECT MIN(seq) FROM responses WHERE round_id = ? AND key_id IS ? AND community_id = ?"
+                " AND voided_at IS NULL", (round_id, *key)).fetchone()[0]
+                for key in {(row.get("key_id"), row["community_id"]) for row in bursts}}
+            duplicates = sorted((x for x in found["window"].values() if x[2].get("key_id") not in excluded),
+                                key=lambda x: x[0])
+            not_excluded = f" AND (key_id IS NULL OR key_id NOT IN ({', '.join('?' * len(excluded))}))" if excluded else ""
+            content_first = {content: conn.execute(
+                "SELECT MIN(seq) FROM responses WHERE round_id = ? AND content_key = ? AND voided_at IS NULL"
+                + not_excluded, (round_id, content, *excluded)).fetchone()[0]
+                for content in {content for _, content, _ in duplicates}}
+            devices = [row for _, _, row in sorted(found["device"].values(), key=lambda x: x[0])]
+        finally:
+            conn.execute("COMMIT")
+        return AnomalyCandidates(
+            straight=straight, bursts=bursts, burst_first=burst_first,
+            duplicates=[row for _, _, row in duplicates],
+            duplicate_first={row["response_id"]: content_first[content] for _, content, row in duplicates},
+            devices=devices)
+
+    def _recount_anomalies(self, conn, round_id: str, fix: bool) -> list[dict]:
+        """Inside a write: the anomaly facts of every response and the hot marks, from the raw rows,
+        one community at a time (every mark lies inside one community)."""
+        differences: list[dict] = []
+        raw: set[str] = set()
+        updates = []
+        communities = [r[0] for r in conn.execute(
+            "SELECT DISTINCT community_id FROM responses WHERE round_id = ?", (round_id,)).fetchall()]
+        for community_id in communities:
+            standing = []
+            for row in conn.execute(f"SELECT seq, body, voided_at, {', '.join(FACT_COLUMNS)} FROM responses"
+                                    " WHERE round_id = ? AND community_id = ?", (round_id, community_id)).fetchall():
+                body = json.loads(row["body"])
+                facts = AnomalyFacts.of(body)
+                kept, want = tuple(row[c] for c in FACT_COLUMNS), _fact_values(facts)
+                if kept != want:
+                    differences.append({"statistic": "anomalies", "response_id": body["response_id"],
+                                        "kept_facts": list(kept), "raw_facts": list(want)})
+                    updates.append((*want, row["seq"]))
+                if row["voided_at"] is None:
+                    standing.append(facts)
+            raw |= hot_marks(standing)
+        kept_marks = {r[0] for r in conn.execute("SELECT mark FROM anomaly_marks WHERE round_id = ?", (round_id,))}
+        differences += [{"statistic": "anomalies", "mark": mark, "kept_hot": mark in kept_marks, "raw_hot": mark in raw}
+                        for mark in sorted(raw ^ kept_marks)]
+        if fix and differences:
+            conn.executemany(f"UPDATE responses SET {', '.join(f'{c} = ?' for c in FACT_COLUMNS)} WHERE seq = ?",
+                             updates)
+            conn.execute("DELETE FROM anomaly_marks WHERE round_id = ?", (round_id,))
+            conn.executemany("INSERT INTO anomaly_marks (round_id, mark) VALUES (?, ?)",
+                             [(round_id, mark) for mark in sorted(raw)])
+        return differences
 
     # -- inspections --------------------------------------------------------
     def add_inspection(self, record: Mapping) -> Outcome:
@@ -805,6 +943,59 @@ class SQLiteStore(Store):
                           (after, round_id, -1 if limit is None else int(limit)))
         return [json.loads(r["body"]) for r in rows], (rows[-1]["seq"] if rows else after)
 
+    # -- rectification (SPEC §13) ---------------------------------------------------
+    def inspection_version_numbers(self, round_id: str) -> dict[str, int]:
+        cur = self._conn().execute("SELECT inspection_id, version FROM inspections WHERE round_id = ?", (round_id,))
+        cur.row_factory = None
+        return dict(cur.fetchall())
+
+    def inspection_histories(self, round_id: str, inspection_ids: Iterable[str] | None = None) -> list[dict]:
+        sql = ("SELECT i.inspection_id, i.community_id, i.agency_id, v.version, v.body FROM inspections i"
+               " JOIN inspection_versions v ON v.inspection_id = i.inspection_id WHERE i.round_id = ?")
+        if inspection_ids is None:
+            cur = self._conn().execute(sql, (round_id,))
+            cur.row_factory = None
+            rows = cur.fetchall()
+        else:
+            rows = self._select_in(self._conn(), sql + " AND i.inspection_id IN ({})", sorted(set(inspection_ids)),
+                                   leading=[round_id])
+        rows.sort(key=lambda r: (r[0], r[3]))
+        return [{**json.loads(body), "inspection_id": iid, "community_id": cid, "agency_id": aid, "version": number}
+                for iid, cid, aid, number, body in rows]
+
+    def add_rectification_response(self, record: Mapping) -> Outcome:
+        # one BEGIN IMMEDIATE transaction: the look-up and the insert see no other writer
+        with immediate_transaction(self._conn()) as conn:
+            row = conn.execute("SELECT content_hash FROM rectification_responses WHERE response_id = ?",
+                               (record["response_id"],)).fetchone()
+            if row is not None:  # a replay or a conflict writes nothing, not even a generation token
+                return replay_outcome(row["content_hash"], record["content_hash"])
+            # numbered inside the write transaction: seq order is commit order (the change feed)
+            conn.execute("INSERT INTO rectification_responses (response_id, round_id, item_id, content_hash, body,"
+                         " seq) VALUES (?, ?, ?, ?, ?,"
+                         " (SELECT COALESCE(MAX(seq), 0) + 1 FROM rectification_responses))",
+                         (record["response_id"], record["round_id"], record["item_id"], record["content_hash"],
+                          _dumps(record)))
+            # only this scope's token: no score depends on a response, so cached results stay valid
+            conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('generation:rectifications', ?)",
+                         (uuid.uuid4().hex,))
+            return Outcome.CREATED
+
+    def get_rectification_response(self, response_id: str) -> dict | None:
+        return self._body("rectification_responses", "response_id", response_id)
+
+    def rectification_responses(self, round_id: str, item_id: str | None = None) -> list[dict]:
+        if item_id is None:
+            rows = self._read("SELECT body FROM rectification_responses WHERE round_id = ? ORDER BY seq", (round_id,))
+        else:
+            rows = self._read("SELECT body FROM rectification_responses WHERE round_id = ? AND item_id = ?"
+                              " ORDER BY seq", (round_id, item_id))
+        return [json.loads(r["body"]) for r in rows]
+
+    def rectification_response_changes(self, round_id: str, after: int | None = None,
+                                       limit: int | None = None) -> tuple[list[dict], int]:
+        return self._changes("rectification_responses", round_id, after, limit)
+
     # -- survey links (SPEC §14) -------------------------------------------------
     def create_survey_link(self, record: Mapping[str, Any]) -> None:
         with immediate_transaction(self._conn()) as conn:  # no score depends on links: generations stay
@@ -934,4 +1125,4 @@ class SQLiteStore(Store):
             if fix and differences:
                 conn.execute("DELETE FROM survey_stats WHERE round_id = ?", (round_id,))
                 self._add_counts(conn, round_id, rebuilt, n_items)
-            return differences
+            return differences + self._recount_anomalies(conn, round_id, fix)
