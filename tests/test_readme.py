@@ -1,4 +1,5 @@
-"""The README's curl walk-through works as written, against gunicorn serving the demo round."""
+"""The README's curl walk-through works as written, against gunicorn serving the demo rounds (2018 published,
+the 2019 aftercare round open)."""
 
 from __future__ import annotations
 
@@ -46,5 +47,10 @@ def test_readme_walkthrough(tmp_path):
     assert (tmp_path / "supervision.pdf").read_bytes().startswith(b"%PDF")  # the 督办通报
     assert '"changed_reason":"以竣工验收备案日期为准"' in result.stdout  # the correction, with its reason
     assert '"status":"published"' in result.stdout  # the publish call
+    # the aftercare round (SPEC §15): the score with its 2018 baseline, the 前治后乱 list as the README tells it
+    assert re.search(r'^\{"baseline":\d+\.\d+,"change":-?\d', result.stdout, re.M)
+    assert '{"communities":[{"baseline":71.69,"baseline_round_id":"shenyang-2018",' in result.stdout
+    assert '"community_id":"sujiatun-002"' in result.stdout and '"fallen_items":[{' in result.stdout
+    assert '{"items":[{"grade_counts":' in result.stdout  # the district's history
     assert result.stdout.count('{"districts":[') == 2  # read with a key, then without one
     assert re.search(r"^[0-9a-f]{64}  -$", result.stdout, re.M)
