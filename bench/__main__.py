@@ -284,6 +284,11 @@ def main():
         results["ledger"] = ledger.ledger_latency(
             ledger.sqlite_instance(base, national[0], national[1] // 10), repeats=20)
         log(f"   {results['ledger']}")
+        log("9. evidence upload: a 5 MiB JPEG through gunicorn vs writing it with fsync and reading it with Pillow …")
+        from bench import attachments
+
+        results["attachments"] = attachments.measure(base / "attachments", repeats=20)
+        log(f"   {results['attachments']}")
         results["national_size"] = {"communities": national[0], "responses": national[1]}
     write_results(results, args.quick)
 
@@ -330,6 +335,10 @@ def write_results(r: dict, quick: bool) -> None:
 
         name, measured, target_text, met = ledger_figure(r["ledger"], n["communities"], "SQLite")
         rows.append((f"8. {name}", measured, target_text, met))
+    if "attachments" in r:
+        from bench.attachments import figure as upload_figure
+
+        rows.append(upload_figure(r["attachments"]))
     extra = {k: v for k, v in r["rank_demo"].items() if k.endswith("cold_p99_ms") and k != "cold_p99_ms"}
     if extra:
         rows.append(("3c. other score endpoints, demo round, after a survey write: p99",
