@@ -9,7 +9,12 @@ import time
 import uuid
 
 
-def _worker(port: int, path: str, token: str | None, seconds: float, body_kind: str, out):
+#: what each request posts (a new response_id each time): a resident's survey in the demo's open round
+SURVEY = {"community_id": "heping-001", "submitted_at": "2019-09-20T10:00:00+08:00",
+          "answers": {"cleaning": 4, "order": 5, "repairs": 3}, "overall": 4}
+
+
+def _worker(port: int, path: str, token: str | None, seconds: float, template: dict, out):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Content-Type": "application/json"}
     if token:
@@ -18,9 +23,7 @@ def _worker(port: int, path: str, token: str | None, seconds: float, body_kind: 
     latencies = []
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
-        body = {"response_id": str(uuid.uuid4()), "community_id": "heping-001",
-                "submitted_at": "2018-09-20T10:00:00+08:00", "answers": {"roads": 4, "water": 5, "lighting": 3},
-                "overall": 4}
+        body = {"response_id": str(uuid.uuid4()), **template}
         data = json.dumps(body)
         started = time.perf_counter()
         try:
@@ -39,10 +42,12 @@ def _worker(port: int, path: str, token: str | None, seconds: float, body_kind: 
     out.put((ok, errors, latencies))
 
 
-def post_load(port: int, path: str, token: str | None, seconds: float = 8.0, clients: int = 4) -> dict:
-    """Requests per second of single-survey POSTs from ``clients`` processes."""
+def post_load(port: int, path: str, token: str | None, seconds: float = 8.0, clients: int = 4,
+              template: dict = SURVEY) -> dict:
+    """Requests per second of single-survey POSTs (``template`` with a new response_id) from ``clients``
+    processes."""
     queue = mp.Queue()
-    procs = [mp.Process(target=_worker, args=(port, path, token, seconds, "survey", queue)) for _ in range(clients)]
+    procs = [mp.Process(target=_worker, args=(port, path, token, seconds, template, queue)) for _ in range(clients)]
     started = time.perf_counter()
     for p in procs:
         p.start()
