@@ -228,3 +228,33 @@ def test_report_through_the_api_equals_the_report_from_raw_responses(app, client
     assert void.status_code == 200
     body, expected = both()
     assert body == expected and body["duplicates"] == []
+
+
+def test_agency_bias_is_kept_across_survey_writes_and_follows_inspection_writes(app, client, evidence_world, keys,
+                                                                               monkeypatch):
+    from scoring_service.services import evidence
+    from scoring_service.services.results import live_results
+
+    from .conftest import full_checks, inspection
+    from .test_evidence import TWINS, fraction_of_max
+
+    computed = []
+    original = evidence.agency_bias
+    monkeypatch.setattr(evidence, "agency_bias", lambda results: computed.append(1) or original(results))
+    admin = keys.header("admin")
+
+    def bias():
+        r = client.get(f"{R}/evidence/anomalies", headers=admin)
+        assert r.status_code == 200
+        return r.get_json()["agency_bias"]
+
+    first = bias()
+    assert computed == [1]
+    assert client.post(f"{R}/surveys", json=survey(), headers=keys.header("kiosk_1")).status_code == 201
+    assert bias() == first and computed == [1]  # a survey changes no inspection: the bias is kept
+    r = client.post(f"{R}/inspections", json=inspection(TWINS[0], full_checks(TWINS[0], fraction_of_max(0.1))),
+                    headers=keys.header("agency_a"))
+    assert r.status_code == 201, r.get_json()
+    after = bias()
+    assert computed == [1, 1] and after != first
+    assert after == original(live_results(app.extensions["scoring"], "r2018"))

@@ -271,5 +271,9 @@ def anomalies(ctx: ServiceState, round_id: str) -> dict:
     could flag come from statistics the store keeps at write time (``Store.anomaly_candidates``), so
     the report reads what it may flag, not every response of the round.
     """
-    flags = candidate_flags(ctx.store.anomaly_candidates(round_id, admin_keys(ctx)))
-    return {"round_id": round_id, **flags, "agency_bias": agency_bias(live_results(ctx, round_id)), "note": NOTE}
+    store = ctx.store
+    # tokens read before the results: what is cached under them is at least that new
+    bias_key = (round_id, store.generation("reference"), store.generation("inspections"))
+    flags = candidate_flags(store.anomaly_candidates(round_id, admin_keys(ctx)))
+    bias = ctx.agency_bias.get(bias_key, lambda: agency_bias(live_results(ctx, round_id)))
+    return {"round_id": round_id, **flags, "agency_bias": bias, "note": NOTE}
