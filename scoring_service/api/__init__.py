@@ -36,7 +36,7 @@ BLUEPRINTS = (
 
 #: request bodies other than JSON that an endpoint accepts
 EXTRA_CONTENT_TYPES = {"communities.Import": ("text/csv",), "attachments.Attachments": attachments.BODY_TYPES}
-#: endpoints that take bodies larger than MAX_CONTENT_LENGTH: their limit for a request's type
+#: endpoints that take bodies larger than MAX_CONTENT_LENGTH: their limit for a request's type (None: the app's)
 BODY_LIMITS = {"attachments.Attachments": attachments.body_limit}
 
 
@@ -60,9 +60,10 @@ def check_request_body() -> None:
     """Refuse oversize and non-JSON bodies before anything parses them."""
     if not request.path.startswith("/api/v1/") or request.method not in ("POST", "PUT", "PATCH", "DELETE"):
         return
-    larger = BODY_LIMITS.get(request.endpoint or "")
+    limit_of = BODY_LIMITS.get(request.endpoint or "")
+    larger = limit_of(request.mimetype) if limit_of is not None else None
     if larger is not None:
-        request.max_content_length = larger(request.mimetype)  # werkzeug's reading stops there too
+        request.max_content_length = larger  # werkzeug's reading stops there too
     limit = request.max_content_length
     if request.content_length is not None and limit is not None and request.content_length > limit:
         too_large(f"request body larger than {limit} bytes")

@@ -27,9 +27,12 @@ BODY_TYPES = ("multipart/form-data", "application/octet-stream", *CONTENT_TYPES,
 CACHE_CONTROL = "private, max-age=31536000, immutable"
 
 
-def body_limit(mimetype: str) -> int:
+def body_limit(mimetype: str) -> int | None:
     """The request-size limit of an upload (``api.check_request_body``): a file of MAX_BYTES, in a
-    multipart body with its overhead, or raw (one byte more, so a chunked body of exactly 10 MiB passes)."""
+    multipart body with its overhead, or raw (one byte more, so a chunked body of exactly 10 MiB passes).
+    None for JSON, which keeps the app's limit (it is parsed before the view refuses it)."""
+    if mimetype == "application/json":
+        return None
     return MAX_BYTES + (MULTIPART_OVERHEAD if mimetype == "multipart/form-data" else 1)
 
 
