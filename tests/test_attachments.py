@@ -19,7 +19,7 @@ from scoring_service.ops.backup import export_round, import_round, write_jsonl
 from scoring_service.services.attachments import MAX_BYTES, analyse
 from scoring_service.store import Outcome
 
-from .conftest import full_checks, inspection, make_app, with_database
+from .conftest import inspection, make_app
 
 URL = "/api/v1/attachments"
 R = "/api/v1/rounds/r2018"
