@@ -109,6 +109,10 @@ SHENHE_001 = {
     ],
 }
 
+# no 后续管理落实 in r2018: heping-001 (2018 composite (0.5 × 100 + 0.4 × 90) / 0.9 = 95.56, not scored in 2019)
+UNMANAGED_HEPING_001 = {"community_id": "heping-001", "name_zh": "南湖小区", "district_id": "heping", "baseline": 95.56}
+UNMANAGED_SHENHE_001 = {"community_id": "shenhe-001", "name_zh": "大什字社区", "district_id": "shenhe", "baseline": 100.0}
+
 
 def backsliding(client, keys, role, query="", round_path=A, expect=200):
     r = client.get(f"{round_path}/backsliding{query}", headers=keys.header(role))
@@ -122,7 +126,7 @@ def test_backsliding_list_worked_by_hand(client, fallen, document):  # noqa: F81
     body = r.get_json()
     assert body == {"round_id": "a2019", "round_title": "2019年长效管理测评", "published": False,
                     "communities": [SHENHE_001, HEPING_002],  # the largest drop first
-                    "management_missing": ["heping-001", "shenhe-001"]}
+                    "management_missing": [UNMANAGED_HEPING_001, UNMANAGED_SHENHE_001]}
     # the rows agree with the round's community ranking
     ranking = client.get(f"{A}/rankings/communities", headers=fallen.header("leadership")).get_json()
     rows = {row["community_id"]: row for row in ranking["communities"] + ranking["unranked"]}
@@ -134,10 +138,10 @@ def test_backsliding_list_worked_by_hand(client, fallen, document):  # noqa: F81
 
 def test_district_keys_read_their_own_district(client, fallen):
     heping = backsliding(client, fallen, "district_heping").get_json()
-    assert heping["communities"] == [HEPING_002] and heping["management_missing"] == ["heping-001"]
+    assert heping["communities"] == [HEPING_002] and heping["management_missing"] == [UNMANAGED_HEPING_001]
     assert backsliding(client, fallen, "district_heping", "?district_id=heping").get_json() == heping
     shenhe = backsliding(client, fallen, "district_shenhe").get_json()
-    assert shenhe["communities"] == [SHENHE_001] and shenhe["management_missing"] == ["shenhe-001"]
+    assert shenhe["communities"] == [SHENHE_001] and shenhe["management_missing"] == [UNMANAGED_SHENHE_001]
     r = backsliding(client, fallen, "district_heping", "?district_id=shenhe", expect=403)
     assert "heping" in r.get_json()["message"]
     for role in ("kiosk_1", "agency_a"):
@@ -178,19 +182,25 @@ def test_item_changes_round_half_to_even_and_skip_what_cannot_be_compared():
               "items": [{"code": "a", "name_zh": "甲", "compares_to": {"old": ["x", "y"]}},
                         {"code": "b", "name_zh": "乙", "compares_to": {"other": ["x"]}},  # another rubric
                         {"code": "c", "name_zh": "丙"},  # compares to nothing
-                        {"code": "d", "name_zh": "丁", "compares_to": {"old": ["z"]}}]}  # no score either side
+                        {"code": "d", "name_zh": "丁", "compares_to": {"old": ["z"]}},  # no score either side
+                        {"code": "e", "name_zh": "戊", "compares_to": {"old": ["z", "x"]}}]}  # z not scored then
     old = {"rubric_id": "old", "items": [{"code": "x", "name_zh": "子", "weight": 1},
                                          {"code": "y", "name_zh": "丑", "weight": 3},
                                          {"code": "z", "name_zh": "寅", "weight": 1}]}
-    now = {"professional": {"items": {"a": 50.0, "b": 10.0, "c": 0.0, "d": None}}, "resident": {"items": {"a": None}}}
+    now = {"professional": {"items": {"a": 50.0, "b": 10.0, "c": 0.0, "d": None, "e": 70.0}},
+           "resident": {"items": {"a": None}}}
     # then P = (1 × 80.01 + 3 × 80.0) / 4 = 80.0025 → 80.00 (half to even), R of y only
     then = {"professional": {"items": {"x": 80.01, "y": 80.0, "z": None}}, "resident": {"items": {"y": 60.0}}}
     rows = item_changes(rubric, old, now, then)
-    assert [r["code"] for r in rows] == ["a"]
+    assert [r["code"] for r in rows] == ["a", "e"]
     assert rows[0]["professional"] == source(80.0, 50.0, -30.0)
     assert rows[0]["resident"] == source(60.0, None, None)
     assert (rows[0]["baseline"], rows[0]["score"], rows[0]["change"]) == (80.0, 50.0, -30.0)
-    assert fallen_items(rows) == rows
+    assert rows[0]["compares_to"] == [{"code": "x", "name_zh": "子"}, {"code": "y", "name_zh": "丑"}]
+    # only the items scored then are named
+    assert rows[1]["compares_to"] == [{"code": "x", "name_zh": "子"}]
+    assert (rows[1]["baseline"], rows[1]["score"], rows[1]["change"]) == (80.01, 70.0, -10.01)
+    assert fallen_items(list(reversed(rows))) == rows  # the largest fall first
     assert fallen_items([{**rows[0], "change": 0.0}]) == []
 
 

@@ -104,7 +104,8 @@ class FallenItemSchema(Body):
     code = required(fields.String)
     name_zh = required(fields.String)
     compares_to = required(fields.List, fields.Nested(ComparedItemSchema), metadata={
-        "description": "the acceptance rubric's items this item continues (the rubric's compares_to)"})
+        "description": "the acceptance rubric's items this item continues (the rubric's compares_to) that "
+                       "were scored in the baseline round"})
     baseline = required(fields.Float, validate=SCORE)
     score = required(fields.Float, validate=SCORE)
     change = required(fields.Float, validate=validate.Range(min=-100, max=0, max_inclusive=False), metadata={
@@ -130,14 +131,21 @@ class BackslidingRowSchema(Body):
                             metadata={"description": "compared items whose score fell, the largest fall first"})
 
 
+class UnmanagedSchema(Body):
+    community_id = required(fields.String)
+    name_zh = required(fields.String)
+    district_id = required(fields.String)
+    baseline = nullable(fields.Float, validate=SCORE, metadata={"description": "null: no composite at acceptance"})
+
+
 class BackslidingSchema(Body):
     round_id = required(fields.String)
     round_title = nullable(fields.String)
     published = required(fields.Boolean)
     communities = required(fields.List, fields.Nested(BackslidingRowSchema),
                            metadata={"description": "communities flagged backsliding, the largest drop first"})
-    management_missing = required(fields.List, fields.String(), metadata={
-        "description": "communities flagged management_missing (no 后续管理落实 in their acceptance round)"})
+    management_missing = required(fields.List, fields.Nested(UnmanagedSchema), metadata={
+        "description": "communities flagged management_missing (no 后续管理落实 in their acceptance round), by id"})
 
 
 @blp.route("/rounds/<round_id>/backsliding")

@@ -49,7 +49,9 @@ def item_changes(rubric: Mapping[str, Any], baseline_rubric: Mapping[str, Any], 
                  then: Mapping[str, Any]) -> list[dict]:
     """One row per item of ``rubric`` that continues items of ``baseline_rubric`` and has a change in
     at least one source, in the rubric's order: ``{code, name_zh, compares_to: [{code, name_zh}],
-    baseline, score, change, professional: {baseline, score, change}, resident: {…}}``.
+    baseline, score, change, professional: {baseline, score, change}, resident: {…}}``, where
+    ``compares_to`` names the baseline items scored in the baseline round (e.g. not an elevator item of a
+    community without elevators).
     ``now`` and ``then`` are the community's score breakdowns in the aftercare and the baseline round.
     """
     before = {i["code"]: i for i in baseline_rubric["items"]}
@@ -72,10 +74,11 @@ def item_changes(rubric: Mapping[str, Any], baseline_rubric: Mapping[str, Any], 
                     combined[name].append((weights[source], _exact(parts[source][name])))
         if not combined["change"]:
             continue
+        scored = [c for c in codes if any((then[s]["items"] or {}).get(c) is not None for s in SOURCES)]
         rows.append({
             "code": item["code"],
             "name_zh": item["name_zh"],
-            "compares_to": [{"code": c, "name_zh": before[c]["name_zh"]} for c in codes],
+            "compares_to": [{"code": c, "name_zh": before[c]["name_zh"]} for c in scored],
             **{name: _cents(_weighted(pairs)) for name, pairs in combined.items()},
             **parts,
         })

@@ -116,5 +116,7 @@ def backsliding_report(ctx: ServiceState, round_id: str, principal: Principal,
         "round_title": round_.get("title"),
         "published": round_["status"] == "published",
         "communities": communities,
-        "management_missing": sorted(r["community_id"] for r in rows if "management_missing" in r["flags"]),
+        "management_missing": [{k: r[k] for k in ("community_id", "name_zh", "district_id", "baseline")}
+                               for r in sorted(rows, key=lambda r: r["community_id"])
+                               if "management_missing" in r["flags"]],
     }
