@@ -10,11 +10,16 @@ Design for correctness without transactions (FerretDB has none, and
   claim (matched by its response id too, so a claim made since stays), and a
   claim still held by a voided response is released when the household
   answers again;
-* survey statistics are never kept with ``$inc``: they are computed inside
-  the database by an aggregation pipeline (``$unwind`` + ``$group``/``$sum``)
-  and cached per process, keyed by a generation token that every write
-  replaces with a fresh random value *after* its data is written — so a
-  cache filled before a write can never be mistaken for one filled after.
+* survey statistics are never kept with ``$inc``: each community's responses
+  and voidings are numbered in an insert-only journal (one insert both claims
+  the next number and records what it counts, once), and a head document per
+  community keeps its counts over its entries 1..n, inserted (never updated)
+  by the writer before the write is answered; a ranking reads the heads'
+  numbers and only the heads of the communities that changed (see
+  :meth:`MongoStore._journal`);
+* caches are keyed by a generation token that every write replaces with a
+  fresh random value *after* its data is written — so a cache filled before
+  a write can never be mistaken for one filled after.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ from .base import (
     parse_mark,
     quota_refusal,
     replay_outcome,
+    response_count_rows,
     response_replay,
     round_gate,
     same_as_current,
@@ -95,6 +101,17 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("round_id", ASCENDING), ("content_key", ASCENDING), ("seq", ASCENDING)],
                    name="by_round_content"),
         IndexModel([("round_id", ASCENDING), ("straight", ASCENDING)], name="by_round_straight"),
+    ],
+    # survey statistics (MongoStore._journal): an entry's _id is what it counts (a response id, or
+    # "void|<response id>"), one_position numbers a community's entries 1, 2, … without a gap; a head
+    # "<round>|<community>|<n>" keeps the community's counts over its entries 1..n
+    "survey_journal": [
+        IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING), ("n", ASCENDING)],
+                   name="one_position", unique=True),
+    ],
+    "survey_heads": [
+        IndexModel([("round_id", ASCENDING), ("community_id", ASCENDING), ("n", ASCENDING)],
+                   name="by_round_community"),
     ],
     "inspections": [IndexModel([("round_id", ASCENDING)], name="by_round")],
     "inspection_versions": [IndexModel([("round_id", ASCENDING)], name="by_round")],
@@ -170,16 +187,48 @@ def _plain(doc: Mapping | None, id_field: str | None = None) -> dict | None:
     return out
 
 
-def response_cells(record: Mapping) -> list[str]:
-    """The count cells one response adds to: ``"<k·5+level−1>|<type>|<community>"`` and ``"n|…"``.
+def journal_entry(record: Mapping, sign: int) -> dict:
+    """What the survey journal keeps of a response counted (``sign`` 1) or voided (-1): its ``_id`` is
+    what it counts, so each is counted once whoever writes it (see :meth:`MongoStore._journal`)."""
+    key = record["response_id"] if sign > 0 else f"void|{record['response_id']}"
+    return {"_id": key, "community_id": record["community_id"], "respondent_type": record["respondent_type"],
+            "levels": [int(level) for level in record["levels"]], "sign": sign}
 
-    Community and type are part of the value because FerretDB's ``$unwind``
-    keeps only ``_id`` and the unwound field, so a ``$group`` cannot key on
-    other fields after it.
-    """
-    suffix = f"|{record['respondent_type']}|{record['community_id']}"
-    cells = [f"{k * 5 + level - 1}{suffix}" for k, level in enumerate(record["levels"]) if level]
-    return cells + [f"n{suffix}"]
+
+def _head_id(round_id: str, community_id: str, n: int) -> str:
+    """``_id`` of the head of a community's survey journal over its entries 1..n."""
+    return f"{round_id}|{community_id}|{n:012d}"
+
+
+def _head_tables(doc: Mapping) -> dict[str, CommunityCounts]:
+    """The count tables of a head, per respondent type."""
+    shape = (len(doc["types"]), doc["n_items"] + 1, 5)
+    counts = np.frombuffer(doc["counts"], dtype="<i8").reshape(shape).astype(np.int64)
+    return {t: CommunityCounts(counts[k], int(r)) for k, (t, r) in enumerate(zip(doc["types"], doc["responses"]))}
+
+
+def _plus_entries(tables: Mapping[str, CommunityCounts], entries: Iterable[Mapping]) -> dict[str, CommunityCounts]:
+    """``tables`` with the journal ``entries`` counted (a copy)."""
+    out = {t: CommunityCounts(c.counts.copy(), c.responses) for t, c in tables.items()}
+    for entry in entries:
+        n_items = len(entry["levels"]) - 1
+        table = table_of(out, entry["respondent_type"], n_items)
+        table.counts += entry["sign"] * response_count_rows(entry["levels"], n_items)
+        table.responses += entry["sign"]
+    return out
+
+
+def _head_doc(round_id: str, community_id: str, n: int, tables: Mapping[str, CommunityCounts]) -> dict:
+    types = sorted(tables)
+    counts = np.stack([tables[t].counts for t in types]).astype("<i8")
+    return {"_id": _head_id(round_id, community_id, n), "round_id": round_id, "community_id": community_id,
+            "n": n, "n_items": counts.shape[1] - 1, "types": types,
+            "responses": [int(tables[t].responses) for t in types], "counts": counts.tobytes()}
+
+
+def _standing(tables: Mapping[str, CommunityCounts]) -> dict[str, CommunityCounts]:
+    """The tables with anything counted (all of a type's responses voided leaves none, as SQLite)."""
+    return {t: c for t, c in tables.items() if c.responses or c.counts.any()}
 
 
 #: what a response document keeps for the anomaly report (store.base.AnomalyFacts)
@@ -243,7 +292,12 @@ class MongoStore(Store):
         self._client: MongoClient | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
-        self._counts_cache: dict[str, tuple[str, RoundCounts]] = {}
+        #: per round, each community's last head read: its number and count tables (see survey_counts)
+        self._heads_cache: dict[str, dict[str, tuple[int, dict[str, CommunityCounts]]]] = {}
+        #: per round, the heads' numbers and the RoundCounts last assembled from them
+        self._round_counts: dict[str, tuple[dict[str, int], RoundCounts]] = {}
+        #: rounds whose journal is known to hold every stored response (see _journal_ready)
+        self._journaled_rounds: set[str] = set()
         #: the anomaly candidates of a round, with the survey generation they were read at
         self._anomaly_cache: dict[tuple, tuple[str, AnomalyCandidates]] = {}
         #: a seq of each round's milestone versions known to exist (where the search for the last starts)
@@ -261,7 +315,6 @@ class MongoStore(Store):
                         appname="scoring-service",
                     )
                     self._pid = os.getpid()
-                    self._counts_cache = {}
         w = WriteConcern(w=self.write_concern)
         return self._client.get_default_database(default="scoring", write_concern=w)
 
@@ -446,6 +499,7 @@ class MongoStore(Store):
         except DuplicateKeyError:
             existing = self.db.rounds.find_one({"_id": record["round_id"]}, {"digest": 1})
             return replay_outcome(existing["digest"], record["digest"])
+        self._upsert(self.db.meta, {"_id": f"survey_journal:{record['round_id']}", "value": 1})  # see _journal_ready
         self._bump()
         return Outcome.CREATED
 
@@ -459,6 +513,9 @@ class MongoStore(Store):
         result = self.db.rounds.update_one({"_id": round_id, "status": "open"},
                                            {"$set": {"status": "closed", "closed_at": at}})
         if result.modified_count:
+            # no response is taken from now on: count any a writer stopped before journaling (see _journal)
+            if self._complete_journal(round_id):
+                self._bump("surveys")
             self._bump()
             return Outcome.CHANGED
         current = self.db.rounds.find_one({"_id": round_id}, {"status": 1})
@@ -625,8 +682,7 @@ class MongoStore(Store):
         for i in pending:
             doc = {k: v for k, v in records[i].items() if k != "levels"}
             doc.update(_id=records[i]["response_id"], round_id=round_id, seq=_seq(), voided_at=None,
-                       levels=list(records[i]["levels"]), cells=response_cells(records[i]),
-                       **anomaly_fields(records[i]))
+                       levels=list(records[i]["levels"]), **anomaly_fields(records[i]))
             docs.append(doc)
         stored_before = {pending[j] for j in self._insert_many(db.responses, docs)}
         for i in pending:
@@ -640,7 +696,13 @@ class MongoStore(Store):
             if outcomes[i] is not Outcome.CREATED:  # refused or a concurrent twin's: the places go back
                 self._release_slots(held, records[i]["response_id"])
         settle_repeats(records, outcomes, first)
-        if any(o is Outcome.CREATED for o in outcomes):
+        # counted before the answer: what was stored now, and what a replay finds stored (a writer that
+        # stopped between the response and its journal entry left it uncounted)
+        counted = [i for i in first.values() if outcomes[i] in (Outcome.CREATED, Outcome.DUPLICATE)]
+        moved = self._journal(round_id, [journal_entry(records[i], 1) for i in counted],
+                              maybe_present={records[i]["response_id"] for i in counted
+                                             if outcomes[i] is Outcome.DUPLICATE})
+        if moved or any(o is Outcome.CREATED for o in outcomes):
             self._bump("surveys")
         if audit is not None:  # no transactions here: written right after the data
             self.append_audit(audit.complete(outcomes))
@@ -663,40 +725,232 @@ class MongoStore(Store):
             {"$set": void_fields(at, reason, key_id)},
         )
         response = self.db.responses.find_one({"_id": response_id, "round_id": round_id},
-                                              {"round_id": 1, "community_id": 1, "household_hash": 1})
+                                              {"round_id": 1, "community_id": 1, "household_hash": 1,
+                                               "respondent_type": 1, "levels": 1})
         if response is None:
             return Outcome.NOT_FOUND
         # after the void (also when voided before: completes a release lost to a crash)
         self._release_household(response)
         self.db.quota_slots.delete_one({"response_id": response_id, "kind": "public"})  # frees a public place
-        if result.modified_count:
+        # the voiding counted, after the response itself (journaled now if a crash left it out)
+        record = {**response, "response_id": response_id}
+        entries = [journal_entry(record, 1), journal_entry(record, -1)]
+        moved = self._journal(round_id, entries, maybe_present={e["_id"] for e in entries})
+        if result.modified_count or moved:
             self._bump("surveys")
-            return Outcome.CHANGED
-        return Outcome.UNCHANGED
+        return Outcome.CHANGED if result.modified_count else Outcome.UNCHANGED
 
-    def _aggregate_counts(self, round_id: str, n_items: int) -> RoundCounts:
-        pipeline = [
-            {"$match": {"round_id": round_id, "voided_at": None}},
-            {"$unwind": "$cells"},
-            {"$group": {"_id": "$cells", "n": {"$sum": 1}}},
-        ]
-        tables: dict[tuple[str, str], CommunityCounts] = {}
-        for row in self.db.responses.aggregate(pipeline):
-            cell, respondent_type, community_id = row["_id"].split("|", 2)
-            entry = table_of(tables, (community_id, respondent_type), n_items)
-            if cell == "n":
-                entry.responses = int(row["n"])
-            else:
-                entry.counts[divmod(int(cell), 5)] = int(row["n"])
-        return RoundCounts.from_tables(n_items, tables)
+    # -- survey statistics: a journal per community and its heads --------------------------------------
+    def _journal(self, round_id: str, entries: list[dict], maybe_present: Iterable[str] = ()) -> bool:
+        """Count each of ``entries`` (:func:`journal_entry`) once in its community's statistics; True when
+        a community's head moved.
+
+        A community's entries are numbered 1, 2, … by the unique index one_position, so one insert both
+        takes the next number and records what it counts, and the unique ``_id`` counts each response and
+        each voiding once, whoever journals it (the writer, a replay, a recount). A writer reads the
+        community's last head (its counts over entries 1..n), inserts its entries as n + 1, n + 2, … in one
+        ordered insert (which stops at the first refusal, so no number is ever skipped), reads what others
+        journaled when a number was taken, and inserts the head over everything up to its last entry before
+        the write is answered. A head is the same whoever computes it, so heads are inserted, never updated,
+        and the older ones deleted; readers take each community's highest. No transaction and no
+        read-modify-write of a document: exact on FerretDB too.
+
+        Entries of ``maybe_present`` may be journaled already (a replay): they are looked up first, and the
+        head is brought up to them as well (a writer may have stopped between its entries and its head).
+        Those look-ups and the reads after a taken number are the only reads of the journal; a write
+        otherwise reads its communities' heads and inserts."""
+        entries = list({e["_id"]: e for e in entries}.values())
+        maybe_present = set(maybe_present)
+        if not entries:
+            return False
+        floor: dict[str, int] = {}
+        present = self._journal_positions([e["_id"] for e in entries if e["_id"] in maybe_present])
+        for community_id, n in present.values():
+            floor[community_id] = max(floor.get(community_id, 0), n)
+        pending: dict[str, list[dict]] = {}
+        for entry in entries:
+            if entry["_id"] not in present:
+                pending.setdefault(entry["community_id"], []).append(entry)
+        communities = sorted(set(pending) | set(floor))
+        if not communities:
+            return False
+        heads: dict[str, list[dict]] = {}
+        query = {"round_id": round_id,
+                 "community_id": communities[0] if len(communities) == 1 else {"$in": communities}}
+        for doc in self.db.survey_heads.find(query):
+            heads.setdefault(doc["community_id"], []).append(doc)
+        moved, older = [], []
+        for community_id in communities:
+            docs = heads.get(community_id, [])
+            head = self._append(round_id, community_id, pending.get(community_id, []),
+                                max(docs, key=lambda d: d["n"], default=None), floor.get(community_id, 0))
+            if head is not None:
+                moved.append(head)
+                older += [d["_id"] for d in docs if d["n"] < head["n"]]
+        if not moved:
+            return False
+        self._insert_many(self.db.survey_heads, moved)  # one found there holds the same counts
+        if older:
+            self.db.survey_heads.delete_many({"_id": {"$in": older}})
+        return True
+
+    def _append(self, round_id: str, community_id: str, pending: list[dict], head: Mapping | None,
+                floor: int) -> dict | None:
+        """Journal one community's ``pending`` entries after ``head`` (its last head read, None before the
+        first) and reach entry ``floor`` at least; the head over the last entry, None when none was added."""
+        journal = self.db.survey_journal
+        start = position = head["n"] if head else 0
+        added: list[Mapping] = []
+
+        def read_after() -> None:
+            """What other writers journaled after ``position`` (numbers are taken in order, so no gap)."""
+            nonlocal position
+            found = {d["n"]: d for d in journal.find({"round_id": round_id, "community_id": community_id,
+                                                      "n": {"$gt": position}})}
+            while position + 1 in found:
+                position += 1
+                added.append(found[position])
+
+        for _ in range(100):
+            if position < floor:
+                read_after()
+                continue
+            if not pending:
+                break
+            docs = [{**e, "round_id": round_id, "n": position + 1 + k} for k, e in enumerate(pending)]
+            try:
+                journal.insert_many(docs, ordered=True)
+                inserted = len(docs)
+            except BulkWriteError as exc:
+                if any(e["code"] != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                    raise
+                inserted = exc.details["nInserted"]
+            added += docs[:inserted]
+            position += inserted
+            pending = pending[inserted:]
+            if not pending:
+                continue
+            there = journal.find_one({"_id": pending[0]["_id"]}, {"n": 1})
+            if there is not None:  # journaled already at its own number (by a replay, a recount or a twin)
+                pending = pending[1:]
+                floor = max(floor, there["n"])
+            else:  # its number was taken by another writer
+                read_after()
+        else:
+            raise StoreError(f"survey statistics of community {community_id} are being written concurrently; "
+                             "try again")
+        if position == start:
+            return None
+        return _head_doc(round_id, community_id, position, _plus_entries(_head_tables(head) if head else {}, added))
+
+    def _journal_positions(self, keys: list[str]) -> dict[str, tuple[str, int]]:
+        """(community, number) of the journaled ones among ``keys``: a look-up by ``_id`` each for a few
+        (FerretDB hands a filter on ``_id`` alone to SQLite), one ``$in`` query for more."""
+        journal = self.db.survey_journal
+        if len(keys) <= 4:
+            docs = [journal.find_one({"_id": key}, {"community_id": 1, "n": 1}) for key in keys]
+        else:
+            docs = list(journal.find({"_id": {"$in": keys}}, {"community_id": 1, "n": 1}))
+        return {d["_id"]: (d["community_id"], d["n"]) for d in docs if d is not None}
+
+    def _heads(self, round_id: str) -> dict[str, list[dict]]:
+        """Every head of the round, per community."""
+        heads: dict[str, list[dict]] = {}
+        for doc in self.db.survey_heads.find({"round_id": round_id}):
+            heads.setdefault(doc["community_id"], []).append(doc)
+        return heads
+
+    def _complete_journal(self, round_id: str) -> bool:
+        """Journal what the round's stored responses hold and its journal lacks (responses stored before the
+        journal existed, or by a writer that stopped between a response and its entry), then bring each
+        community's head up to all its entries, rebuilt from them where it is behind or disagrees. True
+        when a head changed. Reads the round's responses and journal whole: run by recount, when a round
+        closes and once for a round stored before the journal (:meth:`_journal_ready`)."""
+        journal = self.db.survey_journal
+        present = {d["_id"] for d in journal.find({"round_id": round_id}, {"_id": 1})}
+        missing = []
+        for doc in self.db.responses.find({"round_id": round_id}, {"community_id": 1, "respondent_type": 1,
+                                                                   "levels": 1, "voided_at": 1}):
+            record = {**doc, "response_id": doc["_id"]}
+            for sign in (1, -1) if doc.get("voided_at") is not None else (1,):
+                entry = journal_entry(record, sign)
+                if entry["_id"] not in present:
+                    missing.append(entry)
+        changed = self._journal(round_id, missing)
+        entries: dict[str, dict[int, dict]] = {}
+        for doc in journal.find({"round_id": round_id}):
+            entries.setdefault(doc["community_id"], {})[doc["n"]] = doc
+        heads = self._heads(round_id)
+        for community_id, numbered in entries.items():
+            tail = 0
+            while tail + 1 in numbered:
+                tail += 1
+            docs = heads.get(community_id, [])
+            last = max(docs, key=lambda d: d["n"], default=None)
+            if tail == 0 or (last is not None and last["n"] > tail):  # written since the journal was read
+                continue
+            want = _head_doc(round_id, community_id, tail, _plus_entries({}, (numbered[n] for n in range(1, tail + 1))))
+            if last is None or any(last.get(field) != want[field] for field in ("n", "types", "responses", "counts")):
+                self._upsert(self.db.survey_heads, want)  # the same counts whoever writes them
+                changed = True
+            older = [d["_id"] for d in docs if d["n"] < tail]
+            if older:
+                self.db.survey_heads.delete_many({"_id": {"$in": older}})
+        return changed
+
+    def _journal_ready(self, round_id: str) -> None:
+        """Journal, once, the responses of a round stored before the journal existed (a round created since
+        is marked so from the start)."""
+        if round_id in self._journaled_rounds:
+            return
+        mark = f"survey_journal:{round_id}"
+        if self.db.meta.find_one({"_id": mark}, {"_id": 1}) is None:
+            if self._complete_journal(round_id):
+                self._bump("surveys")
+            self._upsert(self.db.meta, {"_id": mark, "value": 1})
+        self._journaled_rounds.add(round_id)
+
+    def _heads_by_id(self, ids: list[str]) -> list[dict]:
+        """Heads by ``_id``: a look-up each for a few, one ``$in`` query for more (as _journal_positions)."""
+        if len(ids) <= 8:
+            found = (self.db.survey_heads.find_one({"_id": head_id}) for head_id in ids)
+            return [doc for doc in found if doc is not None]
+        return list(self.db.survey_heads.find({"_id": {"$in": ids}}))
 
     def survey_counts(self, round_id: str, n_items: int) -> RoundCounts:
-        token = self.generation()  # read before aggregating: see the module docstring
-        cached = self._counts_cache.get(round_id)
-        if cached is not None and cached[0] == token and cached[1].n_items == n_items:
-            return cached[1]
-        counts = self._aggregate_counts(round_id, n_items)
-        self._counts_cache[round_id] = (token, counts)
+        """The heads of the communities' journals (:meth:`_journal`): one query for each community's highest
+        head number, then only the heads this process has not read yet, by ``_id``. After a write to one
+        community a ranking reads that community's counts and the numbers, never a response."""
+        self._journal_ready(round_id)
+        cache = self._heads_cache.setdefault(round_id, {})
+        for _ in range(10):
+            latest: dict[str, tuple[int, str]] = {}
+            for doc in self.db.survey_heads.find({"round_id": round_id}, {"community_id": 1, "n": 1}):
+                if doc["n"] > latest.get(doc["community_id"], (0, ""))[0]:
+                    latest[doc["community_id"]] = (doc["n"], doc["_id"])
+            wanted = [head_id for c, (n, head_id) in latest.items() if cache.get(c, (None,))[0] != n]
+            found = self._heads_by_id(wanted)
+            for doc in found:
+                cache[doc["community_id"]] = (doc["n"], _head_tables(doc))
+            if len(found) == len(wanted):
+                break
+            # else a newer head replaced one of them meanwhile: read the numbers again
+        else:
+            raise StoreError(f"survey statistics of round {round_id} keep changing; try again")
+        used = {c: cache[c] for c in latest}
+        numbers = {c: n for c, (n, _) in used.items()}
+        assembled = self._round_counts.get(round_id)
+        if assembled is not None and assembled[0] == numbers and assembled[1].n_items == n_items:
+            return assembled[1]
+        tables: dict[tuple[str, str], CommunityCounts] = {}
+        for community_id, (_, by_type) in used.items():
+            for respondent_type, counts in _standing(by_type).items():
+                if counts.counts.shape[0] != n_items + 1:
+                    raise StoreError(f"survey statistics of round {round_id} have {counts.counts.shape[0] - 1} "
+                                     f"items, not {n_items}")
+                tables[(community_id, respondent_type)] = counts
+        counts = RoundCounts.from_tables(n_items, tables)
+        self._round_counts[round_id] = (numbers, counts)
         return counts
 
     def iter_responses(self, round_id: str) -> Iterator[dict]:
@@ -1219,9 +1473,14 @@ class MongoStore(Store):
 
     # -- maintenance ----------------------------------------------------------------
     def recount(self, round_id: str, n_items: int, fix: bool = True) -> list[dict]:
-        """Count raw responses in Python and compare with the database's aggregation."""
+        """Count raw responses in Python and compare with the kept statistics (each community's last head);
+        a fix journals what the journal lacks and rebuilds the heads from it (:meth:`_complete_journal`)."""
         raw = tally(((d["community_id"], d["respondent_type"], d["levels"]) for d in self.db.responses.find(
             {"round_id": round_id, "voided_at": None}, {"community_id": 1, "respondent_type": 1, "levels": 1})), n_items)
-        self._counts_cache.pop(round_id, None)
-        differences = count_differences(raw, self._aggregate_counts(round_id, n_items).tables(), n_items)
+        kept = {(community_id, respondent_type): counts
+                for community_id, docs in self._heads(round_id).items()
+                for respondent_type, counts in _standing(_head_tables(max(docs, key=lambda d: d["n"]))).items()}
+        differences = count_differences(raw, kept, n_items)
+        if fix and differences and self._complete_journal(round_id):
+            self._bump("surveys")
         return differences + self._recount_anomalies(round_id, fix)
