@@ -496,11 +496,18 @@ class SQLiteStore(Store):
             # one look-up for every id and household of the batch, then one insert
             existing = self._select_in(conn, "SELECT response_id, round_id, content_hash, voided_at FROM responses"
                                        " WHERE response_id IN ({})", [r["response_id"] for r in records])
-            households = sorted({r["household_hash"] for r in records if r.get("household_hash")})
-            # only standing responses hold their household: a voided one has freed it
-            taken_pairs = {(row[0], row[1]) for row in self._select_in(
-                conn, "SELECT community_id, household_hash FROM responses WHERE round_id = ?"
-                " AND voided_at IS NULL AND household_hash IN ({})", households, leading=[round_id])}
+            households: dict[str, set[str]] = {}
+            for r in records:
+                if r.get("household_hash"):
+                    households.setdefault(r["community_id"], set()).add(r["household_hash"])
+            # only standing responses hold their household: a voided one has freed it. Asked per community,
+            # so that the search is one of the household index (round, community, household), not a walk
+            # through the round's responses
+            taken_pairs = {(row[0], row[1]) for community_id, hashes in sorted(households.items())
+                           for row in self._select_in(
+                               conn, "SELECT community_id, household_hash FROM responses WHERE round_id = ?"
+                               " AND community_id = ? AND household_hash IS NOT NULL AND voided_at IS NULL"
+                               " AND household_hash IN ({})", sorted(hashes), leading=[round_id, community_id])}
             known = {row[0]: dict(zip(("round_id", "content_hash", "voided_at"), row[1:])) for row in existing}
             if quota is not None:
                 public_used, rate_used = self._link_usage(conn, round_id, quota)
