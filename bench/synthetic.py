@@ -1,7 +1,9 @@
 """Synthetic rounds for the benchmarks: many communities, millions of responses, written fast.
 
 Responses go through ``Store.add_responses`` (the real write path, with its
-kept statistics); reference data and inspections are written in bulk.
+kept statistics, the anomaly report's included); reference data and inspections are written in bulk.
+Each response has its answers, a receive time spread over the round's months and its community's
+kiosk key, as the service stores them, so the anomaly statistics are those of real responses.
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
 from scoring_service.domain.canonical import digest
 from scoring_service.domain.rubric import Rubric
 from scoring_service.domain.rubric_schema import load_rubric_file
+from scoring_service.domain.timeutil import to_stored
 from scoring_service.store import Store
 
 ROUND_ID = "national"
@@ -64,17 +68,22 @@ def make_round(store: Store, rubric: Rubric, n_communities: int, n_responses: in
 
     t0 = time.perf_counter()
     per_community = n_responses // n_communities
+    codes = [item["code"] for item in rubric.items]
+    opens = datetime(2030, 1, 1, tzinfo=timezone.utc)
     batch = []
     written = 0
     for c, community in enumerate(communities):
         levels = rng.integers(0, 6, size=(per_community, n_items + 1))
+        received = np.sort(rng.integers(0, 360 * 86400 * 10**6, size=per_community))  # µs into the round
         for r in range(per_community):
             row = levels[r].tolist()
+            at = to_stored(opens + timedelta(microseconds=int(received[r])))
             batch.append({"response_id": f"{c:06d}-{r:05d}", "round_id": ROUND_ID,
                           "community_id": community["community_id"], "respondent_type": "resident",
                           "household_hash": None, "content_hash": "x", "levels": row,
-                          "submitted_at": "2030-06-01T00:00:00.000000Z",
-                          "answers": {}, "overall": row[-1] or None})
+                          "submitted_at": at, "received_at": at, "key_id": f"kiosk-{c:06d}",
+                          "answers": {code: level for code, level in zip(codes, row) if level},
+                          "overall": row[-1] or None})
         if len(batch) >= 5000:
             written += sum(o.value == "created" for o in store.add_responses(ROUND_ID, batch, n_items))
             batch = []
