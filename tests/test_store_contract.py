@@ -787,3 +787,130 @@ def test_mongo_change_feed_from_every_cursor(store, monkeypatch):
             if len(records) < 4:
                 break
         assert [r["community_id"] for r in chunks] == [f"c{i:02d}" for i in range(cursor + 1, 31)] and at == 30
+
+
+# -- rectification (SPEC §13) ----------------------------------------------------------------------------
+
+def answer(rid, item="i1:roads.surface", round_id="R", note="已修复", community="c1"):
+    from scoring_service.services.rectification import response_hash
+
+    record = {"response_id": rid, "round_id": round_id, "item_id": item, "inspection_id": item.split(":")[0],
+              "check_code": item.split(":")[1], "community_id": community, "district_id": "d1",
+              "fixed_on": "2018-09-15", "note": note, "evidence": ["a" * 64], "key_id": "k", "recorded_at": AT}
+    record["content_hash"] = response_hash(record)
+    return record
+
+
+def test_rectification_responses_replays_and_their_feed(store):
+    open_round(store)
+    assert store.rectification_response_changes("R") == ([], 0)
+    before, unscoped = store.generation("rectifications"), store.generation()
+    assert store.add_rectification_response(answer("r1")) is Outcome.CREATED
+    after = store.generation("rectifications")
+    assert after != before and store.generation() == unscoped  # no score depends on a response
+    assert store.add_rectification_response(answer("r1")) is Outcome.DUPLICATE
+    assert store.add_rectification_response(answer("r1", note="另一个")) is Outcome.CONFLICT
+    assert store.add_rectification_response(answer("r1", round_id="other")) is Outcome.CONFLICT
+    assert store.generation("rectifications") == after  # replays and refusals write nothing
+    assert store.add_rectification_response(answer("r2", "i2:water.drainage")) is Outcome.CREATED
+    assert store.add_rectification_response(answer("r3", round_id="other")) is Outcome.CREATED
+    assert store.add_rectification_response(answer("r4")) is Outcome.CREATED
+    assert store.get_rectification_response("r1") == answer("r1")  # no seq, no _id
+    assert store.get_rectification_response("nope") is None
+    assert [r["response_id"] for r in store.rectification_responses("R")] == ["r1", "r2", "r4"]
+    assert [r["response_id"] for r in store.rectification_responses("R", "i1:roads.surface")] == ["r1", "r4"]
+    records, cursor = store.rectification_response_changes("R")
+    assert records == store.rectification_responses("R")
+    assert store.rectification_response_changes("R", cursor) == ([], cursor)
+    assert store.add_rectification_response(answer("r5")) is Outcome.CREATED
+    records, later = store.rectification_response_changes("R", cursor)
+    assert [r["response_id"] for r in records] == ["r5"] and store.rectification_response_changes("R", later) == (
+        [], later)
+    assert [r["response_id"] for r in store.rectification_response_changes("other")[0]] == ["r3"]
+
+
+def test_rectification_response_feed_in_chunks(store):
+    open_round(store)
+    for i in range(30):
+        assert store.add_rectification_response(answer(f"r{i:02d}", item=f"i{i % 4}:roads.surface")) is \
+            Outcome.CREATED
+    chunks, cursor = [], None
+    while True:
+        records, cursor = store.rectification_response_changes("R", cursor, limit=7)
+        assert len(records) <= 7
+        chunks += records
+        if len(records) < 7:
+            break
+    assert [r["response_id"] for r in chunks] == [f"r{i:02d}" for i in range(30)]
+    assert store.rectification_response_changes("R", cursor) == ([], cursor)
+
+
+def test_rectification_responses_concurrent_writers_and_a_reader(database_url, store):
+    """Four writers (each its own connection) and a reader following the feed: every response acknowledged
+    before a read is returned by it or an earlier one, none twice; a replay racing its first write is a
+    DUPLICATE, never a second response."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scoring_service.store import open_store
+
+    writers = [open_store(database_url) for _ in range(4)]
+    reader = open_store(database_url)
+    open_round(store)
+    acknowledged: list[str] = []
+    outcomes: list[Outcome] = []
+    done = threading.Event()
+    barrier = threading.Barrier(len(writers))
+
+    def write(pair):
+        w, other = pair
+        barrier.wait()
+        for i in range(8):
+            outcome = other.add_rectification_response(answer(f"w{w}-{i}", item=f"i{w}:roads.surface"))
+            assert outcome is Outcome.CREATED
+            acknowledged.append(f"w{w}-{i}")
+            outcomes.append(other.add_rectification_response(answer("shared")))  # all four race on one id
+
+    def follow():
+        seen: list[str] = []
+        cursor = 0
+        while True:
+            finished = done.is_set()
+            before = list(acknowledged)
+            records, cursor = reader.rectification_response_changes("R", cursor)
+            seen += [r["response_id"] for r in records]
+            assert set(before) <= set(seen)
+            if finished:
+                return seen
+
+    with ThreadPoolExecutor(max_workers=len(writers) + 1) as pool:
+        following = pool.submit(follow)
+        list(pool.map(write, enumerate(writers)))
+        done.set()
+        seen = following.result()
+    assert outcomes.count(Outcome.CREATED) == 1 and set(outcomes) == {Outcome.CREATED, Outcome.DUPLICATE}
+    assert len(seen) == len(set(seen)) == 33 and set(seen) == {*acknowledged, "shared"}
+    for other in (*writers, reader):
+        other.close()
+
+
+def test_inspection_version_numbers_and_histories(store):
+    open_round(store)
+    open_round(store, "other")
+    for iid, round_id, community in (("i1", "R", "c1"), ("i2", "R", "c2"), ("i3", "other", "c1")):
+        record = {"inspection_id": iid, "round_id": round_id, "community_id": community, "agency_id": "a",
+                  "versions": [{**version(f"{iid}-v1", checks={"roads.surface": 2}), "community_id": community}]}
+        assert store.add_inspection(record) is Outcome.CREATED
+    assert store.amend_inspection("R", "i1", version("i1-v2", amend_reason="复验", checks={"roads.surface": 5},
+                                                     check_evidence={"roads.surface": ["b" * 64]}),
+                                  None) is Outcome.CREATED
+    assert store.inspection_version_numbers("R") == {"i1": 2, "i2": 1}
+    assert store.inspection_version_numbers("nope") == {}
+    every = store.inspection_histories("R")
+    assert [(v["inspection_id"], v["version"], v["community_id"], v["agency_id"], v["content_hash"]) for v in every] \
+        == [("i1", 1, "c1", "a", "i1-v1"), ("i1", 2, "c1", "a", "i1-v2"), ("i2", 1, "c2", "a", "i2-v1")]
+    assert every[1]["checks"] == {"roads.surface": 5} and every[1]["amend_reason"] == "复验"
+    assert every[1]["check_evidence"] == {"roads.surface": ["b" * 64]}
+    assert [(v["inspection_id"], v["version"]) for v in store.inspection_histories("R", ["i2", "i3", "nope"])] == [
+        ("i2", 1)]  # i3 is another round's
+    assert store.inspection_histories("R", []) == []
