@@ -64,6 +64,12 @@ MATRIX = [
     # supervision (SPEC §11): a district key reads its own district only
     ("GET", f"{R}/supervision", None, {"admin", "leadership", "district_heping"}),
     ("GET", f"{R}/supervision?district_id=shenhe", None, {"admin", "leadership"}),
+    # rectification items (SPEC §13): a district key its own district, an agency its own inspections' items;
+    # a response with a bad body is refused (422) after the role check, so nothing is written
+    ("GET", f"{R}/rectifications", None, {"admin", "leadership", "district_heping", "agency_a"}),
+    ("GET", f"{R}/rectifications?district_id=shenhe", None, {"admin", "leadership", "agency_a"}),
+    ("POST", f"{R}/rectifications/{uuid.UUID(int=4)}:roads.surface/responses", {"response_id": "bad"},
+     {"admin", "district_heping"}),
     # milestones (SPEC §11): a future date is refused after the scope check, so nothing is written
     ("GET", f"{R}/communities/heping-001/milestones", None, {"admin", "leadership", "district_heping"}),
     ("GET", f"{R}/communities/shenhe-001/milestones", None, {"admin", "leadership"}),

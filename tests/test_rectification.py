@@ -4,6 +4,8 @@ fields, responses and the list through the API on both stores, and the counts in
 from __future__ import annotations
 
 import doctest
+import json
+import uuid
 from datetime import date, datetime
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from scoring_service.domain import rectification as rx
 from scoring_service.domain.timeutil import to_stored
 
-from .conftest import COMMUNITIES, RUBRIC, full_checks
+from .conftest import COMMUNITIES, RUBRIC, full_checks, make_app
 
 C1 = {c["community_id"]: c for c in COMMUNITIES}["heping-001"]
 I, J, K = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222", \
@@ -248,3 +250,425 @@ def test_responses_after_verification_change_nothing():
 def test_doctests():
     result = doctest.testmod(rx)
     assert result.attempted >= 3 and result.failed == 0
+
+
+# -- through the API, on both stores -------------------------------------------------------------------
+
+R = "/api/v1/rounds/r2018"
+RX = f"{R}/rectifications"
+TODAY = "2018-10-20"
+
+
+def png(seed: int) -> bytes:
+    """A small PNG of its own (Pillow, made here: no binary ships with the tests)."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (seed % 256, seed // 256 % 256, 90)).save(out, "PNG")
+    return out.getvalue()
+
+
+def upload(client, header, seed: int) -> str:
+    r = client.post("/api/v1/attachments", data=png(seed), content_type="image/png", headers=header)
+    assert r.status_code in (200, 201), r.get_json()
+    return r.get_json()["sha256"]
+
+
+@pytest.fixture
+def today(app):
+    app.config["TODAY"] = TODAY
+    return date.fromisoformat(TODAY)
+
+
+def checks(community: dict, **points) -> dict:
+    values = full_checks(community)
+    values.update({code.replace("__", "."): value for code, value in points.items()})
+    return values
+
+
+def inspect(client, keys, agency, community_id, inspected_at, inspection_id=None, amend=None, evidence=None,
+            **points):
+    from .conftest import inspection
+
+    community = {c["community_id"]: c for c in COMMUNITIES}[community_id]
+    body = inspection(community, checks(community, **points), inspected_at=inspected_at)
+    if inspection_id:
+        body["inspection_id"] = inspection_id
+    if evidence:
+        body["check_evidence"] = evidence
+    if amend:
+        body["amend_reason"] = amend
+        r = client.put(f"{R}/inspections/{body['inspection_id']}", json=body, headers=keys.header(agency))
+    else:
+        r = client.post(f"{R}/inspections", json=body, headers=keys.header(agency))
+    assert r.status_code in (200, 201), r.get_json()
+    return body["inspection_id"]
+
+
+def answer(client, keys, item, fixed_on, evidence, key="district_heping", response_id=None, note="已修补路面"):
+    body = {"response_id": response_id or str(uuid.uuid4()), "fixed_on": fixed_on, "note": note,
+            "evidence": evidence}
+    return client.post(f"{RX}/{item}/responses", json=body, headers=keys.header(key))
+
+
+def listed(client, keys, key="leadership", **query):
+    r = client.get(RX, query_string=query, headers=keys.header(key))
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()
+
+
+@pytest.fixture
+def hand_worked(client, keys, world, today):
+    """The hand-worked case through the API (see HAND_WORKED): photos on the failing checks and the responses."""
+    photo_a = upload(client, keys.header("agency_a"), 1)
+    photo_a2 = upload(client, keys.header("agency_a"), 2)
+    fixed = [upload(client, keys.header("district_heping"), n) for n in (3, 4)]
+    iid = inspect(client, keys, "agency_a", "heping-001", "2018-09-12T09:00:00+08:00", inspection_id=I,
+                  evidence={CHECK: [photo_a]}, roads__surface=2)
+    item = f"{iid}:{CHECK}"
+    assert answer(client, keys, item, "2018-09-15", [fixed[0]], response_id=str(uuid.UUID(int=1))).status_code == 201
+    inspect(client, keys, "agency_a", "heping-001", "2018-09-20T10:00:00+08:00", inspection_id=I, amend="复验",
+            evidence={CHECK: [photo_a2]}, roads__surface=3)
+    assert answer(client, keys, item, "2018-09-25", [fixed[1]], response_id=str(uuid.UUID(int=2))).status_code == 201
+    inspect(client, keys, "agency_b", "heping-001", "2018-10-05T14:00:00+08:00", inspection_id=J, roads__surface=5)
+    return {"item": item, "photos": [photo_a, photo_a2], "fixed": fixed}
+
+
+def link(sha256: str) -> dict:
+    return {"sha256": sha256, "url": f"/api/v1/attachments/{sha256}",
+            "thumbnail_url": f"/api/v1/attachments/{sha256}/thumbnail"}
+
+
+@pytest.mark.parametrize("t, status, overdue", [
+    ("2018-09-11", None, None), ("2018-09-12", "open", False), ("2018-09-15", "submitted", False),
+    ("2018-09-20", "reopened", False), ("2018-09-25", "submitted", False), ("2018-09-28", "submitted", True),
+    ("2018-10-05", "verified", False)])
+def test_hand_worked_case_through_the_api(client, keys, hand_worked, t, status, overdue):
+    body = listed(client, keys, as_of=t)
+    assert body["round_id"] == "r2018" and body["as_of"] == t
+    if status is None:
+        assert body["items"] == []
+        return
+    [item] = body["items"]
+    assert (item["id"], item["community_id"], item["district_id"], item["inspection_id"], item["agency_id"],
+            item["check_code"], item["item_code"], item["severity"], item["max_points"]) == (
+        hand_worked["item"], "heping-001", "heping", I, "agency-a", CHECK, "roads", "major", 6)
+    assert (item["check_text_zh"], item["check_text_en"]) == ("路面完好平整，无坑洼破损",
+                                                              "Road surface intact and level, no potholes")
+    assert (item["opened_on"], item["due_on"], item["status"], item["overdue"]) == (
+        "2018-09-12", "2018-09-27", status, overdue)
+    reinspected = t >= "2018-09-20"
+    assert item["points"] == (3 if reinspected else 2)
+    assert item["evidence"] == [link(hand_worked["photos"][1 if reinspected else 0])]
+    answered = [r for r, fixed_on in zip(hand_worked["fixed"], ("2018-09-15", "2018-09-25")) if fixed_on <= t]
+    assert [(r["fixed_on"], r["evidence"]) for r in item["responses"]] == [
+        (fixed_on, [link(h)]) for h, fixed_on in zip(answered, ("2018-09-15", "2018-09-25"))]
+    assert all(r["note"] == "已修补路面" and r["key_id"] == keys.ids["district_heping"] for r in item["responses"])
+    counts = {d["district_id"]: d for d in body["districts"]}
+    assert counts["heping"][status] == 1 and counts["heping"]["overdue"] == int(overdue)
+    assert counts["shenhe"] == {"district_id": "shenhe", "name_zh": "沈河区", "open": 0, "submitted": 0,
+                                "reopened": 0, "verified": 0, "overdue": 0, "median_days_to_verification": None}
+    if status == "verified":
+        assert item["verified_on"] == "2018-10-05" and item["days_to_verification"] == 23
+        assert item["verifying"] == {"inspection_id": J, "version": 1, "agency_id": "agency-b",
+                                     "inspected_at": "2018-10-05T06:00:00.000000Z", "on": "2018-10-05",
+                                     "points": 5, "evidence": []}
+        assert counts["heping"]["median_days_to_verification"] == 23
+        assert [h["event"] for h in item["history"]] == ["opened", "submitted", "reopened", "submitted", "verified"]
+    else:
+        assert item["verified_on"] is None and item["verifying"] is None
+
+
+def test_default_as_of_is_today_while_the_round_is_open(client, keys, hand_worked):
+    body = listed(client, keys)
+    assert body["as_of"] == TODAY and body["items"][0]["status"] == "verified"
+
+
+def test_a_veto_lifted_by_the_verifying_amendment(client, keys, world, today):
+    lead = keys.header("leadership")
+    iid = inspect(client, keys, "agency_a", "heping-002", "2018-09-12T09:00:00+08:00",
+                  illegal_structures__removed=0)
+    before = client.get(f"{R}/communities/heping-002/score", headers=lead).get_json()
+    assert "veto:illegal_structures.removed" in before["flags"]
+    item = f"{iid}:illegal_structures.removed"
+    opened = listed(client, keys, as_of="2018-09-13")["items"]
+    assert [(i["id"], i["severity"], i["points"], i["status"]) for i in opened] == [(item, "critical", 0, "open")]
+    inspect(client, keys, "agency_a", "heping-002", "2018-09-18T09:00:00+08:00", inspection_id=iid,
+            amend="复验：违建已拆除")
+    after = client.get(f"{R}/communities/heping-002/score", headers=lead).get_json()
+    assert not any(f.startswith("veto:") for f in after["flags"])
+    assert after["professional"]["score"] > before["professional"]["score"]
+    [verified] = listed(client, keys, as_of="2018-09-18")["items"]
+    assert (verified["status"], verified["verified_on"], verified["points"]) == ("verified", "2018-09-18", 0)
+    assert (verified["verifying"]["inspection_id"], verified["verifying"]["version"],
+            verified["verifying"]["points"]) == (iid, 2, 6)
+
+
+def test_overdue_at_an_as_of_date_and_the_rounds_fields(client, keys, world, today):
+    admin = keys.header("admin")
+    from .conftest import ROUND
+
+    r = client.post("/api/v1/rounds", json={**ROUND, "round_id": "strict", "rectification_threshold": 0.9,
+                                            "rectification_days": 3}, headers=admin)
+    assert r.status_code == 201, r.get_json()
+    assert (r.get_json()["rectification_threshold"], r.get_json()["rectification_days"]) == (0.9, 3)
+    community = {c["community_id"]: c for c in COMMUNITIES}["heping-001"]
+    from .conftest import inspection
+
+    body = inspection(community, checks(community, greenery__maintained=2.5), inspected_at="2018-09-12T09:00:00+08:00")
+    assert client.post("/api/v1/rounds/strict/inspections", json=body, headers=keys.header("agency_a")).status_code == 201
+    assert client.post(f"{R}/inspections", json=body, headers=keys.header("agency_a")).status_code == 409  # its id
+    r2018 = {**body, "inspection_id": str(uuid.uuid4())}
+    assert client.post(f"{R}/inspections", json=r2018, headers=keys.header("agency_a")).status_code == 201
+    assert listed(client, keys, as_of="2018-09-30")["items"] == []  # 2.5 of 3 passes at 0.6
+    strict = client.get("/api/v1/rounds/strict/rectifications", query_string={"as_of": "2018-09-15"},
+                        headers=keys.header("leadership")).get_json()
+    [item] = strict["items"]  # 2.5 < 0.9 × 3
+    assert (item["due_on"], item["overdue"]) == ("2018-09-15", False)
+    late = client.get("/api/v1/rounds/strict/rectifications", query_string={"as_of": "2018-09-16"},
+                      headers=keys.header("leadership")).get_json()
+    assert late["items"][0]["overdue"] is True
+    assert {d["district_id"]: d["overdue"] for d in late["districts"]} == {"heping": 1, "shenhe": 0}
+    assert client.get("/api/v1/rounds/strict", headers=admin).get_json()["rectification_days"] == 3
+    assert "rectification_threshold" not in client.get(R, headers=admin).get_json()  # absent unless given
+
+
+@pytest.mark.parametrize("field, value", [
+    ("rectification_threshold", 1.5), ("rectification_threshold", -0.1), ("rectification_threshold", "x"),
+    ("rectification_threshold", True), ("rectification_days", 0), ("rectification_days", 1.5),
+    ("rectification_days", "15"), ("rectification_days", None)])
+def test_round_fields_are_checked(client, keys, world, field, value):
+    from .conftest import ROUND
+
+    r = client.post("/api/v1/rounds", json={**ROUND, "round_id": "bad", field: value}, headers=keys.header("admin"))
+    assert r.status_code == 422 and list(r.get_json()["errors"]) == [field], r.get_json()
+
+
+def test_filters(client, keys, world, today):
+    inspect(client, keys, "agency_a", "heping-001", "2018-09-12T09:00:00+08:00", inspection_id=I, roads__surface=0,
+            water__drainage=1)
+    inspect(client, keys, "agency_a", "heping-001", "2018-09-14T09:00:00+08:00", inspection_id=I, amend="复验",
+            roads__surface=6, water__drainage=1)  # roads verified on 09-14, water still open
+    inspect(client, keys, "agency_b", "shenhe-001", "2018-09-28T09:00:00+08:00", inspection_id=J, lighting__yard=0)
+
+    def ids(**query):
+        return [i["id"] for i in listed(client, keys, as_of="2018-10-01", **query)["items"]]
+
+    roads, water, lighting = f"{I}:roads.surface", f"{I}:water.drainage", f"{J}:lighting.yard"
+    assert ids() == [roads, water, lighting]  # by community, then id
+    assert ids(status="verified") == [roads]
+    assert ids(status="open") == [water, lighting]
+    assert ids(overdue="true") == [water]  # due 09-27; lighting is due 10-13
+    assert ids(overdue="false") == [roads, lighting]
+    assert ids(district_id="shenhe") == [lighting]
+    assert ids(community_id="heping-001", status="open") == [water]
+    assert ids(status="submitted") == []
+    body = listed(client, keys, as_of="2018-10-01", district_id="shenhe")
+    assert [d["district_id"] for d in body["districts"]] == ["shenhe"]
+    counts = {d["district_id"]: d for d in listed(client, keys, as_of="2018-10-01")["districts"]}
+    assert counts["heping"] == {"district_id": "heping", "name_zh": "和平区", "open": 1, "submitted": 0, "reopened": 0,
+                                "verified": 1, "overdue": 1, "median_days_to_verification": 2}
+    for bad in ({"status": "closed"}, {"overdue": "maybe"}, {"as_of": "2018-13-01"}, {"district_id": "Bad!"},
+                {"colour": "red"}):
+        r = client.get(RX, query_string=bad, headers=keys.header("leadership"))
+        assert r.status_code == 422 and list(r.get_json()["errors"]) == list(bad), (bad, r.get_json())
+    assert client.get("/api/v1/rounds/missing/rectifications", headers=keys.header("leadership")).status_code == 404
+
+
+def test_role_rules(client, keys, world, today):
+    inspect(client, keys, "agency_a", "heping-001", "2018-09-12T09:00:00+08:00", inspection_id=I, roads__surface=0)
+    inspect(client, keys, "agency_b", "heping-002", "2018-09-12T09:00:00+08:00", inspection_id=J, roads__surface=0)
+    inspect(client, keys, "agency_b", "shenhe-001", "2018-09-12T09:00:00+08:00", inspection_id=K, roads__surface=0)
+
+    def ids(key, **query):
+        return [i["id"] for i in listed(client, keys, key, as_of="2018-10-01", **query)["items"]]
+
+    everything = [f"{I}:{CHECK}", f"{J}:{CHECK}", f"{K}:{CHECK}"]
+    assert ids("leadership") == ids("admin") == everything
+    assert ids("district_heping") == everything[:2] == ids("district_heping", district_id="heping")
+    assert ids("district_shenhe") == everything[2:]
+    body = listed(client, keys, "district_heping", as_of="2018-10-01")
+    assert [d["district_id"] for d in body["districts"]] == ["heping"]
+    r = client.get(RX, query_string={"district_id": "shenhe"}, headers=keys.header("district_heping"))
+    assert r.status_code == 403
+    assert ids("agency_a") == everything[:1]
+    assert ids("agency_b") == everything[1:]
+    counts = {d["district_id"]: d["open"] for d in listed(client, keys, "agency_b", as_of="2018-10-01")["districts"]}
+    assert counts == {"heping": 1, "shenhe": 1}  # an agency's counts are its own items'
+    assert client.get(RX, headers=keys.header("kiosk_1")).status_code == 403
+    assert client.get(RX).status_code == 401
+
+
+def test_responses_replay_conflict_and_refusals(client, keys, world, today):
+    iid = inspect(client, keys, "agency_a", "heping-001", "2018-09-12T09:00:00+08:00", roads__surface=0)
+    item = f"{iid}:{CHECK}"
+    photo = upload(client, keys.header("district_heping"), 7)
+    rid = str(uuid.uuid4())
+    first = answer(client, keys, item, "2018-09-14", [photo], response_id=rid)
+    assert first.status_code == 201
+    view = first.get_json()
+    assert {k: view[k] for k in ("response_id", "round_id", "item_id", "community_id", "district_id", "fixed_on",
+                                 "note", "evidence", "key_id")} == {
+        "response_id": rid, "round_id": "r2018", "item_id": item, "community_id": "heping-001",
+        "district_id": "heping", "fixed_on": "2018-09-14", "note": "已修补路面", "evidence": [link(photo)],
+        "key_id": keys.ids["district_heping"]}
+    again = answer(client, keys, item, "2018-09-14", [photo, photo], response_id=rid)  # a repeat counts once
+    assert again.status_code == 200 and again.get_json() == view
+    other = answer(client, keys, item, "2018-09-15", [photo], response_id=rid)
+    assert other.status_code == 409 and other.get_json()["error"] == "conflict"
+    by_admin = answer(client, keys, item, "2018-09-14", [photo], key="admin", response_id=rid)  # the same answer
+    assert by_admin.status_code == 200 and by_admin.get_json()["key_id"] == keys.ids["district_heping"]
+    # refusals name their field
+    for fixed_on, message in (("2018-10-21", "must not be after today (2018-10-20, China time)"),
+                              ("2018-09-11", "must not be before the item opened (2018-09-12)")):
+        r = answer(client, keys, item, fixed_on, [photo])
+        assert r.status_code == 422 and r.get_json()["errors"] == {"fixed_on": [message]}, r.get_json()
+    for body, field in (({"note": ""}, "note"), ({"note": "长" * 501}, "note"), ({"evidence": []}, "evidence"),
+                        ({"evidence": ["ABC"]}, "evidence"), ({"response_id": "not-a-uuid"}, "response_id"),
+                        ({"fixed_on": "2018-02-30"}, "fixed_on"), ({"evidence": [photo] * 21}, "evidence"),
+                        ({"colour": "red"}, "colour")):
+        full = {"response_id": str(uuid.uuid4()), "fixed_on": "2018-09-14", "note": "x", "evidence": [photo], **body}
+        r = client.post(f"{RX}/{item}/responses", json=full, headers=keys.header("district_heping"))
+        assert r.status_code == 422 and field in r.get_json()["errors"], (body, r.get_json())
+    missing = {"response_id": str(uuid.uuid4()), "fixed_on": "2018-09-14", "note": "x"}
+    r = client.post(f"{RX}/{item}/responses", json=missing, headers=keys.header("district_heping"))
+    assert r.status_code == 422 and list(r.get_json()["errors"]) == ["evidence"]
+    # evidence must be attachments the caller may read: unknown, or another key's upload
+    unknown = "0" * 64
+    r = answer(client, keys, item, "2018-09-14", [unknown])
+    assert r.status_code == 422 and list(r.get_json()["errors"]) == ["evidence"]
+    theirs = upload(client, keys.header("district_shenhe"), 8)
+    r = answer(client, keys, item, "2018-09-14", [theirs])
+    assert r.status_code == 422 and list(r.get_json()["errors"]) == ["evidence"]
+    # unknown items: 404
+    for missing_item in (f"{iid}:roads.curbs", f"{uuid.uuid4()}:{CHECK}", "nonsense", f"{iid}:no.such"):
+        assert answer(client, keys, missing_item, "2018-09-14", [photo]).status_code == 404, missing_item
+    # another district's key: 403; roles that never answer: 403
+    assert answer(client, keys, item, "2018-09-14", [theirs], key="district_shenhe").status_code == 403
+    for key in ("leadership", "agency_a", "kiosk_1"):
+        assert answer(client, keys, item, "2018-09-14", [photo], key=key).status_code == 403
+    # nothing of that was stored: one response
+    [shown] = listed(client, keys, as_of="2018-10-01")["items"]
+    assert [r["response_id"] for r in shown["responses"]] == [rid] and shown["status"] == "submitted"
+
+
+def test_response_photos_become_readable_by_the_district_only(client, keys, world, today):
+    iid = inspect(client, keys, "agency_a", "heping-001", "2018-09-12T09:00:00+08:00", roads__surface=0)
+    photo = upload(client, keys.header("admin"), 9)  # sent by an admin for the district
+    assert client.get(f"/api/v1/attachments/{photo}", headers=keys.header("district_heping")).status_code == 403
+    r = answer(client, keys, f"{iid}:{CHECK}", "2018-09-14", [photo], key="admin")
+    assert r.status_code == 201 and r.get_json()["key_id"] == keys.ids["admin"]
+    assert client.get(f"/api/v1/attachments/{photo}", headers=keys.header("district_heping")).status_code == 200
+    assert client.get(f"/api/v1/attachments/{photo}", headers=keys.header("district_shenhe")).status_code == 403
+    assert client.get(f"/api/v1/attachments/{photo}", headers=keys.header("agency_a")).status_code == 403
+    refs = client.application.extensions["scoring"].store.attachment_refs(photo)
+    assert [(ref["source"], ref["source_id"], ref["district_id"], ref["agency_id"]) for ref in refs] == [
+        ("rectification", r.get_json()["response_id"], "heping", None)]
+
+
+def test_responses_are_audited(client, keys, world, today):
+    iid = inspect(client, keys, "agency_a", "heping-001", "2018-09-12T09:00:00+08:00", roads__surface=0)
+    photo = upload(client, keys.header("district_heping"), 10)
+    rid = str(uuid.uuid4())
+    answer(client, keys, f"{iid}:{CHECK}", "2018-09-14", [photo], response_id=rid)
+    answer(client, keys, f"{iid}:{CHECK}", "2018-09-14", [photo], response_id=rid)
+    events = client.get("/api/v1/audit", query_string={"entity_id": rid}, headers=keys.header("admin")).get_json()
+    assert [(e["entity_type"], e["outcome"], e["status"]) for e in events["items"]] == [
+        ("rectification_response", "created", 201), ("rectification_response", "duplicate", 200)]
+    assert events["items"][0]["detail"] == {"item_id": f"{iid}:{CHECK}"}
+
+
+# -- the list follows what changed ---------------------------------------------------------------------
+
+class Spy:
+    """Calls of the store's rectification reads and what they returned."""
+
+    NAMES = ("inspection_version_numbers", "inspection_histories", "rectification_response_changes")
+
+    def __init__(self, store, monkeypatch):
+        self.calls: list[tuple[str, tuple, object]] = []
+        for name in self.NAMES:
+            real = getattr(store, name)
+
+            def spy(*args, _real=real, _name=name, **kwargs):
+                result = _real(*args, **kwargs)
+                self.calls.append((_name, args, result))
+                return result
+
+            monkeypatch.setattr(store, name, spy)
+
+    def take(self) -> list[tuple[str, tuple, object]]:
+        calls, self.calls = self.calls, []
+        return calls
+
+
+def body_of(client, keys, as_of="2018-10-01") -> bytes:
+    r = client.get(RX, query_string={"as_of": as_of}, headers=keys.header("leadership"))
+    assert r.status_code == 200
+    return r.get_data()
+
+
+def test_the_list_reads_only_what_was_written_since(app, client, keys, hand_worked, monkeypatch, database_url,
+                                                    tmp_path):
+    store = app.extensions["scoring"].store
+    first = body_of(client, keys)
+    spy = Spy(store, monkeypatch)
+    assert body_of(client, keys) == first and spy.take() == []  # nothing written since: nothing read
+
+    # a response: that response only, no inspection
+    second = inspect(client, keys, "agency_a", "heping-002", "2018-09-26T09:00:00+08:00", inspection_id=K,
+                     lighting__yard=0)
+    spy.take()
+    body_of(client, keys)  # the new inspection's items
+    calls = spy.take()
+    assert [(name, args[1:] if name == "inspection_histories" else ()) for name, args, _ in calls
+            if name != "inspection_version_numbers"] == [("inspection_histories", ([second],))]
+    photo = upload(client, keys.header("district_heping"), 11)
+    assert answer(client, keys, f"{K}:lighting.yard", "2018-09-28", [photo]).status_code == 201
+    spy.take()
+    after = json.loads(body_of(client, keys))
+    calls = spy.take()
+    assert [name for name, _, _ in calls] == ["rectification_response_changes"]
+    assert [r["item_id"] for r in calls[0][2][0]] == [f"{K}:lighting.yard"]
+    assert {i["id"]: i["status"] for i in after["items"]} == {hand_worked["item"]: "submitted",
+                                                             f"{K}:lighting.yard": "submitted"}
+
+    # an amendment: that inspection's versions only
+    inspect(client, keys, "agency_a", "heping-002", "2018-09-30T09:00:00+08:00", inspection_id=K, amend="复验")
+    spy.take()
+    after = json.loads(body_of(client, keys))
+    calls = spy.take()
+    histories = [(args, result) for name, args, result in calls if name == "inspection_histories"]
+    assert len(histories) == 1 and list(histories[0][0][1]) == [K]
+    assert [(v["inspection_id"], v["version"]) for v in histories[0][1]] == [(K, 1), (K, 2)]
+    assert {i["id"]: i["status"] for i in after["items"]}[f"{K}:lighting.yard"] == "verified"
+
+    # whatever was kept is what a fresh instance derives from the store (at two dates)
+    for as_of in ("2018-10-01", "2018-09-27"):
+        kept = body_of(client, keys, as_of)
+        fresh_app = make_app(database_url, tmp_path / f"fresh-{as_of}")
+        try:
+            assert body_of(fresh_app.test_client(), keys, as_of) == kept
+        finally:
+            fresh_app.extensions["scoring"].store.close()
+
+
+def test_a_response_through_another_instance_is_seen(app, client, keys, hand_worked, database_url, tmp_path):
+    item = f"{J}:{CHECK}"
+    assert json.loads(body_of(client, keys))["items"][0]["status"] == "submitted"
+    other = make_app(database_url, tmp_path / "other-instance")
+    other.config["TODAY"] = TODAY
+    try:
+        other_client = other.test_client()
+        inspect(other_client, keys, "agency_b", "heping-001", "2018-10-06T09:00:00+08:00", inspection_id=J,
+                amend="复验", roads__surface=0)  # J now fails roads.surface: J's own item
+        photo = upload(other_client, keys.header("district_heping"), 12)
+        assert answer(other_client, keys, item, "2018-10-07", [photo]).status_code == 201
+    finally:
+        other.extensions["scoring"].store.close()
+    items = {i["id"]: i for i in json.loads(body_of(client, keys, "2018-10-08"))["items"]}
+    assert items[item]["status"] == "submitted" and items[item]["opened_on"] == "2018-10-06"
+    assert items[hand_worked["item"]]["status"] == "verified"  # final, though J now fails the check
+

@@ -12,7 +12,7 @@ from webargs.core import parse_json
 from .errors import abort, register_error_handlers
 from ..extensions import Api
 from . import agencies, audit, communities, districts, inspections, keys, ops, results, rounds, rubrics, surveys
-from . import history, ledger, milestones, supervision, survey_links
+from . import history, ledger, milestones, rectification, supervision, survey_links
 from . import attachments
 
 BLUEPRINTS = (
@@ -29,6 +29,7 @@ BLUEPRINTS = (
     milestones.blp,
     supervision.blp,
     ledger.blp,
+    rectification.blp,
     results.blp,
     history.blp,
     audit.blp,

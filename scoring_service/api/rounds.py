@@ -70,6 +70,14 @@ class RoundCreateSchema(StrictSchema):
     public_cap = ma.fields.Integer(strict=True, validate=ma.validate.Range(min=0, max=1_000_000),
                                    metadata={"description": "public (社会公众) responses per community at most "
                                                             "(default: the community's households)"})
+    # rectification (SPEC §13); stored only when given
+    rectification_threshold = ma.fields.Float(
+        validate=ma.validate.Range(min=0, max=1),
+        metadata={"description": "a check scored below this share of its max_points fails and opens a "
+                                 "rectification item (default 0.6; a critical check scored 0 always fails)"})
+    rectification_days = ma.fields.Integer(
+        strict=True, validate=ma.validate.Range(min=1, max=3650),
+        metadata={"description": "days from opening to an item's due date (default 15)"})
 
     @ma.validates_schema
     def window(self, data, **kwargs):
@@ -113,6 +121,9 @@ class RoundSchema(ma.Schema):
     progress_as_of = ma.fields.String()
     city_budget_fen = ma.fields.Integer()  # SPEC §12, present only when the round was created with it
     public_cap = ma.fields.Integer()  # SPEC §14, present only when the round was created with it
+    # SPEC §13, present only when the round was created with them (absent: 0.6 and 15)
+    rectification_threshold = ma.fields.Float()
+    rectification_days = ma.fields.Integer()
     # SPEC §15, present only when the round was created with them (absent: an acceptance round)
     kind = ma.fields.String()
     covers_years = ma.fields.List(ma.fields.Integer())

@@ -86,6 +86,8 @@ class ServiceState:
         self.ledger_boards = BoundedCache("ledger_boards", 16)
         #: communities with a construction inspection below pass, per round, inspection and reference generation
         self.construction_checks = BoundedCache("construction_checks", 16)
+        #: inspection versions, rectification items and responses of a round, with its kept item rows (SPEC §13)
+        self.rectification_boards = BoundedCache("rectification_boards", 16)
         #: each agency's deviation from the others (the anomaly report), per round and reference and
         #: inspection generation: a survey write changes none of it
         self.agency_bias = BoundedCache("agency_bias", 8)
