@@ -672,3 +672,115 @@ def test_a_response_through_another_instance_is_seen(app, client, keys, hand_wor
     assert items[item]["status"] == "submitted" and items[item]["opened_on"] == "2018-10-06"
     assert items[hand_worked["item"]]["status"] == "verified"  # final, though J now fails the check
 
+
+# -- in the supervision report (SPEC §11) and its 督办通报 ------------------------------------------------
+
+NO_ITEMS = {"open": 0, "submitted": 0, "reopened": 0, "verified": 0, "overdue": 0,
+            "median_days_to_verification": None}
+
+
+def supervision(client, keys, as_of, key="leadership", **query):
+    r = client.get(f"{R}/supervision", query_string={"as_of": as_of, **query}, headers=keys.header(key))
+    assert r.status_code == 200, r.get_data(as_text=True)[:300]
+    return r
+
+
+def test_counts_and_the_overdue_warning_in_the_supervision_report(client, keys, hand_worked):
+    districts = {d["district_id"]: d for d in supervision(client, keys, "2018-09-28").get_json()["districts"]}
+    assert districts["heping"]["rectifications"] == {**NO_ITEMS, "submitted": 1, "overdue": 1}
+    assert {"code": "rectifications_overdue", "communities": ["heping-001"]} in districts["heping"]["reasons"]
+    assert districts["heping"]["warning"] is True
+    assert districts["shenhe"]["rectifications"] == NO_ITEMS
+    assert "rectifications_overdue" not in [r["code"] for r in districts["shenhe"]["reasons"]]
+    districts = {d["district_id"]: d for d in supervision(client, keys, "2018-09-27").get_json()["districts"]}
+    assert districts["heping"]["rectifications"] == {**NO_ITEMS, "submitted": 1}  # due today: not yet overdue
+    assert "rectifications_overdue" not in [r["code"] for r in districts["heping"]["reasons"]]
+    districts = {d["district_id"]: d for d in supervision(client, keys, "2018-10-05").get_json()["districts"]}
+    assert districts["heping"]["rectifications"] == {**NO_ITEMS, "verified": 1, "median_days_to_verification": 23}
+    assert "rectifications_overdue" not in [r["code"] for r in districts["heping"]["reasons"]]
+    own = supervision(client, keys, "2018-09-28", key="district_heping").get_json()["districts"]
+    assert [(d["district_id"], d["rectifications"]["overdue"]) for d in own] == [("heping", 1)]
+
+
+def test_the_printable_notice_has_the_rectification_table(client, keys, hand_worked):
+    from .test_supervision_reports import csv_blocks
+
+    notice = csv_blocks(supervision(client, keys, "2018-09-28", format="csv").get_data())
+    table = notice["四、整改情况"]
+    assert table[0] == ["区编号", "区名称", "待整改", "已整改待复验", "复验未通过", "复验通过", "整改逾期",
+                        "整改至复验通过用时中位数（天）"]
+    assert {row[0]: row[1:] for row in table[1:]} == {"heping": ["和平区", "0", "1", "0", "0", "1", "—"],
+                                                      "shenhe": ["沈河区", "0", "0", "0", "0", "0", "—"]}
+    [heping] = [row for row in notice["一、各区进度"] if row[0] == "heping"]
+    assert "整改逾期" in heping[11].split("；")
+    verified = csv_blocks(supervision(client, keys, "2018-10-05", format="csv").get_data())["四、整改情况"]
+    assert [row for row in verified if row[0] == "heping"] == [["heping", "和平区", "0", "0", "0", "1", "0", "23"]]
+
+
+def notice_with_items() -> dict:
+    from .test_supervision_reports import make_report
+
+    report = make_report()
+    report["districts"][0]["rectifications"] = {"open": 2, "submitted": 1, "reopened": 1, "verified": 4,
+                                                "overdue": 3, "median_days_to_verification": 12.5}
+    report["districts"][1]["rectifications"] = dict(NO_ITEMS)
+    return report
+
+
+def test_notice_spreadsheet_and_pdf_show_the_rectification_counts(tmp_path):
+    import io
+
+    from openpyxl import load_workbook
+
+    from scoring_service.reports.supervision import supervision_xlsx
+
+    from .test_supervision_reports import make_report, pdf_of, pdf_text
+
+    book = load_workbook(io.BytesIO(supervision_xlsx(notice_with_items())))
+    assert book.sheetnames == ["区进度", "警示督办", "逾期节点", "整改情况"]
+    rows = [list(row) for row in book["整改情况"].iter_rows(values_only=True)]
+    assert rows[1:] == [["shenhe", "沈河区", 2, 1, 1, 4, 3, "12.5"], ["heping", "和平区", 0, 0, 0, 0, 0, "—"]]
+    # a report made before §13 (no counts in its rows) prints as before
+    assert load_workbook(io.BytesIO(supervision_xlsx(make_report()))).sheetnames == ["区进度", "警示督办", "逾期节点"]
+    text = pdf_text(pdf_of(notice_with_items()), tmp_path)
+    section = text.split("四、整改情况")[1].split("附：")[0]
+    for words in ("待整改", "已整改待复验", "复验未通过", "复验通过", "整改逾期", "12.5", "沈河区", "和平区"):
+        assert words in section, words
+    assert "四、整改情况" not in pdf_text(pdf_of(make_report()), tmp_path)
+
+
+def test_bodies_conform_to_the_openapi_document(app, client, keys, hand_worked):
+    import schemathesis
+    from schemathesis.errors import FailureGroup
+
+    from .test_result_schemas import CHECKS, PREFIX
+
+    document = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+
+    def conforms(method, template, response, path_parameters=None, **case):
+        operation = document[PREFIX + template][method]
+        operation.Case(path_parameters={"round_id": "r2018", **(path_parameters or {})}, **case).validate_response(
+            response, checks=CHECKS)
+
+    for as_of in ("2018-09-12", "2018-09-28", "2018-10-05"):
+        conforms("GET", "/rectifications", supervision_or_list(client, keys, RX, as_of), query={"as_of": as_of})
+        conforms("GET", "/supervision", supervision(client, keys, as_of), query={"as_of": as_of})
+    photo = upload(client, keys.header("district_heping"), 13)
+    body = {"response_id": str(uuid.uuid4()), "fixed_on": "2018-10-01", "note": "复查", "evidence": [photo]}
+    for status in (201, 200):
+        r = client.post(f"{RX}/{hand_worked['item']}/responses", json=body, headers=keys.header("district_heping"))
+        assert r.status_code == status
+        conforms("POST", "/rectifications/{item_id}/responses", r, {"item_id": hand_worked["item"]}, body=body)
+    # the description is closed: an unknown field in an item does not conform
+    drifted = supervision_or_list(client, keys, RX, "2018-10-05")
+    data = json.loads(drifted.get_data())
+    data["items"][0]["colour"] = "red"
+    drifted.set_data(json.dumps(data))
+    with pytest.raises(FailureGroup):
+        conforms("GET", "/rectifications", drifted, query={"as_of": "2018-10-05"})
+
+
+def supervision_or_list(client, keys, url, as_of):
+    r = client.get(url, query_string={"as_of": as_of}, headers=keys.header("leadership"))
+    assert r.status_code == 200
+    return r

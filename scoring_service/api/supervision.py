@@ -14,6 +14,7 @@ from ..services.errors import Unavailable
 from ..services.supervision import supervision_json, supervision_report
 from .auth import current_principal, require
 from .common import Blueprint, StrictSchema, download
+from .rectification import RectificationCountsSchema
 from .result_schemas import COUNT, SCORE, Body, nullable, required
 
 blp = Blueprint("supervision", __name__, url_prefix="/api/v1/rounds/<round_id>",
@@ -72,6 +73,7 @@ class DistrictSupervisionSchema(Body):
     overdue_communities = required(fields.Integer, validate=COUNT)
     warning = required(fields.Boolean)
     reasons = required(fields.List, fields.Nested(ReasonSchema))
+    rectifications = required(fields.Nested, RectificationCountsSchema)
 
 
 class CommunitySupervisionSchema(Body):

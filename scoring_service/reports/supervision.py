@@ -163,6 +163,41 @@ def warning_table(report: dict) -> tuple[list[str], list[list]]:
     return headers, rows
 
 
+#: a district's rectification counts (SPEC §13) in the notice: (field, heading)
+RECTIFICATION_COLUMNS = (
+    ("open", "待整改"),
+    ("submitted", "已整改待复验"),
+    ("reopened", "复验未通过"),
+    ("verified", "复验通过"),
+    ("overdue", "整改逾期"),
+    ("median_days_to_verification", "整改至复验通过用时中位数（天）"),
+)
+
+
+def _days(value) -> str:
+    """A median of days: whole days as such, a half as .5; none as a dash."""
+    if value is None:
+        return "—"
+    return f"{value:g}"
+
+
+def has_rectifications(report: dict) -> bool:
+    """Whether the report's district rows carry rectification counts (reports made before §13 do not)."""
+    return any("rectifications" in d for d in report.get("districts") or [])
+
+
+def rectification_table(report: dict) -> tuple[list[str], list[list]]:
+    """The districts' rectification items at the as-of date, in the report's order."""
+    headers = ["区编号", "区名称", *(heading for _, heading in RECTIFICATION_COLUMNS)]
+    rows = []
+    for d in report.get("districts") or []:
+        counts = d.get("rectifications") or {}
+        rows.append([d["district_id"], _district_name(d, report),
+                     *(counts.get(name, 0) for name, _ in RECTIFICATION_COLUMNS[:-1]),
+                     _days(counts.get("median_days_to_verification"))])
+    return headers, rows
+
+
 def overdue_table(report: dict) -> tuple[list[str], list[list]]:
     headers = ["区编号", "区名称", "小区编号", "小区名称", "逾期未完成节点", "截止日期", "逾期天数"]
     names = _community_names(report)
@@ -186,9 +221,11 @@ def supervision_csv(report: dict) -> bytes:
 
     rows([[TITLE], ["测评轮次", report.get("round_title") or report["round_id"], "轮次编号", report["round_id"],
                     "统计截至", report["as_of"], "进度口径", PROGRESS_RULES.get(report.get("progress_rule"), "")]])
-    for caption, (headers, table) in (("一、各区进度", district_table(report)),
-                                      ("二、警示督办", warning_table(report)),
-                                      ("三、逾期未完成节点", overdue_table(report))):
+    sections = [("一、各区进度", district_table(report)), ("二、警示督办", warning_table(report)),
+                ("三、逾期未完成节点", overdue_table(report))]
+    if has_rectifications(report):
+        sections.append(("四、整改情况", rectification_table(report)))
+    for caption, (headers, table) in sections:
         rows([[], [caption], headers])
         rows(table)
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
@@ -200,6 +237,8 @@ def supervision_xlsx(report: dict) -> bytes:
     fill_sheet(workbook.active, "区进度", *district_table(report))
     fill_sheet(workbook.create_sheet(), "警示督办", *warning_table(report))
     fill_sheet(workbook.create_sheet(), "逾期节点", *overdue_table(report))
+    if has_rectifications(report):
+        fill_sheet(workbook.create_sheet(), "整改情况", *rectification_table(report))
     subtitle = f"{report.get('round_title') or report['round_id']} · 统计截至 {report['as_of']}"
     workbook.properties.title = TITLE
     workbook.properties.subject = subtitle
@@ -371,6 +410,16 @@ def _build_pdf(report: dict, font: str) -> bytes:
             for d, c, items in overdue]
     story += tables(header, rows, [24 * mm, 48 * mm, 58 * mm, 24 * mm, 18 * mm],
                     lambda start, chunk: [("VALIGN", (0, 0), (-1, -1), "TOP")])
+
+    # 四、整改情况
+    if has_rectifications(report):
+        story.append(p("四、整改情况", h_style))
+        headers, table = rectification_table(report)
+        header = [p(h, head) for h in ["区", *headers[2:]]]
+        rows = [[p(row[1], cell), *(p(value, cell_c) for value in row[2:])] for row in table]
+        story += tables(header, rows, [26 * mm, 20 * mm, 24 * mm, 22 * mm, 20 * mm, 20 * mm, 32 * mm])
+        story.append(p("注：整改事项由验收阶段专业检查中未达标的检查项生成；“整改逾期”指截至统计日超过整改期限仍未复验通过的"
+                       "事项（含已整改待复验的事项）；用时中位数按复验通过的事项计算，无复验通过事项的区以“—”表示。", note))
 
     # 附：节点及截止日期
     deadlines = report.get("deadlines") or {}

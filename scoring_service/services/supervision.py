@@ -36,7 +36,7 @@ from .context import ServiceState
 from .errors import Forbidden, NotFound
 from .keys import Principal
 from .milestone_board import Current, Layout, MilestoneBoard, board, deadline_numbers
-from . import rounds
+from . import rectification, rounds
 from .results import round_reference, round_scores
 from .round_inputs import Reference
 
@@ -72,6 +72,9 @@ class DistrictFigures:
     overdue: int
     overdue_communities: list[str]
     reasons: dict[str, list[str]] = field(default_factory=dict)
+    #: the district's rectification items at t (SPEC §13): open, submitted, reopened, verified, overdue and
+    #: the median days from opening to verification
+    rectifications: dict = field(default_factory=dict)
 
     @property
     def rounded_progress(self) -> float:
@@ -189,15 +192,17 @@ class Inputs:
     reference: Reference
     grade_of: dict[str, str | None]
     below_pass: frozenset[str]
+    rectifications: rectification.Summary
 
     @classmethod
-    def read(cls, ctx: ServiceState, round_: dict) -> Inputs:
+    def read(cls, ctx: ServiceState, round_: dict, t: date) -> Inputs:
         reference_token = ctx.store.generation("reference")
         reference = round_reference(ctx, round_, reference_token)
         # accepted_but_failing needs only the grades: scores are cached apart from milestones (a
         # milestone write does not score the round again)
         return cls(reference_token, reference, round_scores(ctx, round_).grade_of(),
-                   construction_below_pass(ctx, round_, reference, reference_token))
+                   construction_below_pass(ctx, round_, reference, reference_token),
+                   rectification.summary(ctx, round_, t))
 
 
 def _prepare(ctx: ServiceState, milestones: MilestoneBoard, round_: dict, t: date, district_id: str | None,
@@ -222,7 +227,9 @@ def _prepare(ctx: ServiceState, milestones: MilestoneBoard, round_: dict, t: dat
         found = by_district.get(d.district_id, {})
         d.reasons = warning_reasons(d.quota, d.communities, d.overdue_communities, settings.warning_share,
                                     plan_deadline, t, construction_below_pass=found.get("below", ()),
+                                    rectifications_overdue=inputs.rectifications.overdue.get(d.district_id, ()),
                                     accepted_but_failing=found.get("failing", ()))
+        d.rectifications = inputs.rectifications.counts.get(d.district_id) or rectification.no_items()
     if district_id is not None:
         districts = [d for d in districts if d.district_id == district_id]
         selected = [i for i, d in enumerate(layout.district_ids) if d == district_id]
@@ -254,6 +261,7 @@ def _district_row(d: DistrictFigures, names: dict[str, str | None]) -> dict:
         "overdue_communities": len(d.overdue_communities),
         "warning": bool(d.reasons),
         "reasons": [{"code": code, "communities": ids} for code, ids in d.reasons.items()],
+        "rectifications": d.rectifications,
     }
 
 
@@ -297,7 +305,7 @@ def supervision_report(ctx: ServiceState, round_id: str, principal: Principal | 
                        as_of: date | None = None, district_id: str | None = None) -> dict:
     """The report of SPEC §11 ``GET /rounds/{r}/supervision``; a district key sees its own district only."""
     round_, t, district_id = _report_round(ctx, round_id, principal, as_of, district_id)
-    inputs, milestones = Inputs.read(ctx, round_), board(ctx, round_id)
+    inputs, milestones = Inputs.read(ctx, round_, t), board(ctx, round_id)
     with milestones.lock:
         prepared = _prepare(ctx, milestones, round_, t, district_id, inputs)
         rows = [_community_row(prepared.figures, i, bool(prepared.failing[i])) for i in prepared.selected]
@@ -309,7 +317,7 @@ def supervision_json(ctx: ServiceState, round_id: str, principal: Principal | No
     """:func:`supervision_report` as canonical JSON, the same bytes. Each community's row is kept as
     JSON on the round's board and shaped again only when its records or its flag changed."""
     round_, t, district_id = _report_round(ctx, round_id, principal, as_of, district_id)
-    inputs, milestones = Inputs.read(ctx, round_), board(ctx, round_id)
+    inputs, milestones = Inputs.read(ctx, round_, t), board(ctx, round_id)
     with milestones.lock:
         prepared = _prepare(ctx, milestones, round_, t, district_id, inputs)
         figures, layout = prepared.figures, prepared.figures.layout
