@@ -5,6 +5,7 @@ index search on its own keys, never by walking the round's responses (the househ
 from __future__ import annotations
 
 import re
+import time
 
 from scoring_service.store.base import Outcome
 from scoring_service.store.sqlite import SQLiteStore
@@ -41,3 +42,87 @@ def test_a_survey_write_searches_the_responses_table_by_index_on_its_own_keys(tm
         assert not re.search(r"\bSCAN responses\b", plan), (sql, plan)
         # a search on the round (and community) alone walks every response there
         assert not re.search(r"USING INDEX \w+ \(round_id=\?( AND community_id=\?)?\)", plan), (sql, plan)
+
+
+# -- group commit: concurrent survey writes of one process share a transaction and its fsync ----------
+
+def open_store(tmp_path):
+    store = SQLiteStore(tmp_path / "g.sqlite3")
+    store.init()
+    assert store.create_round({"round_id": ROUND, "year": 2030, "rubric_id": "x", "status": "open", "digest": "d",
+                               "created_at": "2030-01-01T00:00:00.000000Z"}) is Outcome.CREATED
+    return store
+
+
+def test_concurrent_writes_share_commits_and_end_as_if_written_one_by_one(tmp_path, monkeypatch):
+    import threading
+
+    store = open_store(tmp_path)
+    groups: list[int] = []
+    commit = store._commit_group
+    first = threading.Event()
+
+    def slow_commit(group):  # the first commit takes long enough for every other writer to queue
+        groups.append(len(group))
+        if not first.is_set():
+            first.set()
+            time.sleep(0.3)
+        commit(group)
+
+    monkeypatch.setattr(store, "_commit_group", slow_commit)
+    # 24 writers: 20 new responses, 2 households twice (in two communities: one refused, one not), one id twice
+    records = [record(i, "c1") for i in range(20)]
+    records += [record(100, "c1", "hh-a"), record(101, "c1", "hh-a"), record(102, "c2", "hh-a")]
+    records += [record(5, "c1")]  # a replay of response 5
+    outcomes: dict[int, Outcome] = {}
+
+    def write(i):
+        if i:
+            first.wait()
+        outcomes[i] = store.add_responses(ROUND, [records[i]], 4)[0]
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(len(records))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(outcomes) == len(records)
+    assert groups[0] == 1 and max(groups) > 1 and sum(groups) == len(records) and len(groups) < len(records)
+    assert [outcomes[i] for i in range(20)] == [Outcome.CREATED] * 20
+    assert sorted(outcomes[i].value for i in (20, 21)) == ["created", "household_already_responded"]
+    assert outcomes[22] is Outcome.CREATED and outcomes[23] is Outcome.DUPLICATE
+    assert store.count_responses(ROUND) == 22
+    assert store.recount(ROUND, 4, fix=False) == []
+
+
+def test_a_write_whose_sql_fails_is_undone_alone_and_raised_in_its_thread(tmp_path):
+    import sqlite3
+
+    import pytest
+
+    from scoring_service.store.sqlite import _Ticket
+
+    store = open_store(tmp_path)
+
+    def broken(conn):
+        store._add_responses_in(conn, ROUND, [record(2)], 4, None, None)  # written, then undone
+        conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+    group = [_Ticket(lambda conn: store._add_responses_in(conn, ROUND, [record(1)], 4, None, None)),
+             _Ticket(broken),
+             _Ticket(lambda conn: store._add_responses_in(conn, ROUND, [record(3)], 4, None, None))]
+    store._commit_group(group)
+    assert group[0].value == [Outcome.CREATED] and group[2].value == [Outcome.CREATED]
+    assert isinstance(group[1].error, sqlite3.OperationalError)
+    assert store.get_response(ROUND, "resp-00002") is None and store.count_responses(ROUND) == 2
+    assert store.recount(ROUND, 4, fix=False) == []
+
+    def bug(conn):
+        raise RuntimeError("a bug")
+
+    # any other failure leaves the transaction: nothing of the group is committed, every write raises it
+    group = [_Ticket(lambda conn: store._add_responses_in(conn, ROUND, [record(4)], 4, None, None)), _Ticket(bug)]
+    with pytest.raises(RuntimeError):
+        store._commit_group(group)
+    assert all(isinstance(t.error, RuntimeError) and t.value is None for t in group)
+    assert store.get_response(ROUND, "resp-00004") is None

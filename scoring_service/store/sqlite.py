@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sqlite3
+import sys
 import tempfile
 import threading
 import uuid
@@ -166,6 +167,60 @@ def immediate_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connecti
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+class _Ticket:
+    """One write submitted to a :class:`GroupCommit`: its work, then its value or error."""
+
+    __slots__ = ("work", "value", "error", "finished")
+
+    def __init__(self, work: Callable[[sqlite3.Connection], Any]):
+        self.work = work
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.finished = False
+
+
+class GroupCommit:
+    """Group commit: writes that concurrent threads of one process submit share one transaction, so one
+    fsync (``synchronous=FULL``), and each is acknowledged only once that transaction is on disk.
+
+    The first thread to find no commit running leads: it takes every write queued so far (its own
+    included), runs each in a savepoint of one ``BEGIN IMMEDIATE`` transaction (a write whose SQL fails
+    is rolled back alone and raised in its own thread) and commits; writes queued meanwhile wait for
+    the next leader, one of them. A write that comes alone is a group of one and waits for nobody;
+    under load a group holds what arrived during the previous commit, so the disk bounds the commits
+    per second, not the writes. What each write reads (ids, households, quotas) it reads inside the
+    transaction, after the writes before it in the group: the outcomes are those of writing one by one.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._queue: list[_Ticket] = []
+        self._busy = False
+
+    def submit(self, commit: Callable[[list[_Ticket]], None], work: Callable[[sqlite3.Connection], Any]) -> Any:
+        ticket = _Ticket(work)
+        with self._cond:
+            self._queue.append(ticket)
+            while self._busy and not ticket.finished:
+                self._cond.wait()
+            lead = not ticket.finished
+            if lead:
+                self._busy = True
+                group, self._queue = self._queue, []
+        if lead:
+            try:
+                commit(group)
+            finally:
+                with self._cond:
+                    for queued in group:
+                        queued.finished = True
+                    self._busy = False
+                    self._cond.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.value
 
 
 class SQLiteStore(Store):
@@ -488,71 +543,104 @@ class SQLiteStore(Store):
 
     def add_responses(self, round_id: str, records: list[Mapping], n_items: int,
                       audit: AuditEvent | None = None, quota: LinkQuota | None = None) -> list[Outcome]:
+        """One transaction shared with the survey writes other threads of this process make meanwhile
+        (:class:`GroupCommit`): acknowledged after its commit, as alone."""
+        return self._group_commit().submit(
+            self._commit_group, lambda conn: self._add_responses_in(conn, round_id, records, n_items, audit, quota))
+
+    def _group_commit(self) -> GroupCommit:
+        """This process's group commit (made after a fork: its lock must not cross one)."""
+        if getattr(self, "_group", None) is None or self._group_pid != os.getpid():
+            self._group, self._group_pid = GroupCommit(), os.getpid()
+        return self._group
+
+    def _commit_group(self, group: list[_Ticket]) -> None:
+        """The writes of ``group`` in one transaction, each in a savepoint; nothing is acknowledged
+        before the commit. When the transaction fails, every write of the group raises its error."""
+        committed = False
+        try:
+            with self._write("surveys") as conn:
+                for ticket in group:
+                    conn.execute("SAVEPOINT group_write")
+                    try:
+                        ticket.value = ticket.work(conn)
+                    except sqlite3.Error as exc:  # this write alone is undone; the others go on
+                        conn.execute("ROLLBACK TO group_write")
+                        ticket.error = exc
+                    conn.execute("RELEASE group_write")
+            committed = True
+        finally:
+            if not committed:  # an exception is leaving the transaction, which committed nothing
+                failed = sys.exc_info()[1]
+                for ticket in group:
+                    ticket.value, ticket.error = None, failed
+
+    def _add_responses_in(self, conn, round_id: str, records: list[Mapping], n_items: int,
+                          audit: AuditEvent | None, quota: LinkQuota | None) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(records)
-        with self._write("surveys") as conn:
-            gate = self._round_gate(conn, round_id)
-            if gate is not None:
-                return [gate] * len(records)
-            # one look-up for every id and household of the batch, then one insert
-            existing = self._select_in(conn, "SELECT response_id, round_id, content_hash, voided_at FROM responses"
-                                       " WHERE response_id IN ({})", [r["response_id"] for r in records])
-            households: dict[str, set[str]] = {}
-            for r in records:
-                if r.get("household_hash"):
-                    households.setdefault(r["community_id"], set()).add(r["household_hash"])
-            # only standing responses hold their household: a voided one has freed it. Asked per community,
-            # so that the search is one of the household index (round, community, household), not a walk
-            # through the round's responses
-            taken_pairs = {(row[0], row[1]) for community_id, hashes in sorted(households.items())
-                           for row in self._select_in(
-                               conn, "SELECT community_id, household_hash FROM responses WHERE round_id = ?"
-                               " AND community_id = ? AND household_hash IS NOT NULL AND voided_at IS NULL"
-                               " AND household_hash IN ({})", sorted(hashes), leading=[round_id, community_id])}
-            known = {row[0]: dict(zip(("round_id", "content_hash", "voided_at"), row[1:])) for row in existing}
+        gate = self._round_gate(conn, round_id)
+        if gate is not None:
+            return [gate] * len(records)
+        # one look-up for every id and household of the batch, then one insert
+        existing = self._select_in(conn, "SELECT response_id, round_id, content_hash, voided_at FROM responses"
+                                   " WHERE response_id IN ({})", [r["response_id"] for r in records])
+        households: dict[str, set[str]] = {}
+        for r in records:
+            if r.get("household_hash"):
+                households.setdefault(r["community_id"], set()).add(r["household_hash"])
+        # only standing responses hold their household: a voided one has freed it. Asked per community,
+        # so that the search is one of the household index (round, community, household), not a walk
+        # through the round's responses
+        taken_pairs = {(row[0], row[1]) for community_id, hashes in sorted(households.items())
+                       for row in self._select_in(
+                           conn, "SELECT community_id, household_hash FROM responses WHERE round_id = ?"
+                           " AND community_id = ? AND household_hash IS NOT NULL AND voided_at IS NULL"
+                           " AND household_hash IN ({})", sorted(hashes), leading=[round_id, community_id])}
+        known = {row[0]: dict(zip(("round_id", "content_hash", "voided_at"), row[1:])) for row in existing}
+        if quota is not None:
+            public_used, rate_used = self._link_usage(conn, round_id, quota)
+        first = first_occurrences(records)
+        rows, created, marks = [], [], set()
+        for rid, i in first.items():
+            record = records[i]
+            if rid in known:
+                outcomes[i] = response_replay(known[rid], record, round_id)
+                continue
             if quota is not None:
-                public_used, rate_used = self._link_usage(conn, round_id, quota)
-            first = first_occurrences(records)
-            rows, created, marks = [], [], set()
-            for rid, i in first.items():
-                record = records[i]
-                if rid in known:
-                    outcomes[i] = response_replay(known[rid], record, round_id)
+                rate_key = (record.get("link_id"), record.get("address_hash"))
+                public = public_used(record["community_id"])
+                rate = rate_used(rate_key)
+                refusal = quota_refusal(record, quota, rate[rate_key], public[record["community_id"]])
+                if refusal is not None:
+                    outcomes[i] = refusal
                     continue
-                if quota is not None:
-                    rate_key = (record.get("link_id"), record.get("address_hash"))
-                    public = public_used(record["community_id"])
-                    rate = rate_used(rate_key)
-                    refusal = quota_refusal(record, quota, rate[rate_key], public[record["community_id"]])
-                    if refusal is not None:
-                        outcomes[i] = refusal
-                        continue
-                household = record.get("household_hash")
-                if household and (record["community_id"], household) in taken_pairs:
-                    outcomes[i] = Outcome.HOUSEHOLD
-                    continue
-                if household:
-                    taken_pairs.add((record["community_id"], household))
-                if quota is not None:
-                    rate[rate_key] += 1
-                    public[record["community_id"]] += record["respondent_type"] == "public"
-                outcomes[i] = Outcome.CREATED
-                body = {k: v for k, v in record.items() if k != "levels"}
-                facts = AnomalyFacts.of(record)
-                rows.append((rid, round_id, record["community_id"], record["respondent_type"], household,
-                             record["content_hash"], _dumps(list(record["levels"])), _dumps(body),
-                             record.get("link_id"), record.get("address_hash"), record.get("device_id"),
-                             *_fact_values(facts)))
-                created.append((record["community_id"], record["respondent_type"], record["levels"]))
-                marks.update(facts.marks())
-            settle_repeats(records, outcomes, first)
-            conn.executemany(
-                "INSERT INTO responses (response_id, round_id, community_id, respondent_type, household_hash,"
-                f" content_hash, levels, voided_at, body, link_id, address_hash, device_id, {', '.join(FACT_COLUMNS)})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            self._add_counts(conn, round_id, tally(created, n_items), n_items)
-            self._refresh_marks(conn, round_id, marks)
-            if audit is not None:  # one commit, one fsync, for the data and its audit event
-                self._insert_audit(conn, audit.complete(outcomes))
+            household = record.get("household_hash")
+            if household and (record["community_id"], household) in taken_pairs:
+                outcomes[i] = Outcome.HOUSEHOLD
+                continue
+            if household:
+                taken_pairs.add((record["community_id"], household))
+            if quota is not None:
+                rate[rate_key] += 1
+                public[record["community_id"]] += record["respondent_type"] == "public"
+            outcomes[i] = Outcome.CREATED
+            body = {k: v for k, v in record.items() if k != "levels"}
+            facts = AnomalyFacts.of(record)
+            rows.append((rid, round_id, record["community_id"], record["respondent_type"], household,
+                         record["content_hash"], _dumps(list(record["levels"])), _dumps(body),
+                         record.get("link_id"), record.get("address_hash"), record.get("device_id"),
+                         *_fact_values(facts)))
+            created.append((record["community_id"], record["respondent_type"], record["levels"]))
+            marks.update(facts.marks())
+        settle_repeats(records, outcomes, first)
+        conn.executemany(
+            "INSERT INTO responses (response_id, round_id, community_id, respondent_type, household_hash,"
+            f" content_hash, levels, voided_at, body, link_id, address_hash, device_id, {', '.join(FACT_COLUMNS)})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self._add_counts(conn, round_id, tally(created, n_items), n_items)
+        self._refresh_marks(conn, round_id, marks)
+        if audit is not None:  # one commit, one fsync, for the data and its audit event
+            self._insert_audit(conn, audit.complete(outcomes))
         return outcomes
 
     @staticmethod
