@@ -210,6 +210,7 @@ class Table:
         self.overdue[start:end] = [r.overdue for r in rows]
         self.days[start:end] = [-1 if r.days is None else r.days for r in rows]
         self._all_counts: dict[str, dict] | None = None
+        self._overdue: dict[str, list[str]] | None = None
 
     def replace(self, community_id: str, rows: list[Row]) -> bool:
         """Write a community's new rows over its block: False (nothing written) when their number changed."""
@@ -259,13 +260,15 @@ class Table:
         return self._all_counts
 
     def overdue_communities(self) -> dict[str, list[str]]:
-        """district → its communities with an overdue item, by id."""
-        districts, communities = list(self.codes["district"]), list(self.codes["community"])
-        found: dict[str, set[str]] = {}
-        for d, c in zip(self.district[self.overdue].tolist(), self.community[self.overdue].tolist()):
-            if d >= 0:
-                found.setdefault(districts[d], set()).add(communities[c])
-        return {d: sorted(ids) for d, ids in sorted(found.items())}
+        """district → its communities with an overdue item, by id (kept until the rows change)."""
+        if self._overdue is None:
+            districts, communities = list(self.codes["district"]), list(self.codes["community"])
+            found: dict[str, set[str]] = {}
+            for d, c in zip(self.district[self.overdue].tolist(), self.community[self.overdue].tolist()):
+                if d >= 0:
+                    found.setdefault(districts[d], set()).add(communities[c])
+            self._overdue = {d: sorted(ids) for d, ids in sorted(found.items())}
+        return self._overdue
 
 
 #: a status's number in a Table

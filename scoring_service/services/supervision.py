@@ -229,7 +229,7 @@ def _prepare(ctx: ServiceState, milestones: MilestoneBoard, round_: dict, t: dat
                                     plan_deadline, t, construction_below_pass=found.get("below", ()),
                                     rectifications_overdue=inputs.rectifications.overdue.get(d.district_id, ()),
                                     accepted_but_failing=found.get("failing", ()))
-        d.rectifications = inputs.rectifications.counts.get(d.district_id) or rectification.no_items()
+        d.rectifications = dict(inputs.rectifications.counts.get(d.district_id) or rectification.no_items())
     if district_id is not None:
         districts = [d for d in districts if d.district_id == district_id]
         selected = [i for i, d in enumerate(layout.district_ids) if d == district_id]
