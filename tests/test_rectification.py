@@ -784,3 +784,27 @@ def supervision_or_list(client, keys, url, as_of):
     r = client.get(url, query_string={"as_of": as_of}, headers=keys.header("leadership"))
     assert r.status_code == 200
     return r
+
+
+def test_a_restored_round_has_the_same_items_and_answers(app, client, keys, hand_worked, tmp_path):
+    import io
+
+    from scoring_service.ops.backup import export_round, import_round, write_jsonl
+
+    from .conftest import add_key
+
+    buffer = io.StringIO()
+    write_jsonl(export_round(app.extensions["scoring"].store, "r2018"), buffer)
+    kinds = [json.loads(line)["type"] for line in buffer.getvalue().splitlines()]
+    assert kinds.count("rectification_response") == 2
+    target = make_app(str(tmp_path / "restored.sqlite3"), tmp_path / "restored", TODAY=TODAY)
+    try:
+        assert import_round(target.extensions["scoring"].store, buffer.getvalue().splitlines())[
+            "rectification_response"] == 2
+        _, token = add_key(target, "leadership", "restored")
+        for as_of in ("2018-09-28", "2018-10-05"):
+            restored = target.test_client().get(RX, query_string={"as_of": as_of},
+                                                headers={"Authorization": f"Bearer {token}"})
+            assert restored.status_code == 200 and restored.get_data() == body_of(client, keys, as_of)
+    finally:
+        target.extensions["scoring"].store.close()

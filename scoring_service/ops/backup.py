@@ -1,6 +1,6 @@
 """Backup and restore of one round as JSON Lines: raw submissions, every version (inspections and
-milestones), the audit trail, and the attachments its records name (bytes and thumbnails in base64, so
-one file is the whole backup).
+milestones), the districts' answers to rectification items, the audit trail, and the attachments its
+records name (bytes and thumbnails in base64, so one file is the whole backup).
 
 Each line is ``{"type": …, "data": …}``. Restoring into an empty store
 replays the records through the store interface in their original order,
@@ -51,6 +51,9 @@ def export_round(store: Store, round_id: str) -> Iterator[dict]:
     for community_id in sorted({record["community_id"] for record in store.current_milestones(round_id)}):
         for version in store.milestone_versions(round_id, community_id):
             yield {"type": "milestone", "data": version}
+    # the districts' answers to rectification items (SPEC §13), in the order they were written
+    for answer in store.rectification_responses(round_id):
+        yield {"type": "rectification_response", "data": answer}
     for event in store.list_audit({"round_id": round_id}, limit=10**9):
         yield {"type": "audit", "data": {k: v for k, v in event.items() if k != "seq"}}
     snapshot = store.get_snapshot(round_id)
@@ -168,6 +171,12 @@ def import_round(store: Store, lines: Iterable[str]) -> dict[str, int]:
             if store.add_milestone_version(data) is not Outcome.CREATED:
                 raise RestoreError(f"milestone {key[0]}/{key[1]} version {expected} could not be restored as new")
             milestone_versions[key] = expected
+        elif kind == "rectification_response":
+            if data.get("round_id") != round_id:
+                raise RestoreError(f"rectification response of round {data.get('round_id')!r} in a backup of "
+                                   f"{round_id!r}")
+            if store.add_rectification_response(data) is not Outcome.CREATED:
+                raise RestoreError(f"rectification response {data.get('response_id')} could not be restored as new")
         elif kind == "attachment":
             import_attachment(store, data)
         elif kind == "attachment_ref":
