@@ -51,7 +51,7 @@ from datetime import date, timedelta
 from fractions import Fraction
 from typing import Any
 
-from .inspections import NA, stage_of
+from .inspections import stage_of
 from .rubric import Rubric
 from .timeutil import china_date, from_stored
 
@@ -127,8 +127,8 @@ class FailRule:
         [True, False]
         """
         limit = self.limits.get(code)
-        if limit is None or value is None or value == NA or isinstance(value, bool):
-            return None
+        if limit is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None  # "na", absent, or not a score at all
         critical, exact, approximate = limit
         if critical and value == 0:
             return True

@@ -138,7 +138,8 @@ def respond(ctx: ServiceState, round_id: str, item_id: str, data: Mapping[str, A
     if fixed_on < timeline.opened_on:
         raise Invalid.field("fixed_on", f"must not be before the item opened ({timeline.opened_on.isoformat()})")
     attachments.check_readable(ctx, principal, record["evidence"], "evidence")
-    # the references first: a crash after them leaves the district able to read photos it sent, nothing more
+    # the references first: a crash between them and the response only lets the item's district read
+    # photos sent for it (the caller may read them already), and a retry of the response completes it
     ctx.store.add_attachment_refs([
         {"sha256": h, "round_id": round_id, "community_id": timeline.community_id, "district_id": district_id,
          "agency_id": None, "source": "rectification", "source_id": record["response_id"]}
