@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 LAUNCHER := tools/ferretdb-launcher/bin/ferretdb-launcher
 
-.PHONY: run test install chromium cjkfont poppler zbar ferretdb bench clean
+.PHONY: run test install chromium cjkfont poppler zbar wrk ferretdb bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,14 @@ zbar:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q zbar-tools; \
 	  else echo "zbarimg missing: run 'sudo apt-get install zbar-tools'" >&2; exit 1; fi; }
 
+# wrk, the HTTP load generator of the POST and batch benchmarks (bench/wrk.py); without root, Debian's
+# package and its LuaJIT are unpacked under tools/wrk, where bench/wrk.py finds them.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || [ -x tools/wrk/usr/bin/wrk ] || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk; \
+	  else mkdir -p tools/wrk && cd tools/wrk && apt-get download wrk libluajit2-5.1-2 \
+	    && for deb in *.deb; do dpkg-deb -x "$$deb" .; done; fi; }
+
 # FerretDB (MongoDB wire protocol on SQLite) embedded in a tiny launcher, built
 # from the Go module proxy and cached in tools/ferretdb-launcher/bin.
 ferretdb: $(LAUNCHER)
@@ -66,7 +74,7 @@ run: install cjkfont
 	echo ""
 	$(BIN)/scoring-service serve --host $(HOST) --port $(PORT) --workers 2
 
-bench: install ferretdb
+bench: install ferretdb wrk
 	$(BIN)/python -m bench
 
 clean:
