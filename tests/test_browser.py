@@ -67,9 +67,10 @@ def demo_server(tmp_path_factory):
 @pytest.fixture
 def page(chromium, demo_server):
     context = chromium.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
-    # The kiosk stamps answers with the device clock, and the demo round took answers in September
-    # 2018 (SPEC §14: submitted_at inside the round's window): the browser lives in that month.
-    context.clock.set_fixed_time(datetime(2018, 9, 20, 10, 0, tzinfo=timezone(timedelta(hours=8))))
+    # The kiosk stamps answers with the device clock, and the demo's open round (the 2019 aftercare round
+    # over the 2018 renovations; the 2018 round is published) takes answers in September 2019 (SPEC §14:
+    # submitted_at inside the round's window): the browser lives in that month.
+    context.clock.set_fixed_time(datetime(2019, 9, 20, 10, 0, tzinfo=timezone(timedelta(hours=8))))
     page = context.new_page()
     page.external_requests = []
     page.on("request", lambda r: r.url.startswith(demo_server["url"]) or r.url.startswith("data:")
@@ -122,27 +123,30 @@ def pending(page) -> int:
     return int(page.locator("#pending").inner_text())
 
 
+#: the round a kiosk of a 2018 community serves: the open one covering it (web.open_round_for)
+KIOSK_ROUND = "shenyang-2019-aftercare"
+
+
 def test_resident_completes_a_survey(page, demo_server):
     store = demo_server["store"]
-    before = store.count_responses("shenyang-2018")
+    before = store.count_responses(KIOSK_ROUND)
     set_up_kiosk(page, demo_server)
     shot(page, "kiosk-welcome")
     page.get_by_label("门牌号（选填").fill("88-8-808")
     page.get_by_role("button", name="开始评价").click()
     page.locator("#question.active").wait_for()
-    assert page.locator("#q-title").inner_text() == "路要平整"
+    assert page.locator("#q-title").inner_text() == "保洁到位"  # the aftercare rubric's first item
     shot(page, "kiosk-question")
     screens = 0
     while not page.locator("#thanks.active").count():
         page.get_by_role("button", name="满意", exact=True).click()
         screens += 1
     shot(page, "kiosk-thanks")
-    community = store.get_community("heping-001")
-    applicable = 9 + community["has_elevator"] + community["heating_retrofit"]
+    applicable = 6  # every item of the aftercare rubric applies
     assert screens == applicable + 1  # one screen per applicable item, plus overall
     wait_until(page, "document.getElementById('pending').textContent === '0'", timeout=20)
-    assert store.count_responses("shenyang-2018") == before + 1
-    newest = list(store.iter_responses("shenyang-2018"))[-1]
+    assert store.count_responses(KIOSK_ROUND) == before + 1
+    newest = list(store.iter_responses(KIOSK_ROUND))[-1]
     assert newest["channel"] == "kiosk" and newest["overall"] == 4 and newest["household_hash"]
     assert set(newest["answers"].values()) == {4} and len(newest["answers"]) == applicable
     assert page.external_requests == []
@@ -152,7 +156,7 @@ def test_offline_kiosk_queues_and_uploads_exactly_three(page, demo_server):
     store = demo_server["store"]
     set_up_kiosk(page, demo_server)
     wait_until(page, "document.getElementById('pending').textContent === '0'", timeout=20)
-    before = store.count_responses("shenyang-2018")
+    before = store.count_responses(KIOSK_ROUND)
     page.context.set_offline(True)
     for resident in range(3):
         answer_survey(page, ["非常满意", "一般", "不满意"])
@@ -160,14 +164,14 @@ def test_offline_kiosk_queues_and_uploads_exactly_three(page, demo_server):
     assert pending(page) == 3
     assert "离线" in page.locator("#net").inner_text()
     shot(page, "kiosk-offline")
-    assert store.count_responses("shenyang-2018") == before
+    assert store.count_responses(KIOSK_ROUND) == before
     page.reload()  # restarting offline: the page comes from the service worker's cache, the queue stays
     page.locator("#welcome.active").wait_for()
     assert pending(page) == 3
     page.context.set_offline(False)
     wait_until(page, "document.getElementById('pending').textContent === '0'", timeout=30)
     page.wait_for_timeout(1000)
-    assert store.count_responses("shenyang-2018") == before + 3
+    assert store.count_responses(KIOSK_ROUND) == before + 3
 
 
 def test_kiosk_refuses_a_wrong_key(page, demo_server):
@@ -180,7 +184,7 @@ def test_kiosk_refuses_a_wrong_key(page, demo_server):
 
 def test_dashboard_shows_the_same_ranking_as_the_api(page, demo_server):
     url, token = demo_server["url"], demo_server["tokens"]["leadership"]
-    page.goto(f"{url}/dashboard")
+    page.goto(f"{url}/dashboard?round=shenyang-2018")  # the published acceptance round (not the latest)
     page.get_by_label("访问密钥").fill(token)
     page.get_by_role("button", name="保存").click()
     page.locator("#district-table tbody tr").first.wait_for()
@@ -360,7 +364,11 @@ def test_supervision_tab_for_leadership(page, demo_server):
 
 def test_ranking_note_follows_the_progress_rule(page, demo_server):
     sign_in(page, demo_server["url"], demo_server["tokens"]["leadership"])
-    expect(page.locator("#index-note")).to_contain_text("进度得分（各时间节点按期完成情况")  # the demo round: milestones
+    # the latest round to start with: the 2019 aftercare round, whose progress is the graded share
+    expect(page.get_by_label("测评轮次")).to_have_value(KIOSK_ROUND)
+    expect(page.locator("#index-note")).to_contain_text("进度得分（已评定小区数 / 计划数）")
+    page.get_by_label("测评轮次").select_option("shenyang-2018")
+    expect(page.locator("#index-note")).to_contain_text("进度得分（各时间节点按期完成情况")  # 2018: milestones
     assert "已评定小区数" not in page.locator("#index-note").inner_text()
 
 
@@ -445,6 +453,111 @@ def test_district_key_records_a_milestone(page, demo_server):
     row = next(c for c in after["communities"] if c["community_id"] == voted["community_id"])
     assert row["milestones"]["residents_voted"]["votes"] == {**votes, "participants": too_few, "in_favour": too_few,
                                                              "passed": False}
+    assert page.external_requests == []
+
+
+# -- 历年趋势 (SPEC §15, §16) --------------------------------------------------------------
+
+def api_get(demo_server, role, path):
+    r = requests.get(demo_server["url"] + "/api/v1" + path,
+                     headers={"Authorization": f"Bearer {demo_server['tokens'][role]}"}, timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def check_trend_lines(page, demo_server, role, districts):
+    """One SVG line per district with a dot per round of its history, in the legend and the table too."""
+    for district in districts:
+        items = api_get(demo_server, role, f"/districts/{district['district_id']}/history")["items"]
+        assert [i["round_id"] for i in items][:2] == ["shenyang-2018", KIOSK_ROUND]  # year order
+        line = page.locator(f"#tr-chart g.tr-line[data-district='{district['district_id']}']")
+        assert line.locator("circle").count() == len(items)
+        d = line.locator("path").get_attribute("d")
+        assert d.startswith("M") and d.count("L") == len(items) - 1  # the rounds joined in one line
+        tips = line.locator("circle title").all_text_contents()  # (SVG elements have no innerText)
+        for item, tip in zip(items, tips):
+            assert tip.startswith(district["name_zh"]) and f"综合指数 {item['index']:.2f}" in tip
+        legend = page.locator(f"#tr-chart g.tr-legend[data-district='{district['district_id']}']")
+        assert legend.text_content().strip() and district["name_zh"].startswith(legend.text_content().strip())
+        cells = page.locator(f"#tr-table tr[data-district='{district['district_id']}'] td")
+        assert {cells.nth(i).get_attribute("data-round"): cells.nth(i).inner_text() for i in range(cells.count())
+                if cells.nth(i).inner_text() != "—"} == {i["round_id"]: f"{i['index']:.2f}" for i in items}
+    assert page.locator("#tr-chart g.tr-line").count() == len(districts)
+    # the axes say what they show; the rounds in year order
+    chart = page.locator("#tr-chart svg")
+    assert "综合指数" in chart.text_content() and "测评轮次（按年份）" in chart.text_content()
+    rounds = page.locator("#tr-chart text.tr-round").evaluate_all("labels => labels.map((t) => t.firstChild.data)")
+    assert rounds[:2] == ["2018年验收", "2019年长效管理"]
+
+
+def check_backsliding_list(page, body):
+    """The 前治后乱 list shows the API's communities, largest drop first, with the drop and the items."""
+    rows = page.locator("#tr-backsliding tbody tr[data-community]")
+    assert rows.evaluate_all("rows => rows.map((r) => r.dataset.community)") == [
+        c["community_id"] for c in body["communities"]]
+    for c in body["communities"]:
+        cells = page.locator(f"#tr-backsliding tr[data-community='{c['community_id']}']").locator("th, td")
+        texts = cells.all_inner_texts()
+        assert texts[0] == c["name_zh"]
+        assert texts[2:5] == [f"{c['baseline']:.2f}", f"{c['composite']:.2f}", f"{-c['change']:.2f}"]
+        assert -c["change"] >= 10
+        items = cells.nth(5).locator("li").all_inner_texts()
+        assert len(items) == min(3, len(c["fallen_items"])) >= 2
+        for shown, item in zip(items, c["fallen_items"]):
+            assert shown.startswith(f"{item['name_zh']} 下降 {-item['change']:.2f} 分")
+            assert all(f"“{x['name_zh']}”" in shown for x in item["compares_to"])
+        assert ("后续管理未落实" in texts[6]) == ("management_missing" in c["flags"])
+    unmanaged = page.locator("#tr-unmanaged").inner_text()
+    assert all(m["name_zh"] in unmanaged for m in body["management_missing"])
+
+
+def test_trends_tab_draws_districts_and_lists_backsliding(page, demo_server):
+    console_errors = []
+    page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+    sign_in(page, demo_server["url"], demo_server["tokens"]["leadership"])
+    expect(page.get_by_label("测评轮次")).to_have_value(KIOSK_ROUND)  # the latest round to start with
+    page.get_by_role("tab", name="历年趋势").click()
+    expect(page.get_by_role("tab", name="历年趋势")).to_have_attribute("aria-selected", "true")
+    page.locator("#tr-backsliding tbody tr[data-community]").first.wait_for()
+    districts = api_get(demo_server, "leadership", "/districts")["items"]
+    assert len(districts) == 9
+    check_trend_lines(page, demo_server, "leadership", districts)
+    body = api_get(demo_server, "leadership", f"/rounds/{KIOSK_ROUND}/backsliding")
+    assert 5 <= len(body["communities"]) <= 8  # the demo's communities fallen back (seeding/demo.py)
+    check_backsliding_list(page, body)
+    assert KIOSK_ROUND == page.locator("#tr-b-note").get_attribute("data-round")
+    shot(page, "dashboard-trends")
+
+    # 进度督办 follows the works of an acceptance round: the page moves to the latest one and says so
+    page.get_by_role("tab", name="进度督办").click()
+    expect(page.get_by_label("测评轮次")).to_have_value("shenyang-2018")
+    expect(page.locator("#round-note")).to_contain_text("“进度督办”只适用于验收轮次")
+    page.locator("#sv-grid tbody button.ms").first.wait_for()
+    # back on 历年趋势 with the acceptance round chosen: the list is still the latest aftercare round's
+    page.get_by_role("tab", name="历年趋势").click()
+    wait_until(page, "document.querySelectorAll('#tr-chart g.tr-line').length === 9")
+    page.locator("#tr-backsliding tbody tr[data-community]").first.wait_for()
+    check_backsliding_list(page, body)
+    assert page.external_requests == []
+    assert [m for m in console_errors if not m.startswith("Failed to load resource")] == []
+
+
+def test_trends_tab_for_a_district_key(page, demo_server):
+    sign_in(page, demo_server["url"], demo_server["tokens"]["district"])
+    page.get_by_role("tab", name="历年趋势").click()
+    page.locator("#tr-chart g.tr-line").first.wait_for()
+    heping = [d for d in api_get(demo_server, "district", "/districts")["items"] if d["district_id"] == "heping"]
+    check_trend_lines(page, demo_server, "district", heping)  # its own district's line only
+    wait_until(page, f"document.getElementById('tr-b-note').dataset.round === '{KIOSK_ROUND}'")  # the list came
+    body = api_get(demo_server, "district", f"/rounds/{KIOSK_ROUND}/backsliding")
+    assert {c["district_id"] for c in body["communities"]} <= {"heping"}
+    everyone = api_get(demo_server, "leadership", f"/rounds/{KIOSK_ROUND}/backsliding")
+    assert body["communities"] == [c for c in everyone["communities"] if c["district_id"] == "heping"]
+    if body["communities"]:
+        check_backsliding_list(page, body)
+    else:
+        expect(page.locator("#tr-backsliding tbody")).to_contain_text("没有综合得分下降 10 分及以上的小区")
+    shot(page, "dashboard-trends-district")
     assert page.external_requests == []
 
 

@@ -647,5 +647,5 @@
     D.download("ledger", query, $("lg-message"));
   }));
 
-  D.registerTab("ledger", {load});
+  D.registerTab("ledger", {load, ...D.ACCEPTANCE_ROUNDS});  // an aftercare round has no works to follow
 })();

@@ -443,5 +443,5 @@
     D.download("supervision", query, $("sv-message"));
   }));
 
-  D.registerTab("supervision", {load});
+  D.registerTab("supervision", {load, ...D.ACCEPTANCE_ROUNDS});  // an aftercare round has no works to follow
 })();

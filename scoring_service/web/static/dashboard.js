@@ -189,6 +189,7 @@
 
   function loadRound(roundId) {
     $("message").textContent = "";
+    $("round-note").textContent = "";
     state.round = state.rounds.find((r) => r.round_id === roundId) || {round_id: roundId};
     const status = {open: "测评进行中", closed: "已截止", published: "已发布"}[state.round.status] || "";
     $("round-status").textContent = status;
@@ -233,10 +234,20 @@
 
   // -- tabs ---------------------------------------------------------------------------
   // A tab is a [role=tab] button with data-tab="name" and its panel; its script registers
-  // {load(round)}, called when the tab is shown for a round it has not loaded yet.
+  // {load(round)}, called when the tab is shown for a round it has not loaded yet, and optionally
+  // {accepts(round), roundsText}: the rounds it is for (e.g. acceptance rounds only), in words.
   const tabs = {};
   const tabButtons = () => Array.from(document.querySelectorAll("[role=tab][data-tab]"));
   function registerTab(name, handlers) { tabs[name] = {...handlers, loadedFor: null}; }
+  const accepts = (name, round) => !tabs[name] || !tabs[name].accepts || tabs[name].accepts(round);
+  /** The latest round (by year, then opening time) a tab is for; any latest round if it is for none. */
+  function defaultRound(name) {
+    const rounds = state.rounds || [];
+    const fit = rounds.filter((r) => accepts(name, r));
+    const newest = (list) => list.slice().sort((a, b) => (b.year || 0) - (a.year || 0) ||
+      String(b.opens_at || "").localeCompare(String(a.opens_at || "")) || (a.round_id < b.round_id ? 1 : -1))[0];
+    return newest(fit.length ? fit : rounds);
+  }
   function activeTab() {
     const selected = tabButtons().find((b) => b.getAttribute("aria-selected") === "true");
     return selected ? selected.dataset.tab : "results";
@@ -253,6 +264,17 @@
     selectTab(name);
     if (focus) document.querySelector(`[role=tab][data-tab="${name}"]`).focus();
     history.replaceState(null, "", location.pathname + location.search + "#" + name);
+    if (state.round && state.round.round_id && !accepts(name, state.round)) {  // e.g. 进度督办 of an aftercare round
+      const other = defaultRound(name);
+      if (other && accepts(name, other)) {
+        $("round").value = other.round_id;
+        loadRound(other.round_id);
+        const title = document.querySelector(`[role=tab][data-tab="${name}"]`).textContent.trim();
+        $("round-note").textContent = `“${title}”只适用于${tabs[name].roundsText || "部分轮次"}，` +
+          `已切换到“${other.title || other.round_id}”。`;
+        return;
+      }
+    }
     loadActiveTab();
   }
   function loadActiveTab(force) {
@@ -291,9 +313,13 @@
     }
     const select = $("round");
     select.replaceChildren(...state.rounds.map((r) => el("option", {value: r.round_id}, `${r.title}（${r.round_id}）`)));
+    // the round asked for in the address, else the latest the shown tab is for
     const wanted = new URLSearchParams(location.search).get("round");
-    if (wanted) select.value = wanted;
-    if (select.value) loadRound(select.value);
+    const chosen = state.rounds.some((r) => r.round_id === wanted) ? wanted : (defaultRound(activeTab()) || {}).round_id;
+    if (chosen) {
+      select.value = chosen;
+      loadRound(chosen);
+    }
   }
 
   /** Fetch an export of the round with the key and save it under the name the service gives. */
@@ -331,7 +357,11 @@
   document.querySelectorAll("button[data-export]").forEach((b) =>
     b.addEventListener("click", () => download(b.dataset.export, b.dataset.format)));
 
-  window.Dashboard = {config, state, $, el, api, send, download, fmt, registerTab, reload: () => loadActiveTab(true),
+  /** For tabs about the works themselves (milestones, funds): acceptance rounds only (SPEC §15). */
+  const ACCEPTANCE_ROUNDS = {accepts: (round) => (round.kind || "acceptance") === "acceptance", roundsText: "验收轮次"};
+
+  window.Dashboard = {config, state, $, el, api, send, download, fmt, pct, svgEl, registerTab, ACCEPTANCE_ROUNDS,
+    reload: () => loadActiveTab(true),
     headers, addCommunityAction, renderCommunities,
     canRecordIn: (districtId) => !!state.me && (state.me.role === "admin" ||
       (state.me.role === "district" && state.me.district_id === districtId))};
