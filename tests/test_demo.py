@@ -101,8 +101,10 @@ def check_demo_milestones(body: dict) -> None:
     warned = {d for d, row in districts.items() if any(r["code"] == "overdue_milestones" for r in row["reasons"])}
     assert warned == {SLOW_DISTRICT}
     assert districts[SLOW_DISTRICT]["overdue_communities"] >= 0.2 * districts[SLOW_DISTRICT]["quota"]
-    # (accepted_but_failing needs the grades, which only the full demo has)
-    quiet = [d for d, row in districts.items() if not {r["code"] for r in row["reasons"]} - {"accepted_but_failing"}]
+    # (accepted_but_failing needs the grades, which only the full demo has; rectifications_overdue comes from
+    # the demo's inspections, whose failed checks nobody has answered yet: milestones alone warn no other district)
+    quiet = [d for d, row in districts.items()
+             if not {r["code"] for r in row["reasons"]} - {"accepted_but_failing", "rectifications_overdue"}]
     assert len(quiet) >= 7
     assert sum(row["overdue"] for row in districts.values()) == counts["overdue"]
 
@@ -115,7 +117,8 @@ def test_demo_supervision_report(seeded):
     # the accepted communities are those with a grade, but for one the district accepted against a veto
     flagged = [c["community_id"] for c in body["communities"] if "accepted_but_failing" in c["flags"]]
     assert len(flagged) == 1 and flagged[0].startswith(SLOW_DISTRICT)
-    assert sum(not row["warning"] for row in body["districts"]) >= 7
+    # unanswered failed checks of the demo's inspections aside (rectifications_overdue), most districts are quiet
+    assert sum(not {r["code"] for r in row["reasons"]} - {"rectifications_overdue"} for row in body["districts"]) >= 7
     accepted = [c for c in body["communities"] if c["milestones"]["accepted"]["status"] in ("on_time", "late")]
     assert len(accepted) >= 100
     # the district ranking's progress is the milestone progress at the same date
