@@ -779,14 +779,22 @@ class MongoStore(Store):
                  "community_id": communities[0] if len(communities) == 1 else {"$in": communities}}
         for doc in self.db.survey_heads.find(query):
             heads.setdefault(doc["community_id"], []).append(doc)
+        last = {c: max(heads.get(c, []), key=lambda d: d["n"], default=None) for c in communities}
+        # one ordered insert of every community's entries, each numbered after its last head: a refusal
+        # stops it there, and each community's rest goes through _append
+        numbered = [{**e, "round_id": round_id, "n": (last[c]["n"] if last[c] else 0) + 1 + k}
+                    for c in communities for k, e in enumerate(pending.get(c, []))]
+        journaled: dict[str, list[dict]] = {}
+        for doc in numbered[:self._insert_in_order(numbered)]:
+            journaled.setdefault(doc["community_id"], []).append(doc)
         moved, older = [], []
         for community_id in communities:
-            docs = heads.get(community_id, [])
-            head = self._append(round_id, community_id, pending.get(community_id, []),
-                                max(docs, key=lambda d: d["n"], default=None), floor.get(community_id, 0))
+            done = journaled.get(community_id, [])
+            head = self._append(round_id, community_id, pending.get(community_id, [])[len(done):],
+                                last[community_id], floor.get(community_id, 0), done)
             if head is not None:
                 moved.append(head)
-                older += [d["_id"] for d in docs if d["n"] < head["n"]]
+                older += [d["_id"] for d in heads.get(community_id, []) if d["n"] < head["n"]]
         if not moved:
             return False
         self._insert_many(self.db.survey_heads, moved)  # one found there holds the same counts
@@ -794,13 +802,27 @@ class MongoStore(Store):
             self.db.survey_heads.delete_many({"_id": {"$in": older}})
         return True
 
+    def _insert_in_order(self, docs: list[dict]) -> int:
+        """Insert journal entries in order until one is refused for a key taken: how many were inserted."""
+        if not docs:
+            return 0
+        try:
+            self.db.survey_journal.insert_many(docs, ordered=True)
+        except BulkWriteError as exc:
+            if any(e["code"] != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
+            return exc.details["nInserted"]
+        return len(docs)
+
     def _append(self, round_id: str, community_id: str, pending: list[dict], head: Mapping | None,
-                floor: int) -> dict | None:
+                floor: int, journaled: list[dict]) -> dict | None:
         """Journal one community's ``pending`` entries after ``head`` (its last head read, None before the
-        first) and reach entry ``floor`` at least; the head over the last entry, None when none was added."""
+        first) and the entries ``journaled`` right after it, and reach entry ``floor`` at least; the head
+        over the last entry, None when none was added."""
         journal = self.db.survey_journal
-        start = position = head["n"] if head else 0
-        added: list[Mapping] = []
+        start = head["n"] if head else 0
+        position = start + len(journaled)
+        added: list[Mapping] = list(journaled)
 
         def read_after() -> None:
             """What other writers journaled after ``position`` (numbers are taken in order, so no gap)."""
@@ -818,13 +840,7 @@ class MongoStore(Store):
             if not pending:
                 break
             docs = [{**e, "round_id": round_id, "n": position + 1 + k} for k, e in enumerate(pending)]
-            try:
-                journal.insert_many(docs, ordered=True)
-                inserted = len(docs)
-            except BulkWriteError as exc:
-                if any(e["code"] != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                    raise
-                inserted = exc.details["nInserted"]
+            inserted = self._insert_in_order(docs)
             added += docs[:inserted]
             position += inserted
             pending = pending[inserted:]
