@@ -123,12 +123,13 @@ def test_recount_reports_and_repairs_tampered_statistics(demo):
     env, instance, _ = demo
     assert "0 differences" in run(env, "recount").stdout
     with sqlite3.connect(instance / "scoring.sqlite3") as db:
+        # the 2018 round's statistics (the demo's aftercare round has its own, of another shape)
         row = db.execute("SELECT community_id, counts FROM survey_stats WHERE community_id = 'heping-001'"
-                         " AND respondent_type = 'resident'").fetchone()
+                         " AND respondent_type = 'resident' AND round_id = 'shenyang-2018'").fetchone()
         counts = np.frombuffer(row[1], dtype=np.int64).copy()
         counts[0] += 7
         db.execute("UPDATE survey_stats SET counts = ?, responses = responses + 1 WHERE community_id = ?"
-                   " AND respondent_type = 'resident'", (counts.tobytes(), row[0]))
+                   " AND respondent_type = 'resident' AND round_id = 'shenyang-2018'", (counts.tobytes(), row[0]))
     dry = run(env, "recount", "--dry-run", check=False)
     assert dry.returncode == 1
     difference = json.loads(dry.stdout.splitlines()[0])
