@@ -442,7 +442,7 @@ def test_store_attachments_contract(store):
     assert store.put_attachment(pdf, PDF, None) is Outcome.CREATED
     assert store.attachment_bytes(sha(PDF)) == PDF and store.attachment_bytes(sha(PDF), thumbnail=True) is None
 
-    # grants: uploaders (both), then the district and agency of an inspection, the district of a rectification
+    # grants: uploaders (both), then the district and agency of an inspection or of a rectification response
     assert store.attachment_access(sha(data), ["key:k1"]) and store.attachment_access(sha(data), ["key:k2"])
     assert not store.attachment_access(sha(data), ["key:k3", "district:heping", "agency:agency-a"])
     store.add_attachment_uploader(sha(data), "k3")
@@ -450,6 +450,13 @@ def test_store_attachments_contract(store):
     assert store.attachment_access(sha(data), ["key:k3"])
     refs = [ref_of(data), ref_of(data), ref_of(PDF, "rectification", "x:roads.surface", agency_id=None),
             ref_of(data, source_id="i2", round_id="S", district_id="shenhe", agency_id="agency-b")]
+    # a rectification response's reference names the agency whose inspection opened the item: it reads them
+    answered = ref_of(b"photo of the fix", "rectification", "r1", round_id="S", district_id="shenhe",
+                      agency_id="agency-b")
+    store.add_attachment_refs([answered])
+    assert store.attachment_access(answered["sha256"], ["district:shenhe"])
+    assert store.attachment_access(answered["sha256"], ["agency:agency-b"])
+    assert not store.attachment_access(answered["sha256"], ["agency:agency-a", "district:heping"])
     store.add_attachment_refs(refs)
     store.add_attachment_refs(refs[:1])
     assert store.attachment_refs(sha(data)) == [refs[0], refs[3]]
@@ -459,7 +466,7 @@ def test_store_attachments_contract(store):
     assert store.attachment_access(sha(data), ["key:nobody", "agency:agency-a"])
     assert store.attachment_access(sha(data), ["agency:agency-b"]) and store.attachment_access(sha(data), ["district:shenhe"])
     assert store.attachment_access(sha(PDF), ["district:heping"])
-    assert not store.attachment_access(sha(PDF), ["agency:agency-a"])  # a rectification grants no agency
+    assert not store.attachment_access(sha(PDF), ["agency:agency-a"])  # a reference without an agency grants none
     assert not store.attachment_access(sha(PDF), [])
 
 

@@ -554,18 +554,30 @@ def test_responses_replay_conflict_and_refusals(client, keys, world, today):
     assert [r["response_id"] for r in shown["responses"]] == [rid] and shown["status"] == "submitted"
 
 
-def test_response_photos_become_readable_by_the_district_only(client, keys, world, today):
+def test_response_photos_become_readable_by_the_district_and_the_items_agency(client, keys, world, today):
+    # the item is agency A's (its inspection opened it); agency B inspected the community too, later
     iid = inspect(client, keys, "agency_a", "heping-001", "2018-09-12T09:00:00+08:00", roads__surface=0)
+    inspect(client, keys, "agency_b", "heping-001", "2018-09-13T09:00:00+08:00", roads__surface=1)
     photo = upload(client, keys.header("admin"), 9)  # sent by an admin for the district
-    assert client.get(f"/api/v1/attachments/{photo}", headers=keys.header("district_heping")).status_code == 403
+    readers = ("district_heping", "district_shenhe", "agency_a", "agency_b")
+
+    def statuses(path):
+        return {key: client.get(path, headers=keys.header(key)).status_code for key in readers}
+
+    for path in (f"/api/v1/attachments/{photo}", f"/api/v1/attachments/{photo}/thumbnail"):
+        assert statuses(path) == dict.fromkeys(readers, 403)
     r = answer(client, keys, f"{iid}:{CHECK}", "2018-09-14", [photo], key="admin")
     assert r.status_code == 201 and r.get_json()["key_id"] == keys.ids["admin"]
-    assert client.get(f"/api/v1/attachments/{photo}", headers=keys.header("district_heping")).status_code == 200
-    assert client.get(f"/api/v1/attachments/{photo}", headers=keys.header("district_shenhe")).status_code == 403
-    assert client.get(f"/api/v1/attachments/{photo}", headers=keys.header("agency_a")).status_code == 403
+    # the district answering and the agency verifying the fix (复验) read the photos; nobody else
+    for path in (f"/api/v1/attachments/{photo}", f"/api/v1/attachments/{photo}/thumbnail"):
+        assert statuses(path) == {"district_heping": 200, "district_shenhe": 403, "agency_a": 200,
+                                  "agency_b": 403}, path
     refs = client.application.extensions["scoring"].store.attachment_refs(photo)
     assert [(ref["source"], ref["source_id"], ref["district_id"], ref["agency_id"]) for ref in refs] == [
-        ("rectification", r.get_json()["response_id"], "heping", None)]
+        ("rectification", r.get_json()["response_id"], "heping", "agency-a")]
+    # the item's agency sees the photos in its list too
+    [item] = listed(client, keys, key="agency_a", as_of="2018-09-14")["items"]
+    assert [e["sha256"] for e in item["responses"][0]["evidence"]] == [photo]
 
 
 def test_responses_are_audited(client, keys, world, today):

@@ -109,7 +109,7 @@ def upload_body() -> tuple[bytes, str | None]:
 FILE_RESPONSES = {content_type: {"schema": BINARY} for content_type in CONTENT_TYPES}
 READ_DESCRIPTION = ("Admin and leadership keys, the uploader, a district key when a record of its district (an "
                     "inspection or a rectification response) names the file, an agency key when its own inspection "
-                    "names it; others 403. Cached privately for a year under the ETag (the hash); If-None-Match "
+                    "names it or a response to a rectification item its own inspection opened does; others 403. Cached privately for a year under the ETag (the hash); If-None-Match "
                     "answers 304.")
 
 

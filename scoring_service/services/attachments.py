@@ -7,7 +7,7 @@ a JPEG thumbnail of at most :data:`THUMBNAIL_PX` pixels is made, carrying no met
 
 Who reads a file: admin and leadership keys; the keys that uploaded it; a district key when a record of its
 district (an inspection or a rectification response) names it; an agency key when its own inspection names
-it. Those grants are kept by the store beside the references (:func:`store.base.attachment_grants`).
+it, or a response to an item its own inspection opened (the inspector verifies the fix). Those grants are kept by the store beside the references (:func:`store.base.attachment_grants`).
 """
 
 from __future__ import annotations
@@ -280,7 +280,7 @@ def readable_attachment(ctx: ServiceState, principal: Principal, sha256: str) ->
     if not may_read(ctx.store, principal, sha256):
         raise Forbidden("this key may not read this attachment: it is read by admin and leadership keys, its "
                         "uploader, the district of a record that names it and the agency of an inspection that "
-                        "names it")
+                        "names it or whose inspection opened the rectification item it answers")
     return record
 
 

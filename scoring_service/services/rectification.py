@@ -138,11 +138,12 @@ def respond(ctx: ServiceState, round_id: str, item_id: str, data: Mapping[str, A
     if fixed_on < timeline.opened_on:
         raise Invalid.field("fixed_on", f"must not be before the item opened ({timeline.opened_on.isoformat()})")
     attachments.check_readable(ctx, principal, record["evidence"], "evidence")
-    # the references first: a crash between them and the response only lets the item's district read
-    # photos sent for it (the caller may read them already), and a retry of the response completes it
+    # the references first: a crash between them and the response only lets the item's district and
+    # agency read photos sent for it, and a retry of the response completes it. They grant the district
+    # and the agency whose inspection opened the item (its inspector verifies the fix, the 复验)
     ctx.store.add_attachment_refs([
         {"sha256": h, "round_id": round_id, "community_id": timeline.community_id, "district_id": district_id,
-         "agency_id": None, "source": "rectification", "source_id": record["response_id"]}
+         "agency_id": timeline.agency_id, "source": "rectification", "source_id": record["response_id"]}
         for h in record["evidence"]])
     outcome = ctx.store.add_rectification_response(record)
     if outcome is Outcome.CONFLICT:

@@ -477,13 +477,14 @@ ATTACHMENT_SOURCES = ("inspection", "rectification")
 
 def attachment_grants(ref: Mapping) -> list[str]:
     """Who a reference to an attachment lets read it (SPEC §13), as grant names: ``district:<id>``, the
-    district of its community, for an inspection or a rectification; ``agency:<id>``, the agency, for its
-    own inspection. Uploaders are granted ``key:<key_id>``. A store keeps a reference's grants beside it
-    so that a read is decided by exact look-ups (:meth:`Store.attachment_access`)."""
+    district of its community, and ``agency:<id>``, its agency — for an inspection the agency of that
+    inspection, for a rectification response the agency whose inspection opened the item (its inspector
+    verifies the fix, the 复验). Uploaders are granted ``key:<key_id>``. A store keeps a reference's grants
+    beside it so that a read is decided by exact look-ups (:meth:`Store.attachment_access`)."""
     grants = []
     if ref["source"] in ATTACHMENT_SOURCES and ref.get("district_id"):
         grants.append(f"district:{ref['district_id']}")
-    if ref["source"] == "inspection" and ref.get("agency_id"):
+    if ref["source"] in ATTACHMENT_SOURCES and ref.get("agency_id"):
         grants.append(f"agency:{ref['agency_id']}")
     return grants
 
