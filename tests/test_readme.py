@@ -49,8 +49,10 @@ def test_readme_walkthrough(tmp_path):
     assert '"status":"published"' in result.stdout  # the publish call
     # the aftercare round (SPEC §15): the score with its 2018 baseline, the 前治后乱 list as the README tells it
     assert re.search(r'^\{"baseline":\d+\.\d+,"change":-?\d', result.stdout, re.M)
-    assert '{"communities":[{"baseline":71.69,"baseline_round_id":"shenyang-2018",' in result.stdout
-    assert '"community_id":"sujiatun-002"' in result.stdout and '"fallen_items":[{' in result.stdout
+    listed = re.search(r'^\{"communities":\[\{"baseline":\d+\.\d+,"baseline_round_id":"shenyang-2018",'
+                       r'"change":-(\d+\.\d+),"community_id":"sujiatun-002"', result.stdout, re.M)
+    assert listed and float(listed.group(1)) >= 10  # 南湖新村3期 fell most
+    assert '"fallen_items":[{' in result.stdout
     assert '{"items":[{"grade_counts":' in result.stdout  # the district's history
     assert result.stdout.count('{"districts":[') == 2  # read with a key, then without one
     assert re.search(r"^[0-9a-f]{64}  -$", result.stdout, re.M)
