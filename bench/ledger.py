@@ -9,7 +9,9 @@ recorded for every community) with a city budget and a funding record for every 
 (a tenth on independent land, a settlement budget for those settled by the as-of date, the district's
 money short for some), and tranche 1 paid for about a third. Each measurement writes one community's
 funding through the store (the district's money in place changed, as a district key would send) and
-then times ``GET /rounds/{r}/ledger`` through the app, JSON included.
+then times ``GET /rounds/{r}/ledger`` through the app, JSON included. ``make bench`` measures its item 8
+with :func:`ledger_latency` on the part-two national round of ``bench.parttwo`` (this round with
+rectification items too).
 """
 
 from __future__ import annotations
@@ -28,14 +30,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.supervision import AS_OF, RUBRIC, ROUND_FIELDS, add_milestones  # noqa: E402
+from bench.supervision import AS_OF, national_round  # noqa: E402
+from bench.supervision import ROUND_FIELDS as SUPERVISION_FIELDS  # noqa: E402
 from bench.appclient import after_write_figure, leadership_client, time_after_writes  # noqa: E402
-from bench.synthetic import ROUND_ID, make_round  # noqa: E402
+from bench.synthetic import ROUND_ID, generation_store  # noqa: E402
 from scoring_service.domain import ledger as lg  # noqa: E402
 from scoring_service.domain import milestones as ms  # noqa: E402
 from scoring_service.store import Store  # noqa: E402
 
 TARGET_MS = 500.0
+#: the supervision bench's round fields and a city budget
+ROUND_FIELDS = {**SUPERVISION_FIELDS, "city_budget_fen": 2 * 10**12}
 RECORDED_AT = "2030-12-01T00:00:00.000000Z"
 
 
@@ -87,27 +92,22 @@ def add_funding(store: Store, round_id: str, seed: int = 3) -> tuple[int, int]:
     return written, paid
 
 
-def sqlite_instance(base: Path, communities: int, responses: int) -> dict:
-    from scoring_service.store.sqlite import SQLiteStore
-
-    instance = base / f"ledger-{communities}"
-    instance.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(instance / "scoring.sqlite3")
-    store.init()
-    # generation only: the measured app opens its own connections with synchronous=FULL
-    store._conn().execute("PRAGMA synchronous = OFF")
-    started = time.perf_counter()
-    make_round(store, RUBRIC, communities, responses, log=lambda *a: None,
-               round_fields={**ROUND_FIELDS, "city_budget_fen": 2 * 10**12})
-    ids = [c["community_id"] for c in store.list_communities(renovation_year=2030)]
-    written = add_milestones(store, ROUND_ID, ids)
-    log(f"    round: {communities} communities, {responses} responses, {written} milestone versions "
-        f"in {time.perf_counter() - started:.0f} s")
+def funded_round(store: Store, communities: int, responses: int, round_fields: dict = ROUND_FIELDS,
+                 inspection=None) -> dict:
+    """The supervision bench's national round (``bench.supervision.national_round``) with a city budget
+    (``round_fields``: these or more) and :func:`add_funding`'s records and disbursements."""
+    built = national_round(store, communities, responses, round_fields=round_fields, inspection=inspection)
     started = time.perf_counter()
     written, paid = add_funding(store, ROUND_ID)
     log(f"    funding: {written} records, {paid} disbursements in {time.perf_counter() - started:.0f} s")
+    return {**built, "funding_records": written, "disbursements": paid}
+
+
+def sqlite_instance(base: Path, communities: int, responses: int) -> dict:
+    store, env = generation_store(base / f"ledger-{communities}")
+    funded_round(store, communities, responses)
     store.close()
-    return {"SCORING_INSTANCE_PATH": str(instance), "SCORING_SECRET_KEY": "bench-secret"}
+    return env
 
 
 def ledger_latency(env: dict, round_id: str = ROUND_ID, repeats: int = 20) -> dict:

@@ -4,7 +4,8 @@
     python -m bench.supervision --communities 2000   # a quick look
     python -m bench.supervision --no-sqlite --mongo --mongo-communities 2000   # on FerretDB 1.24
 
-``make bench`` (``python -m bench``) runs the SQLite figure as its item 7. On FerretDB the round's
+``make bench`` (``python -m bench``) measures its item 7 with :func:`supervision_latency` on the part-two
+national round of ``bench.parttwo`` (this round with funding and rectification items too). On FerretDB the round's
 milestones are written in bulk in the store's document format (FerretDB finds a community's versions
 by scanning the collection, so writing 180,000 one by one would take hours); the measured write goes
 through the store as on SQLite.
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.appclient import after_write_figure, leadership_client, time_after_writes  # noqa: E402
-from bench.synthetic import ROUND_ID, make_round  # noqa: E402
+from bench.synthetic import ROUND_ID, generation_store, make_round  # noqa: E402
 from scoring_service.domain import milestones as ms  # noqa: E402
 from scoring_service.domain.rubric_schema import load_rubric_file  # noqa: E402
 from scoring_service.store import Store  # noqa: E402
@@ -103,10 +104,13 @@ def add_milestones_in_bulk(store, round_id: str, community_ids: list[str], seed:
     return len(docs)
 
 
-def national_round(store: Store, communities: int, responses: int, bulk: bool = False) -> dict:
-    """The bench's national round following milestones, every milestone recorded."""
+def national_round(store: Store, communities: int, responses: int, bulk: bool = False,
+                   round_fields: dict = ROUND_FIELDS, inspection=None) -> dict:
+    """The bench's national round following milestones (``round_fields``: these or more), every milestone
+    recorded; ``inspection`` as :func:`bench.synthetic.make_round` takes it."""
     started = time.perf_counter()
-    make_round(store, RUBRIC, communities, responses, log=lambda *a: None, round_fields=ROUND_FIELDS)
+    make_round(store, RUBRIC, communities, responses, log=lambda *a: None, round_fields=round_fields,
+               inspection=inspection)
     log(f"    round: {communities} communities, {responses} responses in {time.perf_counter() - started:.0f} s")
     started = time.perf_counter()
     ids = [c["community_id"] for c in store.list_communities(renovation_year=2030)]
@@ -116,17 +120,10 @@ def national_round(store: Store, communities: int, responses: int, bulk: bool = 
 
 
 def sqlite_instance(base: Path, communities: int, responses: int) -> dict:
-    from scoring_service.store.sqlite import SQLiteStore
-
-    instance = base / f"supervision-{communities}"
-    instance.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(instance / "scoring.sqlite3")
-    store.init()
-    # generation only: the measured app opens its own connections with synchronous=FULL
-    store._conn().execute("PRAGMA synchronous = OFF")
+    store, env = generation_store(base / f"supervision-{communities}")
     national_round(store, communities, responses)
     store.close()
-    return {"SCORING_INSTANCE_PATH": str(instance), "SCORING_SECRET_KEY": "bench-secret"}
+    return env
 
 
 def supervision_latency(env: dict, round_id: str = ROUND_ID, repeats: int = 20) -> dict:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 
@@ -25,8 +27,13 @@ ROUND_ID = "national"
 
 
 def make_round(store: Store, rubric: Rubric, n_communities: int, n_responses: int, n_districts: int = 300,
-               seed: int = 1, log=print, round_fields: dict | None = None) -> dict:
-    """The national round ``ROUND_ID`` (year 2030); ``round_fields`` adds to the round (e.g. SPEC §11's)."""
+               seed: int = 1, log=print, round_fields: dict | None = None,
+               inspection: Callable[[np.random.Generator, dict, str], dict] | None = None) -> dict:
+    """The national round ``ROUND_ID`` (year 2030); ``round_fields`` adds to the round (e.g. SPEC §11's).
+
+    Each community has one inspection by each of two agencies. ``inspection(rng, community, agency_id)``,
+    when given, makes a version's fields (``checks``, the per-item sums, ``inspected_at``, …; e.g. failed
+    checks for SPEC §13); without it a version has per-item points and no checks."""
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     store.put_rubric(rubric.rubric_id, rubric.body, digest(rubric.body), "2020-01-01T00:00:00.000000Z")
@@ -54,12 +61,15 @@ def make_round(store: Store, rubric: Rubric, n_communities: int, n_responses: in
     n_items = len(rubric.items)
     for c, community in enumerate(communities):
         for agency in ("a1", "a2"):
-            points = [float(sum(ch["max_points"] for ch in item["checks"]) * rng.uniform(0.6, 1.0))
-                      for item in rubric.items]
-            maxima = [float(sum(ch["max_points"] for ch in item["checks"])) for item in rubric.items]
-            version = {"community_id": community["community_id"], "content_hash": f"h{c}{agency}",
-                       "inspected_at": "2030-06-01T00:00:00.000000Z", "item_points": points,
-                       "item_max": maxima, "vetoes": [], "checks": {}, "amend_reason": None, "version": 1}
+            if inspection is None:
+                points = [float(sum(ch["max_points"] for ch in item["checks"]) * rng.uniform(0.6, 1.0))
+                          for item in rubric.items]
+                maxima = [float(sum(ch["max_points"] for ch in item["checks"])) for item in rubric.items]
+                fields = {"content_hash": f"h{c}{agency}", "inspected_at": "2030-06-01T00:00:00.000000Z",
+                          "item_points": points, "item_max": maxima, "vetoes": [], "checks": {}}
+            else:
+                fields = inspection(rng, community, agency)
+            version = {"community_id": community["community_id"], "amend_reason": None, **fields, "version": 1}
             store.add_inspection({"inspection_id": str(uuid.UUID(int=c * 2 + (agency == "a2"))),
                                   "round_id": ROUND_ID, "community_id": community["community_id"],
                                   "agency_id": agency, "versions": [version]})
@@ -95,9 +105,21 @@ def make_round(store: Store, rubric: Rubric, n_communities: int, n_responses: in
     return {"communities": n_communities, "responses": written}
 
 
+def generation_store(instance: Path) -> tuple[Store, dict]:
+    """A new SQLite store in the folder ``instance`` to generate a round into, and the environment of an
+    app on it. Generation only turns fsync off (on this connection): the measured app opens its own
+    connections, with synchronous=FULL."""
+    from scoring_service.store.sqlite import SQLiteStore
+
+    instance.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(instance / "scoring.sqlite3")
+    store.init()
+    store._conn().execute("PRAGMA synchronous = OFF")
+    return store, {"SCORING_INSTANCE_PATH": str(instance), "SCORING_SECRET_KEY": "bench-secret"}
+
+
 if __name__ == "__main__":
     import sys
-    from pathlib import Path
 
     from scoring_service.store.sqlite import SQLiteStore
 
