@@ -210,7 +210,13 @@ def national_instance(base: Path, communities: int, responses: int) -> dict:
 
 # -- 5. peak memory of one worker ------------------------------------------------------------
 
-def worker_memory(env: dict, round_id: str) -> dict:
+#: what the memory figure's worker serves: the rankings, the rewards and one community's score
+SCORE_PATHS = ("rankings/districts", "rankings/communities", "rewards", "communities/c000001/score")
+
+
+def worker_memory(env: dict, round_id: str, paths: tuple[str, ...] = SCORE_PATHS, writes=None) -> dict:
+    """VmHWM of the one gunicorn worker that served ``paths`` of the round, each once, in order; with
+    ``writes`` (a callable), once more after ``writes()``."""
     admin = None
     from scoring_service import create_app
     from scoring_service.services.keys import new_key
@@ -220,9 +226,16 @@ def worker_memory(env: dict, round_id: str) -> dict:
     app.extensions["scoring"].store.create_key(record)
     server = start_server("scoring", env, workers=1)
     headers = {"Authorization": f"Bearer {admin}"}
-    for path in ("rankings/districts", "rankings/communities", "rewards", "communities/c000001/score"):
-        r = requests.get(f"{server.url}/api/v1/rounds/{round_id}/{path}", headers=headers, timeout=300)
-        assert r.status_code == 200, (path, r.status_code)
+
+    def serve():
+        for path in paths:
+            r = requests.get(f"{server.url}/api/v1/rounds/{round_id}/{path}", headers=headers, timeout=300)
+            assert r.status_code == 200, (path, r.status_code)
+
+    serve()
+    if writes is not None:
+        writes()
+        serve()
     pid = server.worker_pids()[0]
     status = Path(f"/proc/{pid}/status").read_text()
     peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
@@ -273,6 +286,11 @@ def main():
         results["rank_demo"] = ranking_latency(demo, DEMO_ROUND, 30, also=(
             "communities/heping-001/score", "rankings/communities", "rewards"))
         log(f"   {results['rank_demo']}")
+        log("12. rectification list of the demo round after one write …")
+        from bench import parttwo
+
+        results["rectifications_demo"] = parttwo.measure_demo(demo, base, repeats=30)
+        log(f"   {results['rectifications_demo']}")
         log("3/4. national rounds …")
         small = national_instance(base, national[0], national[1] // 10)
         results["rank_small"] = ranking_latency(small, ROUND_ID, 5)
@@ -302,18 +320,10 @@ def main():
             results["mongo_rank"] = mongo_bench.growth(mongo, DEMO_ROUND, ranking_latency)
             proc.stdin.close()
             proc.wait(10)
-        log("7. supervision report at national size after one milestone write …")
-        from bench import supervision
-
-        results["supervision"] = supervision.supervision_latency(
-            supervision.sqlite_instance(base, national[0], national[1] // 10), repeats=20)
-        log(f"   {results['supervision']}")
-        log("8. funding ledger at national size after one funding write …")
-        from bench import ledger
-
-        results["ledger"] = ledger.ledger_latency(
-            ledger.sqlite_instance(base, national[0], national[1] // 10), repeats=20)
-        log(f"   {results['ledger']}")
+        log("7, 8, 11. part two at national size: one round with milestones, funding and rectification items; "
+            "supervision report, ledger and rectification list after one write, one worker's peak memory …")
+        env, results["parttwo_built"] = parttwo.sqlite_instance(base, national[0], national[1] // 10)
+        results["parttwo"] = parttwo.measure(env, repeats=20, memory=worker_memory)
         log("9. evidence upload: a 5 MiB JPEG through gunicorn vs writing it with fsync and reading it with Pillow …")
         from bench import attachments
 
@@ -356,16 +366,14 @@ def write_results(r: dict, quick: bool) -> None:
         ("5. peak memory of one worker at national size (VmHWM)", f"**{r['memory']['peak_mb']:.0f} MB**",
          "≤ 300 MB", verdict(r["memory"]["peak_mb"] <= target["memory"])),
     ]
-    if "supervision" in r:
-        from bench.supervision import figure
+    if "parttwo" in r:
+        from bench.parttwo import figures as parttwo_figures
 
-        name, measured, target_text, met = figure(r["supervision"], n["communities"], "SQLite")
-        rows.append((f"7. {name}", measured, target_text, met))
-    if "ledger" in r:
-        from bench.ledger import figure as ledger_figure
+        rows += parttwo_figures(r["parttwo"], r["parttwo_built"])
+    if "rectifications_demo" in r:
+        from bench.parttwo import demo_figures
 
-        name, measured, target_text, met = ledger_figure(r["ledger"], n["communities"], "SQLite")
-        rows.append((f"8. {name}", measured, target_text, met))
+        rows += demo_figures(r["rectifications_demo"])
     if "anomalies_demo" in r:
         from bench.anomalies import demo_figure, growth_figure
 
