@@ -57,6 +57,7 @@ def seed(name, demo):
     from .services.rubrics import store_rubric
     from .seeding.demo import demo_communities, seed_aftercare, seed_demo, seed_milestones
     from .seeding.funding import seed_funding
+    from .seeding.rectifications import seed_rectifications
     from .seeding.reference import SHENYANG_2018_DISTRICTS, SHENYANG_2018_ROUND, SHENYANG_2019_AFTERCARE_ROUND
     from .services.results import publish
     from .store import Outcome
@@ -118,6 +119,15 @@ def seed(name, demo):
                    f"{counts['disbursements']} disbursements")
     if not_demo:
         return
+    # the districts answer the failed checks and the agencies re-inspect (SPEC §13), before publishing
+    if store.rectification_responses(round_id):
+        click.echo("demo rectifications already present; nothing added")
+    elif store.get_round(round_id)["status"] != "open":
+        click.echo(f"round {round_id} is no longer open; no demo rectifications added")
+    else:
+        counts = seed_rectifications(state, round_id, communities)
+        click.echo(f"demo rectifications: {counts['items']} items, {counts['responses']} answers, "
+                   f"{counts['re_inspections']} re-inspections")
     # the 2018 results are published, and a year later the same communities are evaluated again (SPEC §15)
     outcome = publish(state, round_id)
     click.echo(f"round {round_id}: " + ("published" if outcome is Outcome.CHANGED else "already published"))

@@ -22,13 +22,23 @@ from scoring_service.seeding.demo import (
     SLOW_DISTRICT,
     aftercare_plan,
     demo_communities,
+    illegal_structures_found,
     seed_aftercare,
     seed_demo,
     seed_milestones,
     unmanaged_communities,
 )
 from scoring_service.seeding.funding import MATCH_SHORT, TOP_UP_DISTRICT, seed_funding
+from scoring_service.seeding.rectifications import (
+    DEFECTS,
+    VETO_CHECK,
+    defect_plan,
+    photo,
+    seed_rectifications,
+    story_plan,
+)
 from scoring_service.seeding.reference import SHENYANG_2019_AFTERCARE_ROUND
+from scoring_service.services import rectification
 from scoring_service.services.aftercare import backsliding_report
 from scoring_service.services.ledger import ledger_report
 from scoring_service.services.results import publish, round_results
@@ -40,6 +50,9 @@ from .test_cli import run
 
 ROUND_ID = "shenyang-2018"
 CARE_ID = "shenyang-2019-aftercare"
+#: the districts with an overdue rectification item at the as-of date (the vetoes still standing, and in
+#: 和平区 the defect nobody answered, the answer the re-inspection found short and the one awaiting it)
+RECTIFICATIONS_WARNED = frozenset({"heping", "shenhe", SLOW_DISTRICT})
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +71,9 @@ def statuses(body: dict) -> Counter:
     return Counter(m["status"] for c in body["communities"] for m in c["milestones"].values())
 
 
-def check_demo_milestones(body: dict) -> None:
-    """What the demo's milestones show at the round's as-of date, whatever the store."""
+def check_demo_milestones(body: dict, rectifications_warned: frozenset[str] = frozenset()) -> None:
+    """What the demo's milestones show at the round's as-of date, whatever the store. The districts warned
+    for overdue rectification items are ``rectifications_warned`` (none without the demo's inspections)."""
     assert body["as_of"] == "2018-10-08" and body["progress_rule"] == "milestones"
     assert len(body["communities"]) == 120
     counts = statuses(body)
@@ -101,11 +115,13 @@ def check_demo_milestones(body: dict) -> None:
     warned = {d for d, row in districts.items() if any(r["code"] == "overdue_milestones" for r in row["reasons"])}
     assert warned == {SLOW_DISTRICT}
     assert districts[SLOW_DISTRICT]["overdue_communities"] >= 0.2 * districts[SLOW_DISTRICT]["quota"]
-    # (accepted_but_failing needs the grades, which only the full demo has; rectifications_overdue comes from
-    # the demo's inspections, whose failed checks nobody has answered yet: milestones alone warn no other district)
-    quiet = [d for d, row in districts.items()
-             if not {r["code"] for r in row["reasons"]} - {"accepted_but_failing", "rectifications_overdue"}]
-    assert len(quiet) >= 7
+    # rectifications_overdue comes from the full demo's inspections (see test_demo_rectification_ledger);
+    # accepted_but_failing needs the grades, which only the full demo has: milestones alone warn no other district
+    codes = {d: {r["code"] for r in row["reasons"]} for d, row in districts.items()}
+    rectifications = {d for d in districts if "rectifications_overdue" in codes[d]}
+    assert rectifications == rectifications_warned
+    quiet = {d for d in districts if not codes[d] - {"accepted_but_failing"}}
+    assert quiet == set(districts) - {SLOW_DISTRICT} - rectifications_warned
     assert sum(row["overdue"] for row in districts.values()) == counts["overdue"]
 
 
@@ -113,12 +129,15 @@ def test_demo_supervision_report(seeded):
     env, app, out = seeded
     assert "demo milestones: " in out and " records of 120 communities" in out
     body = supervision_report(app.extensions["scoring"], ROUND_ID, None)
-    check_demo_milestones(body)
+    check_demo_milestones(body, RECTIFICATIONS_WARNED)
     # the accepted communities are those with a grade, but for one the district accepted against a veto
     flagged = [c["community_id"] for c in body["communities"] if "accepted_but_failing" in c["flags"]]
     assert len(flagged) == 1 and flagged[0].startswith(SLOW_DISTRICT)
-    # unanswered failed checks of the demo's inspections aside (rectifications_overdue), most districts are quiet
-    assert sum(not {r["code"] for r in row["reasons"]} - {"rectifications_overdue"} for row in body["districts"]) >= 7
+    # three districts are warned: the slow one, and the two others with an overdue rectification item
+    assert {row["district_id"]: [r["code"] for r in row["reasons"]] for row in body["districts"] if row["warning"]} == {
+        SLOW_DISTRICT: ["overdue_milestones", "rectifications_overdue", "accepted_but_failing"],
+        "heping": ["rectifications_overdue"], "shenhe": ["rectifications_overdue"]}
+    assert sum(not row["warning"] for row in body["districts"]) == 6
     accepted = [c for c in body["communities"] if c["milestones"]["accepted"]["status"] in ("on_time", "late")]
     assert len(accepted) >= 100
     # the district ranking's progress is the milestone progress at the same date
@@ -156,17 +175,23 @@ def test_seeding_again_adds_nothing(seeded):
         return (store.count_responses(CARE_ID, include_voided=True), len(store.current_inspections(CARE_ID)),
                 store.get_round(CARE_ID), store.get_snapshot(ROUND_ID), len(store.list_rounds()))
 
+    def rectifications():
+        return (len(store.rectification_responses(ROUND_ID)), len(store.round_attachment_refs(ROUND_ID)),
+                sum(i["version"] for i in store.current_inspections(ROUND_ID)))
+
     before = (versions(), store.count_responses(ROUND_ID, include_voided=True), len(communities), funding(),
-              aftercare())
+              aftercare(), rectifications())
     assert sum(before[3][0]) > 120 and len(before[3][1]) > 150
+    assert before[5][0] == 23 and before[5][2] == 196 + 22
     out = run(env, "seed", ROUND_ID, "--demo").stdout
     assert "demo milestones already present; nothing added" in out
+    assert "demo rectifications already present; nothing added" in out
     assert "demo surveys and inspections already present; nothing added" in out
     assert "demo funding already present; nothing added" in out
     assert f"round {ROUND_ID}: already published" in out and f"round {CARE_ID}: duplicate" in out
     assert "demo aftercare surveys and inspections already present; nothing added" in out
     after = (versions(), store.count_responses(ROUND_ID, include_voided=True),
-             len(store.list_communities(renovation_year=2018)), funding(), aftercare())
+             len(store.list_communities(renovation_year=2018)), funding(), aftercare(), rectifications())
     assert after == before
 
 
@@ -488,3 +513,149 @@ def test_demo_aftercare_on_either_store(app):
         counts = seed_aftercare(state, round_, state.rubric("shenyang-aftercare"), ROUND_ID, communities)
     assert counts["inspections"] >= len(communities) and counts["responses"] > 500
     check_demo_aftercare(app, communities)
+
+
+# -- the demo's rectification ledger (SPEC §13, issue 15 item 6) -----------------------------------
+
+def check_demo_rectifications(app, communities: list[dict]) -> dict:
+    """What the demo's rectification ledger shows at the round's as-of date, whatever the store: the
+    planned defects (one check of each community planned, in every inspection of it) and the vetoes, and
+    nothing else; each item in the status its story says (seeding/rectifications.py), with the inspector's
+    photo, the district's answer with photos and the verifying re-inspection (复验, an amendment). Returns
+    the list."""
+    state = app.extensions["scoring"]
+    store = state.store
+    with app.app_context():
+        body = rectification.rectifications(state, ROUND_ID, None)
+    assert body["as_of"] == "2018-10-08"
+    items = body["items"]
+    defects, vetoed = defect_plan(communities), illegal_structures_found(communities)
+    stories = story_plan(items, communities)
+    assert {i["community_id"] for i in items} == set(stories) | vetoed
+    assert set(stories) <= set(defects) and "verified" in stories.values()
+    for item in items:
+        cid, status = item["community_id"], item["status"]
+        inspections = {i["inspection_id"] for i in store.current_inspections(ROUND_ID) if i["community_id"] == cid}
+        assert item["inspection_id"] in inspections
+        if cid in vetoed:  # illegal structures still standing: the veto, never answered
+            assert (item["check_code"], item["severity"], item["points"], status) == (VETO_CHECK, "critical", 0, "open")
+        else:
+            assert (item["check_code"], item["severity"]) == (defects[cid][0], "major")
+            assert item["points"] < 0.6 * item["max_points"] and status == stories[cid]
+        # every item opened by 22 September is due by 7 October: overdue at the as-of date unless verified
+        assert item["opened_on"] <= "2018-09-22" and item["overdue"] == (status != "verified")
+        # the inspector's photo of what failed (整改前, or the re-inspection's where it failed again)
+        assert len(item["evidence"]) == 1 and item["evidence"][0]["thumbnail_url"]
+        answered = status != "open"
+        assert len(item["responses"]) == answered
+        if answered:
+            [response] = item["responses"]
+            assert 1 <= len(response["evidence"]) <= 2 and all(e["thumbnail_url"] for e in response["evidence"])
+            assert response["note"] == DEFECTS[item["check_code"]][1] + "。"
+            assert item["opened_on"] < response["fixed_on"] <= "2018-10-05"
+        events = [h["event"] for h in item["history"]]
+        if status == "verified":
+            verifying = item["verifying"]
+            assert verifying["version"] == 2 and verifying["inspection_id"] in inspections
+            assert response["fixed_on"] < item["verified_on"] == verifying["on"] <= "2018-10-07"
+            assert len(verifying["evidence"]) == 1 and events == ["opened", "submitted", "verified"]
+            amended = store.get_inspection(ROUND_ID, verifying["inspection_id"])["versions"][1]
+            assert amended["amend_reason"].startswith("复验：") and amended["amend_reason"].endswith("整改到位")
+        else:
+            assert item["verifying"] is None and item["verified_on"] is None
+            assert events == {"open": ["opened"], "submitted": ["opened", "submitted"],
+                              "reopened": ["opened", "submitted", "reopened"]}[status]
+        if status == "reopened":  # re-inspected after the answer: better, still short
+            failing = store.get_inspection(ROUND_ID, item["inspection_id"])["versions"][-1]
+            assert item["points"] == failing["checks"][item["check_code"]] > defects[cid][1] * item["max_points"]
+            assert failing["amend_reason"].endswith("整改未到位")
+    return body
+
+
+def test_demo_rectification_ledger(seeded):
+    env, app, out = seeded
+    assert "demo rectifications: 31 items, 23 answers, 22 re-inspections" in out
+    state = app.extensions["scoring"]
+    communities = demo_communities(np.random.default_rng(2018))
+    body = check_demo_rectifications(app, communities)
+    items = body["items"]
+    # 25 failed checks in 15 communities, and the vetoes of the three whose illegal structures still stand
+    assert len(items) == 31 and len({i["community_id"] for i in items}) == 18
+    assert sum(i["check_code"] == VETO_CHECK for i in items) == 6
+    assert Counter(i["status"] for i in items) == {"verified": 21, "open": 8, "reopened": 1, "submitted": 1}
+    overdue = {i["community_id"] for i in items if i["overdue"]}
+    assert sum(i["overdue"] for i in items) == 10
+    assert overdue == {"heping-002", "heping-003", "heping-012", "heping-048", "shenhe-013", "sujiatun-005"}
+    [reopened] = [i for i in items if i["status"] == "reopened"]
+    [submitted] = [i for i in items if i["status"] == "submitted"]
+    assert (reopened["community_id"], submitted["community_id"]) == ("heping-003", "heping-048")
+    assert {i["community_id"] for i in items if i["status"] == "open"} == {"heping-002", "heping-012", "shenhe-013",
+                                                                           "sujiatun-005"}
+    counts = {d["district_id"]: (d["open"], d["submitted"], d["reopened"], d["verified"], d["overdue"],
+                                 d["median_days_to_verification"]) for d in body["districts"]}
+    assert counts == {"dadong": (0, 0, 0, 7, 0, 8), "heping": (4, 1, 1, 6, 6, 9), "huanggu": (0, 0, 0, 4, 0, 6),
+                      "hunnan": (0, 0, 0, 0, 0, None), "shenbei": (0, 0, 0, 0, 0, None),
+                      "shenhe": (2, 0, 0, 0, 2, None),
+                      "sujiatun": (2, 0, 0, 2, 2, 8.5), "tiexi": (0, 0, 0, 2, 0, 13),
+                      "yuhong": (0, 0, 0, 0, 0, None)}
+    # the supervision report counts the same, and warns the districts of the overdue items for them
+    with app.app_context():
+        report = supervision_report(state, ROUND_ID, None)
+    for row in report["districts"]:
+        assert row["rectifications"] == {k: v for k, v in next(
+            d for d in body["districts"] if d["district_id"] == row["district_id"]).items()
+            if k not in ("district_id", "name_zh")}
+        reasons = {r["code"]: r["communities"] for r in row["reasons"]}
+        assert reasons.get("rectifications_overdue", []) == sorted(c for c in overdue
+                                                                    if c.startswith(row["district_id"] + "-"))
+    assert {row["district_id"] for row in report["districts"] if "rectifications_overdue" in
+            {r["code"] for r in row["reasons"]}} == RECTIFICATIONS_WARNED
+
+    # the photos: JPEGs drawn at seed time, taken when the answer says, read by the district and the agency
+    verified = next(i for i in items if i["status"] == "verified" and i["community_id"].startswith("dadong-"))
+    sha = verified["responses"][0]["evidence"][0]["sha256"]
+    record = state.store.get_attachment(sha)
+    assert (record["content_type"], record["width"], record["height"]) == ("image/jpeg", 480, 360)
+    assert record["captured_at"] == f"{verified['responses'][0]['fixed_on']}T10:00:00+08:00"
+    client = app.test_client()
+    readers = {"dadong": add_key(app, "district", "大东区", district_id="dadong")[1],
+               "heping": add_key(app, "district", "和平区", district_id="heping")[1],
+               verified["agency_id"]: add_key(app, "agency", "机构", agency_id=verified["agency_id"])[1]}
+    statuses = {who: client.get(f"/api/v1/attachments/{sha}/thumbnail",
+                                headers={"Authorization": f"Bearer {token}"}).status_code
+                for who, token in readers.items()}
+    assert statuses == {"dadong": 200, "heping": 403, verified["agency_id"]: 200}
+
+
+def test_demo_photos_are_the_same_each_time():
+    taken = datetime(2018, 9, 12, 10, 0, tzinfo=CST)
+    first = photo("整改后", ("南湖小区　路面已修补", "路面完好平整"), taken)
+    assert photo("整改后", ("南湖小区　路面已修补", "路面完好平整"), taken) == first
+    assert photo("整改前", ("南湖小区　路面已修补", "路面完好平整"), taken) != first
+    assert 5_000 < len(first) < 60_000  # small
+    communities = demo_communities(np.random.default_rng(2018))
+    assert defect_plan(communities) == defect_plan(demo_communities(np.random.default_rng(2018)))
+    from scoring_service.seeding import rectifications
+
+    result = doctest.testmod(rectifications)
+    assert result.attempted >= 1 and result.failed == 0
+
+
+def test_demo_rectifications_on_either_store(app, monkeypatch):
+    """The rectification part of the demo through the seeding functions, on both stores, over the 120 demo
+    communities with a few survey answers each (so the inspections differ from the full demo's: the rules,
+    not the figures, are checked)."""
+    from scoring_service.seeding import demo
+
+    result = app.test_cli_runner().invoke(args=["seed", ROUND_ID])
+    assert result.exit_code == 0, result.output
+    state = app.extensions["scoring"]
+    communities = demo_communities(np.random.default_rng(2018))
+    state.store.put_communities(communities)
+    monkeypatch.setattr(demo, "acceptance_sample", lambda rng, community: (3, 0))
+    with app.app_context():
+        seed_demo(state, state.store.get_round(ROUND_ID), state.rubric(ROUND_ID), communities)
+        counts = seed_rectifications(state, ROUND_ID, communities)
+    assert counts["responses"] >= 10 and counts["re_inspections"] >= 10
+    body = check_demo_rectifications(app, communities)
+    assert {"verified", "open"} <= {i["status"] for i in body["items"]}

@@ -17,6 +17,7 @@ import numpy as np
 from ..domain import milestones as ms
 from ..domain.inspections import prepare_version
 from .reference import SHENYANG_2018_DISTRICTS
+from ..services.attachments import inspection_refs
 from ..services.context import ServiceState
 from ..services.keys import Principal
 from ..domain.surveys import RoundContext, prepare_response
@@ -88,16 +89,27 @@ def _share_points(rng: np.random.Generator, top: float, quality: float) -> float
     return float(np.round(share * top * 2) / 2)
 
 
-def acceptance_points(vetoed: set[str]):
+def acceptance_points(vetoed: set[str], defects: dict[str, tuple[str, float]] | None = None):
     """Check points of the 2018 acceptance inspections: illegal structures not removed where
-    :func:`illegal_structures_found` says so (a veto), e-bike charging sometimes not applicable."""
+    :func:`illegal_structures_found` says so (a veto), e-bike charging sometimes not applicable.
+    Failed checks are those planned (``defects``: community → (check code, share of its points), see
+    ``seeding.rectifications``); any other check scores at least its fail limit (SPEC §13), so the
+    rectification ledger has a moderate number of items. The draws are the same either way."""
+    from .rectifications import half_points_below, lowest_pass
+
+    defects = defects or {}
+
     def points(rng: np.random.Generator, community_id: str, check: dict, quality: float):
         top = check["max_points"]
         if check.get("critical"):
             return 0 if community_id in vetoed and check["code"] == "illegal_structures.removed" else top
         if check["code"] == "parking.ebike_charging" and rng.random() < 0.15:
             return "na"
-        return _share_points(rng, top, quality)
+        drawn = _share_points(rng, top, quality)
+        planned = defects.get(community_id)
+        if planned is not None and planned[0] == check["code"]:
+            return half_points_below(top, planned[1])
+        return max(drawn, lowest_pass(top))
     return points
 
 
@@ -110,17 +122,21 @@ def acceptance_sample(rng: np.random.Generator, community: dict) -> tuple[int, i
 
 def seed_demo(s: ServiceState, round_: dict, rubric, communities: list[dict], seed: int = 2018) -> dict:
     """Inspections and responses for every community of the 2018 round."""
+    from .rectifications import defect_plan, inspection_photos
+
     rng = np.random.default_rng(seed)
     for agency_id, name in AGENCIES:
         s.store.put_agency({"agency_id": agency_id, "name": name})
+    points = acceptance_points(illegal_structures_found(communities), defect_plan(communities, seed))
     return seed_answers(s, round_, rubric, communities, rng, demo_quality(rng, communities),
                         start=datetime(2018, 9, 3, 9, 0, tzinfo=CST), pending=pending_inspection(communities),
-                        points=acceptance_points(illegal_structures_found(communities)), sample=acceptance_sample)
+                        points=points, sample=acceptance_sample,
+                        evidence=inspection_photos(s, rubric, communities))
 
 
 def seed_answers(s: ServiceState, round_: dict, rubric, communities: list[dict], rng: np.random.Generator,
                  quality: dict, *, start: datetime, points, sample, pending: set[str] = frozenset(),
-                 prefix: str = "", stage: str | None = None) -> dict:
+                 prefix: str = "", stage: str | None = None, evidence=None) -> dict:
     """The agencies' inspections and the residents' and public's answers of every community of a round,
     made around each community's quality and stored through the checks the API uses.
 
@@ -129,6 +145,8 @@ def seed_answers(s: ServiceState, round_: dict, rubric, communities: list[dict],
     says how many resident and public answers; communities in ``pending`` are not inspected yet.
     Inspections happen in the 20 days from ``start``, answers in its 25 days; ids are uuid5 names of
     ``prefix`` and the community (the 2018 round's without a prefix), ``stage`` the inspections' stage.
+    ``evidence(community_id, agency_id, checks, inspected_at)``, when given, returns an inspection's
+    check_evidence (photos it uploaded; it draws nothing from ``rng``).
     """
     store = s.store
     ctx = RoundContext(round=round_, rubric=rubric, load_community=store.get_community,
@@ -160,9 +178,15 @@ def seed_answers(s: ServiceState, round_: dict, rubric, communities: list[dict],
             }
             if stage is not None:
                 data["stage"] = stage
+            photos = evidence(cid, agency_id, checks, data["inspected_at"]) if evidence is not None else {}
+            if photos:
+                data["check_evidence"] = photos
             version = prepare_version(data, ctx, agency_id, key_id="seed")
             store.add_inspection({"inspection_id": version["inspection_id"], "round_id": round_["round_id"],
                                   "community_id": cid, "agency_id": agency_id, "versions": [version]})
+            if photos:  # the district and the agency read them (as the API's inspection write grants)
+                store.add_attachment_refs(inspection_refs(round_["round_id"], version["inspection_id"], community,
+                                                          agency_id, [h for hs in photos.values() for h in hs]))
             counts["inspections"] += 1
 
         n_res, n_pub = sample(rng, community)
