@@ -34,7 +34,7 @@ from scoring_service.domain.comparison import fallen_items, item_changes
 from scoring_service.domain.rubric_schema import load_rubric_file
 
 from .conftest import ROOT, ROUND, inspection, survey
-from .test_aftercare import A, ACCEPTANCE, AFTERCARE, IN_2019, post
+from .test_aftercare import A, ACCEPTANCE, AFTERCARE, IN_2019, post, rows
 from .test_result_schemas import conforms, document  # noqa: F401  (the OpenAPI checks of the result bodies)
 
 CARE = load_rubric_file(ROOT / "rubrics" / "shenyang-aftercare.json")
@@ -245,3 +245,31 @@ def test_shipped_aftercare_rubric_compares_to_the_2018_items():
     }
     codes = set(acceptance.item_codes)
     assert all(set(m["shenyang-2018"]) <= codes for m in mapping.values() if m)
+
+
+def test_survey_write_to_an_aftercare_round_reads_no_milestone_of_its_baseline_round(client, fallen, monkeypatch):
+    """The baselines' 后续管理落实 records are read again only after a milestone write (a kiosk upload to
+    the aftercare round used to re-read every milestone version of the acceptance round)."""
+    store = client.application.extensions["scoring"].store
+    calls = []
+    real = store.current_milestones
+
+    def spy(round_id, *args, **kwargs):
+        calls.append(round_id)
+        return real(round_id, *args, **kwargs)
+
+    monkeypatch.setattr(store, "current_milestones", spy)
+
+    def shenhe_flags():
+        return rows(client, fallen, A)["shenhe-001"]["flags"]
+
+    assert "management_missing" in shenhe_flags()
+    calls.clear()
+    post(client, fallen.header("admin"), f"{A}/surveys", survey("heping-002", answers={"cleaning": 3}, overall=3,
+                                                                   **IN_2019))
+    assert "management_missing" in shenhe_flags() and calls == []
+    r = client.put(f"{ACCEPTANCE}/communities/shenhe-001/milestones/management_assigned",
+                   json={"reached_on": "2018-09-28", "management_mode": "property_company"},
+                   headers=fallen.header("admin"))
+    assert r.status_code == 201, r.get_json()
+    assert "management_missing" not in shenhe_flags() and calls == ["r2018"]

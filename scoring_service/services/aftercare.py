@@ -52,13 +52,22 @@ def baselines(ctx: ServiceState, communities: list[dict], published_by: str | No
     out = {c["community_id"]: NO_BASELINE for c in communities}
     for round_id in sorted({r["round_id"] for r in chosen.values()}):
         scores = round_results(ctx, round_id).scores
-        managed = {m["community_id"] for m in store.current_milestones(round_id)
-                   if m["code"] == "management_assigned" and ms.effective_reach(m) is not None}
+        managed = managed_communities(ctx, round_id)
         for community_id, round_ in chosen.items():
             if round_["round_id"] == round_id:
                 breakdown = scores.get(community_id) or {}
                 out[community_id] = Baseline(round_id, breakdown.get("composite"), community_id not in managed)
     return out
+
+
+def managed_communities(ctx: ServiceState, round_id: str) -> frozenset[str]:
+    """The communities of ``round_id`` whose ``management_assigned`` milestone is reached (current records),
+    read again only when a milestone was written since."""
+    store = ctx.store
+    return ctx.managed_communities.get(
+        (round_id, store.generation("milestones")),
+        lambda: frozenset(m["community_id"] for m in store.current_milestones(round_id)
+                          if m["code"] == "management_assigned" and ms.effective_reach(m) is not None))
 
 
 #: roles that read the 前治后乱 list of any district; a district key reads its own district's

@@ -88,6 +88,9 @@ class ServiceState:
         self.construction_checks = BoundedCache("construction_checks", 16)
         #: inspection versions, rectification items and responses of a round, with its kept item rows (SPEC §13)
         self.rectification_boards = BoundedCache("rectification_boards", 16)
+        #: communities with a reached 后续管理落实 milestone, per acceptance round and milestone generation
+        #: (the baselines of an aftercare round's live results; a survey write changes none of it)
+        self.managed_communities = BoundedCache("managed_communities", 16)
         #: each agency's deviation from the others (the anomaly report), per round and reference and
         #: inspection generation: a survey write changes none of it
         self.agency_bias = BoundedCache("agency_bias", 8)
