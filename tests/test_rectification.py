@@ -820,3 +820,21 @@ def test_a_restored_round_has_the_same_items_and_answers(app, client, keys, hand
             assert restored.status_code == 200 and restored.get_data() == body_of(client, keys, as_of)
     finally:
         target.extensions["scoring"].store.close()
+
+
+def test_a_chain_keeps_what_the_rules_read():
+    """The board keeps an inspection's versions compact (scores as float64 bytes): the versions it gives
+    back hold the same scores, ints as ints, the evidence of scored checks, and no other stage."""
+    from scoring_service.services.rectification import Chain
+
+    codes = ["a", "b", "c", "d"]
+    base = {"inspection_id": "i", "community_id": "c1", "agency_id": "g", "inspected_at": "2018-09-01T01:00:00.000000Z"}
+    records = [{**base, "version": 1, "checks": {"a": 3, "b": 1.7, "c": "na", "x": 2, "d": True},
+                "check_evidence": {"a": ["h1"], "c": ["h2"]}},
+               {**base, "version": 2, "stage": "construction", "checks": {"a": 1}},
+               {**base, "version": 3, "checks": {"a": 2 ** 60, "b": 0.1}}]
+    versions = Chain.of(records, codes).versions(codes)
+    assert [(v.version, v.checks, dict(v.check_evidence)) for v in versions] == [
+        (1, {"a": 3, "b": 1.7}, {"a": ("h1",)}), (3, {"a": 2 ** 60, "b": 0.1}, {})]
+    assert type(versions[0].checks["a"]) is int and type(versions[0].checks["b"]) is float
+    assert {(v.inspection_id, v.community_id, v.agency_id) for v in versions} == {("i", "c1", "g")}

@@ -287,11 +287,71 @@ class Kept:
         self.table: Table | None = None
 
 
+_NO_EVIDENCE: dict = {}
+
+
+class Chain:
+    """One inspection's versions as the rules read them (:func:`rx.community_timelines`), compact: per
+    version of the acceptance stage its number, time and the scores of the rubric's checks as float64
+    bytes (NaN: not a score, so never read), which of them were ints (so the points shown keep their
+    JSON form), and the evidence of the scored checks that have any. A version holding a score that float64
+    cannot carry exactly keeps its checks as read. Versions of other stages are left out (the rules
+    ignore them)."""
+
+    __slots__ = ("community_id", "agency_id", "inspection_id", "rows")
+
+    def __init__(self, inspection_id: str, community_id: str, agency_id: str, rows: list[tuple]):
+        self.inspection_id, self.community_id, self.agency_id, self.rows = inspection_id, community_id, agency_id, rows
+
+    @classmethod
+    def of(cls, records: list[Mapping], codes: list[str]) -> Chain:
+        first = records[0]
+        rows = []
+        for record in records:
+            if rx.stage_of(record) != rx.STAGE:
+                continue
+            checks = record.get("checks") or {}
+            evidence = record.get("check_evidence") or {}
+            scores = np.full(len(codes), np.nan)
+            ints = 0
+            exact = None
+            kept_evidence = {}
+            for k, code in enumerate(codes):
+                value = checks.get(code)
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    continue
+                if isinstance(value, int):
+                    ints |= 1 << k
+                    exact = exact or (None if abs(value) < 2 ** 53 else checks)
+                elif value != value or value in (float("inf"), float("-inf")):
+                    exact = checks
+                scores[k] = value
+                if evidence.get(code):
+                    kept_evidence[code] = tuple(sys.intern(h) if isinstance(h, str) else h for h in evidence[code])
+            rows.append((int(record["version"]), sys.intern(record["inspected_at"]), scores.tobytes(), ints,
+                         kept_evidence or _NO_EVIDENCE, exact))
+        return cls(sys.intern(str(first["inspection_id"])), sys.intern(first["community_id"]),
+                   sys.intern(first["agency_id"]), rows)
+
+    def versions(self, codes: list[str]) -> list[rx.Version]:
+        out = []
+        for number, inspected_at, scores, ints, evidence, exact in self.rows:
+            if exact is None:
+                values = np.frombuffer(scores).tolist()
+                exact = {code: (int(x) if ints >> k & 1 else x) for k, (code, x) in enumerate(zip(codes, values))
+                         if x == x}
+            out.append(rx.Version(self.inspection_id, self.community_id, self.agency_id, number, inspected_at,
+                                  exact, evidence))
+        return out
+
+
 class RectificationBoard:
     """The versions of a round's inspections, the items they open, the responses, and the kept rows."""
 
     #: responses read from the store at a time
     CHUNK = 5000
+    #: inspections whose versions are read from the store at a time
+    INSPECTION_CHUNK = 1000
     #: as-of dates whose rows are kept (the round's default date, and one asked for)
     KEPT_DATES = 2
 
@@ -302,7 +362,8 @@ class RectificationBoard:
         self.days = settings.days
         self.inspection_token: str | None = None
         self.numbers: dict[str, int] = {}
-        self.versions: dict[str, list[rx.Version]] = {}
+        self.codes = list(rubric.checks)  # the rubric's checks: the columns of a Chain's scores
+        self.chains: dict[str, Chain] = {}  # inspection → its versions, compact
         self.inspections_of: dict[str, set[str]] = {}  # community → its inspections
         self.timelines: dict[str, list[rx.Timeline]] = {}  # community → its items, by id
         self.response_token: str | None = None
@@ -347,19 +408,23 @@ class RectificationBoard:
         if token != self.inspection_token:
             numbers = store.inspection_version_numbers(self.round_id)
             changed = [iid for iid, n in numbers.items() if self.numbers.get(iid) != n]
-            if changed:
-                fresh: dict[str, list[rx.Version]] = {}
-                for record in store.inspection_histories(self.round_id, changed if self.numbers else None):
-                    fresh.setdefault(record["inspection_id"], []).append(rx.Version.of(record))
-                for iid, chain in fresh.items():
-                    community_id = sys.intern(chain[0].community_id)
-                    self.versions[iid] = chain
-                    self.numbers[iid] = max(v.version for v in chain)  # what was read, whatever numbers said
-                    self.inspections_of.setdefault(community_id, set()).add(iid)
-                    touched.add(community_id)
-                for community_id in touched:
-                    chain = [v for iid in self.inspections_of[community_id] for v in self.versions[iid]]
-                    self.timelines[community_id] = rx.community_timelines(chain, self.rule, self.days)
+            # read a chunk of inspections at a time, each kept compact (see Chain): the parsed versions of
+            # a national round's inspections (hundreds of MB) are never held at once
+            for start in range(0, len(changed), self.INSPECTION_CHUNK):
+                fresh: dict[str, list[Mapping]] = {}
+                for record in store.inspection_histories(self.round_id, changed[start:start + self.INSPECTION_CHUNK]):
+                    fresh.setdefault(record["inspection_id"], []).append(record)
+                for iid, records in fresh.items():
+                    chain = self.chains[iid] = Chain.of(records, self.codes)
+                    self.numbers[iid] = max(int(r["version"]) for r in records)  # what was read, whatever numbers said
+                    self.inspections_of.setdefault(chain.community_id, set()).add(iid)
+                    touched.add(chain.community_id)
+                del fresh
+            for community_id in touched:
+                versions = [v for iid in sorted(self.inspections_of[community_id])
+                            for v in self.chains[iid].versions(self.codes)]
+                self.timelines[community_id] = rx.community_timelines(versions, self.rule, self.days)
+            if touched:
                 self.order = sorted(community_id for community_id, items in self.timelines.items() if items)
             self.inspection_token = token
         token = store.generation("rectifications")
