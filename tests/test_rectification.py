@@ -838,3 +838,22 @@ def test_a_chain_keeps_what_the_rules_read():
         (1, {"a": 3, "b": 1.7}, {"a": ("h1",)}), (3, {"a": 2 ** 60, "b": 0.1}, {})]
     assert type(versions[0].checks["a"]) is int and type(versions[0].checks["b"]) is float
     assert {(v.inspection_id, v.community_id, v.agency_id) for v in versions} == {("i", "c1", "g")}
+
+
+def test_the_list_is_served_in_pieces_of_the_stated_length(app, client, keys, hand_worked, monkeypatch):
+    """The list goes out in pieces (a national list is some 60 MB): the same bytes as the service's JSON,
+    with its Content-Length, unfiltered, filtered to nothing and over several pieces."""
+    from scoring_service.services import rectification as service
+
+    monkeypatch.setattr(service, "STREAM_ITEMS", 1)
+    inspect(client, keys, "agency_a", "heping-002", "2018-09-26T09:00:00+08:00", inspection_id=K, lighting__yard=0)
+    ctx = app.extensions["scoring"]
+    for query in ({"as_of": "2018-10-01"}, {"as_of": "2018-10-01", "status": "verified", "overdue": "true"}):
+        r = client.get(RX, query_string=query, headers=keys.header("leadership"))
+        assert r.status_code == 200 and r.is_streamed
+        body = r.get_data()
+        assert int(r.headers["Content-Length"]) == len(body)
+        filters = {"as_of": date.fromisoformat(query["as_of"]), "status": query.get("status"),
+                   "overdue": True if "overdue" in query else None}
+        assert body == service.rectifications_json(ctx, "r2018", None, **filters)
+        assert len(json.loads(body)["items"]) == (0 if "status" in query else 2)

@@ -167,8 +167,11 @@ class Rectifications(MethodView):
     def get(self, query, round_id):
         """The round's rectification items at a date, with the per-district counts. A district key reads its
         own district only (another district → 403); an agency the items of its own inspections."""
-        body = rectification.rectifications_json(
+        length, body = rectification.rectifications_stream(
             state(), round_id, current_principal(), as_of=query.get("as_of"), status=query.get("status"),
             district_id=query.get("district_id"), community_id=query.get("community_id"),
             overdue=query.get("overdue"))
-        return Response(body, mimetype="application/json")
+        # in pieces (a national list is some 60 MB: never one more copy of it), its length known
+        response = Response(body, mimetype="application/json")
+        response.content_length = length
+        return response

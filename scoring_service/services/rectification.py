@@ -25,7 +25,7 @@ import sys
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, NamedTuple
@@ -580,14 +580,11 @@ def _scope(ctx: ServiceState, round_id: str, principal: Principal | None,
     return round_, district_id, agency_id
 
 
-def rectifications_json(ctx: ServiceState, round_id: str, principal: Principal | None, *,
-                        as_of: date | None = None, status: str | None = None, district_id: str | None = None,
-                        community_id: str | None = None, overdue: bool | None = None) -> bytes:
-    """``GET /rounds/{r}/rectifications`` as canonical JSON: ``{round_id, as_of, districts, items}``.
-
-    ``districts`` counts every item the caller may see in each district (the round's districts, and
-    only the caller's own for a district key), whatever ``status``, ``community_id`` and ``overdue``
-    select; ``items`` are those the filters select, by community then id."""
+def _list_parts(ctx: ServiceState, round_id: str, principal: Principal | None, *, as_of: date | None = None,
+                status: str | None = None, district_id: str | None = None, community_id: str | None = None,
+                overdue: bool | None = None) -> tuple[bytes, list[bytes], bytes]:
+    """The list's JSON in three parts: what goes before the items' array, the selected items' JSON (a list
+    of its own: kept rows written over later do not change it) and what goes after."""
     round_, district_id, agency_id = _scope(ctx, round_id, principal, district_id)
     t = supervision.as_of_date(ctx, round_, as_of)
     prepared = _prepare(ctx, round_, t)
@@ -600,7 +597,7 @@ def rectifications_json(ctx: ServiceState, round_id: str, principal: Principal |
     filters = {"district_id": district_id, "agency_id": agency_id, "community_id": community_id, "status": status,
                "overdue": overdue}
     if all(value is None for value in filters.values()):
-        selected = table.json
+        selected = list(table.json)
     else:
         selected = [table.json[i] for i in np.flatnonzero(table.mask(**filters)).tolist()]
     head = {"round_id": round_id, "as_of": t.isoformat(),
@@ -608,7 +605,39 @@ def rectifications_json(ctx: ServiceState, round_id: str, principal: Principal |
                           for d in districts]}
     placeholder = uuid.uuid4().hex  # stands for the items in the head's JSON (keys sorted, so items go in place)
     before, after = canonical_bytes({**head, "items": placeholder}).split(canonical_bytes(placeholder))
+    return before, selected, after
+
+
+def rectifications_json(ctx: ServiceState, round_id: str, principal: Principal | None, **filters) -> bytes:
+    """``GET /rounds/{r}/rectifications`` as canonical JSON: ``{round_id, as_of, districts, items}``.
+
+    ``districts`` counts every item the caller may see in each district (the round's districts, and
+    only the caller's own for a district key), whatever ``status``, ``community_id`` and ``overdue``
+    select; ``items`` are those the filters select, by community then id. Filters: ``as_of``,
+    ``status``, ``district_id``, ``community_id``, ``overdue``."""
+    before, selected, after = _list_parts(ctx, round_id, principal, **filters)
     return b"".join((before, b"[", b",".join(selected), b"]", after))
+
+
+#: items joined into one piece of a streamed list
+STREAM_ITEMS = 256
+
+
+def rectifications_stream(ctx: ServiceState, round_id: str, principal: Principal | None,
+                          **filters) -> tuple[int, Iterator[bytes]]:
+    """:func:`rectifications_json` as its length and its bytes in pieces of :data:`STREAM_ITEMS` items, so
+    that a national list (some 60 MB) is never joined into one more copy of its rows. Errors are raised
+    here, before any piece."""
+    before, selected, after = _list_parts(ctx, round_id, principal, **filters)
+    length = len(before) + len(after) + 2 + sum(map(len, selected)) + max(len(selected) - 1, 0)
+
+    def pieces() -> Iterator[bytes]:
+        yield before + b"["
+        for start in range(0, len(selected), STREAM_ITEMS):
+            yield (b"," if start else b"") + b",".join(selected[start:start + STREAM_ITEMS])
+        yield b"]" + after
+
+    return length, pieces()
 
 
 def rectifications(ctx: ServiceState, round_id: str, principal: Principal | None, **filters) -> dict:
