@@ -857,3 +857,28 @@ def test_the_list_is_served_in_pieces_of_the_stated_length(app, client, keys, ha
                    "overdue": True if "overdue" in query else None}
         assert body == service.rectifications_json(ctx, "r2018", None, **filters)
         assert len(json.loads(body)["items"]) == (0 if "status" in query else 2)
+
+
+def test_the_report_keeps_no_item_json_and_the_list_shapes_it(app, client, keys, hand_worked, database_url,
+                                                              tmp_path):
+    """The supervision report's counts keep the items without their JSON (some 60 MB nationally); the list
+    shapes it then, and keeps it up to date after a write, as a fresh instance shapes it."""
+    from scoring_service.services import rectification as service
+
+    ctx = app.extensions["scoring"]
+    round_, t = ctx.store.get_round("r2018"), date(2018, 10, 1)
+    assert service.summary(ctx, round_, t).counts
+    kept = service.board(ctx, round_).kept(t)
+    assert not kept.json and kept.table.json and not any(kept.table.json)
+    first = body_of(client, keys)
+    assert kept.json and all(kept.table.json)
+    inspect(client, keys, "agency_a", "heping-002", "2018-09-26T09:00:00+08:00", inspection_id=K, lighting__yard=0)
+    service.summary(ctx, round_, t)
+    assert all(kept.table.json) and len(kept.table.json) == 2
+    after = body_of(client, keys)
+    assert after != first and f"{K}:lighting.yard".encode() in after
+    fresh_app = make_app(database_url, tmp_path / "fresh")
+    try:
+        assert body_of(fresh_app.test_client(), keys) == after
+    finally:
+        fresh_app.extensions["scoring"].store.close()

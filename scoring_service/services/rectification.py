@@ -165,7 +165,7 @@ class Row(NamedTuple):
     status: str
     overdue: bool
     days: int | None  # from opening to verification
-    json: bytes
+    json: bytes  # b"" in rows kept without their JSON (Kept.json)
 
 
 class Table:
@@ -285,6 +285,9 @@ class Kept:
         self.version = -1  # the board version the rows were brought to
         self.reference_token: str | None = None
         self.table: Table | None = None
+        #: whether the rows carry their JSON (only the list needs it: the supervision report's counts and
+        #: overdue communities do not, so a report alone never holds the items' JSON, some 60 MB nationally)
+        self.json = False
 
 
 _NO_EVIDENCE: dict = {}
@@ -493,14 +496,16 @@ def _item_json(state: rx.ItemState, district_id: str | None, community: Mapping 
 
 
 def _community_rows(b: RectificationBoard, community_id: str, t: date, district_id: str | None,
-                    community: Mapping | None, rubric: Rubric, has_thumbnail: Callable[[str], bool]) -> list[Row]:
+                    community: Mapping | None, rubric: Rubric, has_thumbnail: Callable[[str], bool],
+                    with_json: bool = True) -> list[Row]:
     rows = []
     for timeline in b.timelines.get(community_id, ()):
         state = rx.item_at(timeline, b.responses.get(timeline.id, ()), t)
         if state is not None:
             rows.append(Row(timeline.id, community_id, district_id, timeline.agency_id, state.status, state.overdue,
                             state.days_to_verification,
-                            canonical_bytes(_item_json(state, district_id, community, rubric, has_thumbnail))))
+                            canonical_bytes(_item_json(state, district_id, community, rubric, has_thumbnail))
+                            if with_json else b""))
     return rows
 
 
@@ -512,9 +517,10 @@ class Prepared:
     table: Table  # every item at t
 
 
-def _prepare(ctx: ServiceState, round_: dict, t: date) -> Prepared:
+def _prepare(ctx: ServiceState, round_: dict, t: date, with_json: bool = True) -> Prepared:
     """Every item of the round at ``t``: the board synced, the rows of the communities changed since they
-    were kept shaped again (all of them when the reference data changed)."""
+    were kept shaped again (all of them when the reference data changed, or when ``with_json`` asks for
+    the items' JSON and the rows were kept without it)."""
     reference_token = ctx.store.generation("reference")
     reference = round_reference(ctx, round_, reference_token)
     b = board(ctx, round_)
@@ -522,6 +528,9 @@ def _prepare(ctx: ServiceState, round_: dict, t: date) -> Prepared:
         b.sync(ctx.store)
         kept = b.kept(t)
         stale = b.changed_since(kept.version) if kept.reference_token == reference_token else None
+        with_json = with_json or kept.json  # rows kept with their JSON keep it
+        if with_json and not kept.json:
+            stale = None
         if stale is None:  # everything
             kept.communities, stale = {}, set(b.order)
         if stale or kept.table is None:
@@ -533,11 +542,11 @@ def _prepare(ctx: ServiceState, round_: dict, t: date) -> Prepared:
                 community = communities.get(community_id)
                 rows = kept.communities[community_id] = _community_rows(
                     b, community_id, t, community["district_id"] if community else None, community, rubric,
-                    has_thumbnail)
+                    has_thumbnail, with_json)
                 whole = whole or not kept.table.replace(community_id, rows)
             if whole or len(kept.table.blocks) != len(b.order):  # rows added or taken away: made again
                 kept.table = Table(b.order, kept.communities)
-        kept.version, kept.reference_token = b.version, reference_token
+        kept.version, kept.reference_token, kept.json = b.version, reference_token, with_json
         table = kept.table
     districts = sorted(set(round_.get("quotas") or {}) | set(table.district_ids))
     return Prepared(t, reference.district_names, districts, table)
@@ -559,7 +568,7 @@ class Summary:
 def summary(ctx: ServiceState, round_: dict, t: date) -> Summary:
     """The per-district counts and the communities with an overdue item at ``t`` (every district of the
     round, zeros included)."""
-    prepared = _prepare(ctx, round_, t)
+    prepared = _prepare(ctx, round_, t, with_json=False)
     return Summary(prepared.table.all_counts(prepared.districts), prepared.table.overdue_communities())
 
 
