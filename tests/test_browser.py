@@ -1201,3 +1201,210 @@ def test_admin_makes_a_survey_link_from_the_dashboard(chromium, phone_server):
     assert page.locator("#link-dialog[open]").count() == 0
     assert console_errors == []
     context.close()
+
+
+# -- 整改台账 (SPEC §13, §16; issue 15 item 5) ----------------------------------------------------
+
+RECTIFICATIONS = f"/rounds/{ROUND}/rectifications"
+RX_STATUS = {"open": "待整改", "submitted": "已提交", "reopened": "复验未通过", "verified": "已复验"}
+
+
+def rectification_list(demo_server, role="leadership", **query) -> dict:
+    r = call(demo_server, role, "GET", RECTIFICATIONS, params=query)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def card(page, item_id):
+    return page.locator(f"#rx-items li.rx-item[data-item='{item_id}']")
+
+
+def shown_items(page) -> list[str]:
+    return page.locator("#rx-items li.rx-item").evaluate_all("cards => cards.map((c) => c.dataset.item)")
+
+
+def thumbnails_loaded(page, selector: str) -> bool:
+    """Every thumbnail under ``selector`` is shown from a blob: URL and decoded (naturalWidth > 0)."""
+    return page.locator(selector).evaluate(
+        "(box) => { const imgs = Array.from(box.querySelectorAll('img')); return imgs.length > 0 && "
+        "imgs.every((i) => i.complete && i.naturalWidth > 0 && i.src.startsWith('blob:')); }")
+
+
+def open_rectification_tab(page):
+    page.get_by_role("tab", name="整改台账").click()
+    expect(page.get_by_role("tab", name="整改台账")).to_have_attribute("aria-selected", "true")
+    page.locator("#rx-items li.rx-item").first.wait_for()
+
+
+def test_rectification_tab_for_leadership(page, demo_server):
+    console_errors = []
+    page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+    sign_in(page, demo_server["url"], demo_server["tokens"]["leadership"])
+    expect(page.get_by_label("测评轮次")).to_have_value(KIOSK_ROUND)
+    open_rectification_tab(page)  # an aftercare round opens no items: the tab moves to the 2018 round
+    expect(page.get_by_label("测评轮次")).to_have_value(ROUND)
+    expect(page.locator("#round-note")).to_contain_text("已切换")
+    api = rectification_list(demo_server)
+    assert page.locator("#rx-as-of").input_value() == api["as_of"] == "2018-10-08"
+    assert shown_items(page) == [i["id"] for i in api["items"]]  # every item, in the list's order
+
+    # the counts per district, as the API counts them
+    rows = page.locator("#rx-district-table tbody tr")
+    assert rows.count() == len(api["districts"])
+    for d in api["districts"]:
+        cells = page.locator(f"#rx-district-table tr[data-district='{d['district_id']}'] td").all_inner_texts()
+        median = d["median_days_to_verification"]
+        assert cells == [str(d[k]) for k in ("open", "submitted", "reopened", "verified", "overdue")] + [
+            "—" if median is None else f"{median:g}"], d
+
+    # an item: the check's text beside its photo (thumbnail loaded through the key), points, severity, dates
+    first = api["items"][0]
+    box = card(page, first["id"])
+    assert box.locator("[data-col=check]").inner_text() == first["check_text_zh"]
+    assert box.locator("[data-col=points]").inner_text() == f"得分 {first['points']:g} / {first['max_points']:g} 分"
+    assert box.locator("[data-col=status]").inner_text() == RX_STATUS[first["status"]]
+    assert box.locator("[data-col=opened_on]").inner_text() == f"发现 {first['opened_on']}"
+    assert box.locator("[data-col=due_on]").inner_text() == f"整改期限 {first['due_on']}"
+    wait_until(page, f"document.querySelector(\"li[data-item='{first['id']}'] [data-col=evidence] img\")"
+               "?.naturalWidth > 0")
+    assert thumbnails_loaded(page, f"li[data-item='{first['id']}'] [data-col=evidence]")
+
+    # a verified item: the district's answer with its photos and the agency's re-inspection (复验)
+    verified = next(i for i in api["items"] if i["status"] == "verified")
+    box = card(page, verified["id"])
+    box.scroll_into_view_if_needed()
+    v = verified["verifying"]
+    agencies = {a["agency_id"]: a["name"] for a in call(demo_server, "leadership", "GET", "/agencies").json()["items"]}
+    assert box.locator("[data-col=verifying] .rx-verified-by").inner_text() == (
+        f"复验：{agencies[v['agency_id']]}，{v['on']}，第 {v['version']} 版，得分 {v['points']:g} 分")
+    answer = verified["responses"][0]
+    assert f"{answer['fixed_on']} 整改反馈：{answer['note']}" in box.locator(".rx-responses").inner_text()
+    wait_until(page, f"Array.from(document.querySelectorAll(\"li[data-item='{verified['id']}'] img\"))"
+               ".every((i) => i.naturalWidth > 0)")
+    assert thumbnails_loaded(page, f"li[data-item='{verified['id']}'] .rx-responses")
+    assert thumbnails_loaded(page, f"li[data-item='{verified['id']}'] [data-col=verifying]")
+    assert box.get_by_role("button", name="整改反馈").count() == 0  # leadership reads only
+
+    # overdue in red, with the days past the due date
+    late = [i for i in api["items"] if i["overdue"]]
+    assert late and page.locator("#rx-items li.overdue").count() == len(late)
+    box = card(page, late[0]["id"])
+    days = (datetime.fromisoformat(api["as_of"]) - datetime.fromisoformat(late[0]["due_on"])).days
+    assert box.locator("[data-col=overdue]").inner_text() == f"逾期 {days} 天"
+    assert box.locator("[data-col=overdue]").evaluate("e => getComputedStyle(e).color") == "rgb(180, 35, 24)"
+    assert card(page, verified["id"]).locator("[data-col=overdue]").count() == 0
+
+    # the whole photo opens in a dialog, fetched with the key too
+    card(page, verified["id"]).locator(".rx-responses button.thumb").first.click()
+    expect(page.locator("#rx-viewer")).to_be_visible()
+    wait_until(page, "document.getElementById('rx-viewer-img').naturalWidth > 0")
+    assert page.locator("#rx-viewer-img").evaluate("i => [i.naturalWidth, i.naturalHeight]") == [480, 360]
+    page.get_by_role("button", name="关闭").click()
+    shot(page, "dashboard-rectification")
+
+    # filters: status, district, 仅看逾期 (and together), as the API filters
+    panel = page.locator("#panel-rectification")
+    panel.get_by_label("整改状态").select_option(label="已复验")
+    expected = [i["id"] for i in rectification_list(demo_server, status="verified")["items"]]
+    wait_until(page, f"document.querySelectorAll('#rx-items li.rx-item').length === {len(expected)}")
+    assert shown_items(page) == expected and len(expected) < len(api["items"])
+    assert set(page.locator("#rx-items [data-col=status]").all_inner_texts()) == {"已复验"}
+    panel.get_by_label("整改状态").select_option(label="全部")
+    panel.get_by_label("所在区").select_option(label="大东区")
+    expected = [i["id"] for i in rectification_list(demo_server, district_id="dadong")["items"]]
+    wait_until(page, f"document.querySelectorAll('#rx-items li.rx-item').length === {len(expected)}")
+    assert shown_items(page) == expected
+    assert set(page.locator("#rx-items .rx-district").all_inner_texts()) == {"大东区"}
+    panel.get_by_label("所在区").select_option(label="全部")
+    panel.get_by_label("仅看逾期").check()
+    expected = [i["id"] for i in rectification_list(demo_server, overdue="true")["items"]]
+    wait_until(page, f"document.querySelectorAll('#rx-items li.rx-item').length === {len(expected)}")
+    assert shown_items(page) == expected == [i["id"] for i in late]
+    panel.get_by_label("所在区").select_option(label="和平区")
+    expected = [i["id"] for i in rectification_list(demo_server, overdue="true", district_id="heping")["items"]]
+    wait_until(page, f"document.querySelectorAll('#rx-items li.rx-item').length === {len(expected)}")
+    assert shown_items(page) == expected and 0 < len(expected) < len(late)
+
+    assert page.external_requests == []
+    assert [m for m in console_errors if not m.startswith("Failed to load resource")] == []
+
+
+def small_jpeg(text: str) -> bytes:
+    from io import BytesIO
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (640, 480), (70, 140, 90))
+    ImageDraw.Draw(image).rectangle((80, 120, 560, 400), fill=(236, 228, 214))
+    ImageDraw.Draw(image).text((100, 140), text, fill=(0, 0, 0))
+    out = BytesIO()
+    image.save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def test_district_key_answers_a_rectification_item_with_a_photo(page, demo_server):
+    import hashlib
+
+    console_errors = []
+    page.on("console", lambda message: message.type == "error" and console_errors.append(message.text))
+    sign_in(page, demo_server["url"], demo_server["tokens"]["district"])
+    expect(page.get_by_role("tab", name="进度督办")).to_have_attribute("aria-selected", "true")
+    page.get_by_label("测评轮次").select_option(ROUND)
+    open_rectification_tab(page)
+    expect(page.locator("#rx-scope")).to_have_text("本区：和平区")
+    expect(page.locator("#rx-district")).to_be_hidden()
+    api = rectification_list(demo_server, "district")
+    assert shown_items(page) == [i["id"] for i in api["items"]] and {i["district_id"] for i in api["items"]} == {"heping"}
+    # an item not yet answered; verified items take no answer
+    item = next(i for i in api["items"] if i["status"] == "open")
+    verified = next(i for i in api["items"] if i["status"] == "verified")
+    assert card(page, verified["id"]).get_by_role("button", name="整改反馈").count() == 0
+
+    box = card(page, item["id"])
+    box.get_by_role("button", name="整改反馈").click()
+    dialog = page.locator("#rx-dialog")
+    expect(dialog).to_be_visible()
+    photos = dialog.get_by_label("整改后照片")
+    assert (photos.get_attribute("accept"), photos.get_attribute("capture")) == ("image/*", "environment")
+    assert photos.get_attribute("type") == "file"
+    dialog.get_by_label("整改说明").fill("路灯已全部更换并通电")
+    dialog.get_by_role("button", name="提交").click()
+    expect(page.locator("#rx-form-error")).to_contain_text("请至少选择一张整改后的照片")
+    jpeg = small_jpeg("fixed")
+    photos.set_input_files(files=[{"name": "fixed.jpg", "mimeType": "image/jpeg", "buffer": jpeg}])
+    dialog.get_by_label("整改完成日期").fill("2018-10-06")
+
+    # the first answer is lost on the way; the retry sends the same response id, recorded once
+    posted = []
+
+    def flaky(route):
+        posted.append(route.request.post_data_json)
+        if len(posted) == 1:
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route("**/rectifications/*/responses", flaky)
+    dialog.get_by_role("button", name="提交").click()
+    expect(page.locator("#rx-form-error")).to_contain_text("网络连接失败")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="提交").click()
+    expect(dialog).to_be_hidden()
+    assert len(posted) == 2 and posted[0] == posted[1]  # the same id and content
+    sha = hashlib.sha256(jpeg).hexdigest()
+    assert posted[1]["evidence"] == [sha] and posted[1]["fixed_on"] == "2018-10-06"
+    expect(page.locator("#rx-done")).to_contain_text("已提交")
+
+    # the list refreshed: the item is 已提交 with the answer and its photo
+    box = card(page, item["id"])
+    expect(box.locator("[data-col=status]")).to_have_text("已提交")
+    assert "2018-10-06 整改反馈：路灯已全部更换并通电" in box.locator(".rx-responses").inner_text()
+    wait_until(page, f"document.querySelector(\"li[data-item='{item['id']}'] .rx-responses img\")?.naturalWidth > 0")
+    assert thumbnails_loaded(page, f"li[data-item='{item['id']}'] .rx-responses")
+    after = next(i for i in rectification_list(demo_server, "district")["items"] if i["id"] == item["id"])
+    assert after["status"] == "submitted" and len(after["responses"]) == 1
+    assert [e["sha256"] for e in after["responses"][0]["evidence"]] == [sha]
+    assert after["responses"][0]["response_id"] == posted[0]["response_id"]
+    shot(page, "dashboard-rectification-district")
+    assert page.external_requests == []
+    assert [m for m in console_errors if not m.startswith("Failed to load resource")] == []

@@ -202,6 +202,7 @@ def test_pages_send_a_strict_content_security_policy(client, keys, world):
         directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
         assert directives["default-src"] == "'self'" and directives["script-src"] == "'self'"
         assert directives["style-src"] == "'self'" and directives["frame-ancestors"] == "'none'"
+        assert directives["img-src"] == "'self' data: blob:"  # blob: the dashboard's photos fetched with the key
         assert "unsafe" not in csp
         assert r.headers["X-Frame-Options"] == "DENY"
         assert r.headers["X-Content-Type-Options"] == "nosniff"

@@ -120,7 +120,7 @@ CONTENT_SECURITY_POLICY = "; ".join((
     "default-src 'self'",
     "script-src 'self'",
     "style-src 'self'",
-    "img-src 'self' data:",
+    "img-src 'self' data: blob:",  # blob: the dashboard's photos, fetched with the key (整改台账)
     "connect-src 'self'",
     "worker-src 'self'",
     "object-src 'none'",
