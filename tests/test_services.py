@@ -129,6 +129,25 @@ def test_named_caches_keep_their_own_bounds(size):
     assert calls[-1] == "recomputed"
 
 
+def test_a_cache_family_holds_one_value():
+    """A round's values at newer generation tokens replace its older ones on the miss, before computing (a
+    worker never holds a national round's arrays twice); other families and keys without one stay."""
+    from scoring_service.services.context import BoundedCache
+
+    cache = BoundedCache("test", 8)
+    cache.get(("r1", "t1"), lambda: "a", family="r1")
+    cache.get(("r2", "t1"), lambda: "b", family="r2")
+    cache.get("plain", lambda: "c")
+    seen = []
+    cache.get(("r1", "t2"), lambda: seen.append(len(cache)) or "d", family="r1")
+    assert seen == [2] and len(cache) == 3  # r1's old value gone before the new one was computed
+    assert cache.get(("r1", "t1"), lambda: "again", family="r1") == "again"
+    assert cache.get(("r2", "t1"), lambda: "never") == "b" and cache.get("plain", lambda: "never") == "c"
+    with pytest.raises(ZeroDivisionError):
+        cache.get(("r2", "t2"), lambda: 1 / 0, family="r2")
+    assert len(cache) == 2 and cache.get(("r1", "t1"), lambda: "never", family="r1") == "again"
+
+
 def test_a_json_body_is_parsed_once_per_request(client, keys, world, monkeypatch):
     """The request hook bounds the body and the views' argument parser reuses it (a batch is up to 2 MiB)."""
     import scoring_service.api as api

@@ -30,9 +30,13 @@ class BoundedCache:
         self.size = size
         self._values: OrderedDict = OrderedDict()
         self._pending: dict[Hashable, threading.Event] = {}
+        self._families: dict[Hashable, Hashable] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+    def get(self, key: Hashable, compute: Callable[[], Any], family: Hashable | None = None) -> Any:
+        """The value of ``key``, computed once. ``family``: keys of one family replace each other (the same
+        round at newer generation tokens: a token once replaced never comes back), so a miss drops the
+        family's other values before computing, and a worker never holds a round's arrays twice."""
         while True:
             with self._lock:
                 if key in self._values:
@@ -41,6 +45,10 @@ class BoundedCache:
                 running = self._pending.get(key)
                 if running is None:
                     running = self._pending[key] = threading.Event()
+                    if family is not None:
+                        for old in [k for k, f in self._families.items() if f == family and k in self._values]:
+                            del self._values[old], self._families[old]
+                        self._families[key] = family
                     break  # this thread computes
             running.wait()
         try:
@@ -48,10 +56,12 @@ class BoundedCache:
             with self._lock:
                 self._values[key] = value
                 while len(self._values) > self.size:
-                    self._values.popitem(last=False)
+                    self._families.pop(self._values.popitem(last=False)[0], None)
         finally:
             with self._lock:
                 del self._pending[key]
+                if key not in self._values:  # failed: no value to replace the family's others
+                    self._families.pop(key, None)
             running.set()
         return value
 

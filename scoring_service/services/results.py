@@ -82,12 +82,14 @@ def round_scores(ctx: ServiceState, round_: dict) -> RoundScores:
         inspections = ctx.inspection_arrays.get(
             (round_id, reference_token, inspections_token),
             lambda: inspection_arrays(store.inspection_sums(round_id, n_items, stage=stage), ids),
+            family=round_id,
         )
         residents, public = survey_arrays(store.survey_counts(round_id, n_items), ids)
         scores = score_communities(rubric, reference.inputs, residents, public, inspections)
         return RoundScores(reference, inspections, residents, public, scores)
 
-    return ctx.live_scores.get((round_id, rubric.rubric_id, reference_token, inspections_token, surveys_token), score)
+    return ctx.live_scores.get((round_id, rubric.rubric_id, reference_token, inspections_token, surveys_token), score,
+                               family=(round_id, rubric.rubric_id))
 
 
 def compute_results(ctx: ServiceState, round_id: str, round_: dict | None = None) -> LiveResults:
@@ -149,7 +151,8 @@ def live_results(ctx: ServiceState, round_id: str, round_: dict | None = None) -
     round_ = round_ or ctx.store.get_round(round_id)
     if round_ is None:
         raise NotFound("round", round_id)
-    return ctx.live_results.get(results_key(ctx, round_), lambda: compute_results(ctx, round_id, round_))
+    return ctx.live_results.get(results_key(ctx, round_), lambda: compute_results(ctx, round_id, round_),
+                                family=(round_id, round_["rubric_id"]))
 
 
 def round_results(ctx: ServiceState, round_id: str, record: dict | None = None) -> Results:
