@@ -48,9 +48,10 @@ def time_after_writes(client, url: str, headers: dict, write: Callable[[int], No
     def timed() -> tuple[float, int]:
         started = time.perf_counter()
         r = client.get(url, headers=headers)
+        size = len(r.get_data())  # the whole body read: a streamed response is produced while it is read
         elapsed = time.perf_counter() - started
         assert r.status_code == 200, r.get_data(as_text=True)[:300]
-        return elapsed, len(r.get_data())
+        return elapsed, size
 
     first, size = timed()
     after_write, warm = [], []
