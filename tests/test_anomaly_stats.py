@@ -227,6 +227,19 @@ def test_facts_of_a_response():
         'device|["c1", "d"]'
 
 
+def test_marks_are_the_json_of_their_parts():
+    """Marks are written without the JSON encoder for plain parts: the text is still exactly
+    ``kind|`` + ``json.dumps(parts, ensure_ascii=False)`` (stored marks stay comparable)."""
+    import json
+
+    from scoring_service.store.base import _mark
+
+    odd = [None, 0, -5, 29930685, "k_1", "heping-001", 'a"b', "a\\b", "a\x01b", "中文", "\u2028", "", "tab\t", True, 1.5]
+    for first in odd:
+        for second in odd:
+            assert _mark("minute", first, second, 7) == f"minute|{json.dumps([first, second, 7], ensure_ascii=False)}"
+
+
 def test_report_through_the_api_equals_the_report_from_raw_responses(app, client, evidence_world, keys):
     """The whole document (agency bias and note too), after field posts, a burst, twins and a void."""
     kiosk = keys.header("kiosk_1")

@@ -16,6 +16,7 @@ import abc
 import enum
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -243,8 +244,23 @@ def content_digest(response: Mapping) -> str:
     return hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).hexdigest()[:32]
 
 
+_PLAIN_TEXT = re.compile(r'[^"\\\x00-\x1f]*')
+
+
+def _json_atom(value) -> str:
+    """``json.dumps(value, ensure_ascii=False)`` of a mark's part, the common cases without the encoder."""
+    if value is None:
+        return "null"
+    if type(value) is int:
+        return str(value)
+    if type(value) is str and _PLAIN_TEXT.fullmatch(value):
+        return f'"{value}"'
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _mark(kind: str, *parts) -> str:
-    return f"{kind}|{json.dumps(list(parts), ensure_ascii=False)}"
+    """``kind|`` and the JSON list of ``parts`` (``json.dumps(list(parts), ensure_ascii=False)``)."""
+    return f"{kind}|[{', '.join(map(_json_atom, parts))}]"
 
 
 def parse_mark(mark: str) -> tuple[str, list]:

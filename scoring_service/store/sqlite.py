@@ -9,6 +9,7 @@ type), updated in the same transaction as the responses they count.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -107,6 +108,20 @@ _MARK_GROUPED = {
     "window": "content_key = m.v0 AND content_window IN (m.v1, m.v1 + 1)",
     "device": "community_id = m.v0 AND device_id = m.v1",
 }
+
+
+@functools.lru_cache(maxsize=64)
+def _mark_sql(kind: str, width: int, rows: int) -> str:
+    """For ``rows`` marks of ``kind`` (``width`` parts each) given as (n, mark, parts…) and then the round
+    twice: (n, hot, kept) of each mark: hot when a standing response lies beyond its limit, kept when
+    anomaly_marks holds it."""
+    columns = ", ".join(f"v{i}" for i in range(width))
+    values = ", ".join([f"({', '.join('?' * (width + 2))})"] * rows)
+    return (f"WITH m(n, mark, {columns}) AS (VALUES {values}) SELECT n,"
+            f" EXISTS (SELECT 1 FROM responses WHERE round_id = ? AND {_MARK_GROUPED[kind]}"
+            f" AND voided_at IS NULL LIMIT 1 OFFSET {MARK_LIMITS[kind]:d}),"
+            " EXISTS (SELECT 1 FROM anomaly_marks AS a WHERE a.round_id = ? AND a.mark = m.mark) FROM m")
+
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
 
@@ -742,36 +757,29 @@ class SQLiteStore(Store):
     def _refresh_marks(conn, round_id: str, marks: Iterable[str]) -> None:
         """Inside a write: keep each of ``marks`` hot exactly when its standing responses exceed its limit.
 
-        Grouped: per kind of mark, one statement per 300 marks asks whether each has a standing response
-        beyond its limit (an index search per mark that stops there), and one per 500 which of them are
-        kept hot now; then only the changes are written. A batch of 1000 responses asked about each of
-        its 2,000-odd marks in two statements of its own before."""
+        Grouped: per kind of mark, one statement per 300 marks asks of each whether it has a standing
+        response beyond its limit (an index search per mark that stops there) and whether it is kept hot
+        now; only the changes are written. A batch of 1000 responses asked about each of its 2,000-odd
+        marks in two statements of its own before."""
         by_kind: dict[str, list[tuple[str, list]]] = {}
-        for mark in sorted(set(marks)):
+        for mark in set(marks):
             kind, parts = parse_mark(mark)
             by_kind.setdefault(kind, []).append((mark, parts))
-        if not by_kind:
-            return
-        hot: set[str] = set()
+        insert, delete = [], []
         for kind, entries in by_kind.items():
-            condition = _MARK_GROUPED[kind]
-            width = len(entries[0][1])
-            columns = ", ".join(f"v{i}" for i in range(width))
             for start in range(0, len(entries), 300):
                 part = entries[start:start + 300]
-                rows = ", ".join([f"({', '.join('?' * (width + 1))})"] * len(part))
-                sql = (f"WITH m(n, {columns}) AS (VALUES {rows}) SELECT n FROM m"
-                       f" WHERE EXISTS (SELECT 1 FROM responses WHERE round_id = ? AND {condition}"
-                       f" AND voided_at IS NULL LIMIT 1 OFFSET {MARK_LIMITS[kind]:d})")
-                values = [value for i, (_, parts) in enumerate(part) for value in (i, *parts)]
-                hot.update(part[row[0]][0] for row in conn.execute(sql, (*values, round_id)).fetchall())
-        wanted = [mark for entries in by_kind.values() for mark, _ in entries]
-        kept = {row[0] for row in SQLiteStore._select_in(
-            conn, "SELECT mark FROM anomaly_marks WHERE round_id = ? AND mark IN ({})", wanted, leading=[round_id])}
-        conn.executemany("INSERT INTO anomaly_marks (round_id, mark) VALUES (?, ?)",
-                         [(round_id, mark) for mark in wanted if mark in hot and mark not in kept])
-        conn.executemany("DELETE FROM anomaly_marks WHERE round_id = ? AND mark = ?",
-                         [(round_id, mark) for mark in wanted if mark in kept and mark not in hot])
+                values = [value for i, (mark, parts) in enumerate(part) for value in (i, mark, *parts)]
+                for n, hot, kept in conn.execute(_mark_sql(kind, len(part[0][1]), len(part)),
+                                                  (*values, round_id, round_id)).fetchall():
+                    if hot and not kept:
+                        insert.append((round_id, part[n][0]))
+                    elif kept and not hot:
+                        delete.append((round_id, part[n][0]))
+        if insert:
+            conn.executemany("INSERT INTO anomaly_marks (round_id, mark) VALUES (?, ?)", insert)
+        if delete:
+            conn.executemany("DELETE FROM anomaly_marks WHERE round_id = ? AND mark = ?", delete)
 
     def _candidate_rows(self, conn, where: str, params: tuple) -> list[tuple[int, str | None, dict]]:
         """(seq, content_key, response) of the standing responses of the round matching ``where``."""
