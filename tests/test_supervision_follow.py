@@ -205,6 +205,7 @@ def test_kept_json_rows_are_the_report(app, client, supervised):
         q = "&".join(f"{k}={v}" for k, v in query.items())
         served = client.get(f"{R}/supervision?{q}", headers=lead)
         assert served.status_code == 200
+        assert int(served.headers["Content-Length"]) == len(served.data)  # sent in pieces, their length stated
         with app.app_context():
             as_of = date.fromisoformat(query["as_of"]) if "as_of" in query else None
             fresh = supervision_report(state(), "m2018", None, as_of, query.get("district_id"))

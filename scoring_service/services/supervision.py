@@ -316,6 +316,13 @@ def supervision_json(ctx: ServiceState, round_id: str, principal: Principal | No
                      as_of: date | None = None, district_id: str | None = None) -> bytes:
     """:func:`supervision_report` as canonical JSON, the same bytes. Each community's row is kept as
     JSON on the round's board and shaped again only when its records or its flag changed."""
+    return b"".join(supervision_parts(ctx, round_id, principal, as_of, district_id))
+
+
+def supervision_parts(ctx: ServiceState, round_id: str, principal: Principal | None,
+                      as_of: date | None = None, district_id: str | None = None) -> list[bytes]:
+    """:func:`supervision_json` in three pieces (the rows in the middle), for a response that sends them
+    as they are: a national report (some 20 MB) is not joined into one more copy."""
     round_, t, district_id = _report_round(ctx, round_id, principal, as_of, district_id)
     inputs, milestones = Inputs.read(ctx, round_, t), board(ctx, round_id)
     with milestones.lock:
@@ -329,4 +336,4 @@ def supervision_json(ctx: ServiceState, round_id: str, principal: Principal | No
     placeholder = uuid.uuid4().hex  # stands for the rows in the head's JSON (keys sorted, so rows go in place)
     before, after = canonical_bytes({**prepared.head, "communities": placeholder}).split(
         canonical_bytes(placeholder))
-    return b"".join((before, b"[", rows, b"]", after))
+    return [before + b"[", rows, b"]" + after]
