@@ -12,9 +12,11 @@ from __future__ import annotations
 import functools
 import hmac
 import os
+import re
+from timeit import default_timer
 
 from flask import Flask, current_app, g, request
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
@@ -71,14 +73,80 @@ def normalise_method_label(response):
     return response
 
 
+class RequestMetrics:
+    """prometheus-flask-exporter's default request metrics, recorded as its own hooks record them.
+
+    ``flask_http_request_duration_seconds`` (histogram by method, url_rule and status, the client's
+    default buckets), ``flask_http_request_total`` and ``flask_http_request_exceptions_total`` (by
+    method and status) and ``flask_exporter_info``: the same names, labels, values and exclusions as
+    the exporter's ``export_defaults``, which this replaces. Its hooks looked every labelled series up
+    by keyword arguments and probed the request with ``hasattr`` on every request, about 5 % of a
+    survey POST's CPU; here each series is looked up once per (method, rule, status).
+    """
+
+    def __init__(self, app: Flask, metrics: PrometheusMetrics, excluded_paths: list[str]):
+        registry = metrics.registry
+        metrics.info("flask_exporter_info", "Information about the Prometheus Flask exporter",
+                     version=metrics.version)
+        self.duration = Histogram("flask_http_request_duration_seconds", "Flask HTTP request duration in seconds",
+                                  ("method", url_rule.__name__, "status"), registry=registry)
+        self.total = Counter("flask_http_request_total", "Total number of HTTP requests", ("method", "status"),
+                             registry=registry)
+        self.exceptions = Counter("flask_http_request_exceptions_total",
+                                  "Total number of HTTP requests which resulted in an exception",
+                                  ("method", "status"), registry=registry)
+        #: the exporter matches each pattern at the start of the path
+        self.excluded = re.compile("|".join(f"(?:{pattern})" for pattern in excluded_paths))
+        self._series: dict[tuple, tuple] = {}
+        app.before_request(self.started)
+        app.after_request(self.answered)
+        app.teardown_request(self.failed)
+
+    def _record(self, req, status: int) -> None:
+        """The duration (once, when the request was timed) and the count (once) of this request."""
+        if g.get("metrics_recorded"):
+            return
+        g.metrics_recorded = True
+        key = (req.method, url_rule(req), status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series.setdefault(key, (self.duration.labels(key[0], key[1], status),
+                                                   self.total.labels(key[0], status)))
+        started = g.get("metrics_started")
+        if started is not None:
+            series[0].observe(max(default_timer() - started, 0))
+        series[1].inc()
+
+    def started(self) -> None:
+        g.metrics_started = default_timer()
+
+    def answered(self, response):
+        req = request._get_current_object()
+        if not self.excluded.match(req.path):
+            self._record(req, response.status_code)
+        return response
+
+    def failed(self, exception=None) -> None:
+        """An exception that no handler answered: counted, and (if the response hook did not run) a 500."""
+        if exception is None:
+            return
+        req = request._get_current_object()
+        if self.excluded.match(req.path):
+            return
+        self.exceptions.labels(req.method, 500).inc()
+        self._record(req, 500)
+
+
 def init_metrics(app: Flask) -> None:
     # group_by is a function named url_rule: the label keeps its name, unmatched routes share one value
-    options = dict(path="/metrics", group_by=url_rule, metrics_decorator=guard_metrics,
-                   excluded_paths=["/metrics", "/healthz", "/static"])
+    excluded = ["/metrics", "/healthz", "/static"]
+    options = dict(path="/metrics", group_by=url_rule, metrics_decorator=guard_metrics, excluded_paths=excluded,
+                   export_defaults=False)  # RequestMetrics records the default metrics
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         metrics = GunicornInternalPrometheusMetrics(app, **options)
     else:
         metrics = PrometheusMetrics(app, registry=CollectorRegistry(), **options)
+    RequestMetrics(app, metrics, excluded)
     metrics.info("scoring_service_info", "Scoring service", version="0.1.0")
     # after_request functions run last-registered first: this one runs before the exporter's
     app.after_request(normalise_method_label)
