@@ -95,6 +95,42 @@ def test_concurrent_writes_share_commits_and_end_as_if_written_one_by_one(tmp_pa
     assert store.recount(ROUND, 4, fix=False) == []
 
 
+def test_a_writer_waiting_for_the_write_lock_starts_as_soon_as_it_is_released(tmp_path):
+    """Writers of separate connections (another gunicorn worker's, another thread's) queue for the write
+    lock on the lock file and the next starts when it is released. Before, SQLite's busy handler polled
+    the database's lock with growing sleeps (…, 50, 50, 100 ms): a writer that had waited 240 ms slept on
+    until 328 ms, the lock free for the last 85 ms or so, and a two-worker server's survey writers sat out
+    the other worker's commits."""
+    import threading
+
+    store = open_store(tmp_path)
+    other = SQLiteStore(store.path)  # another writer with its own connection, as another worker's
+    holding, waiting = threading.Event(), threading.Event()
+    times: dict[str, float] = {}
+
+    def hold():
+        with store._write():
+            holding.set()
+            assert waiting.wait(5)
+            time.sleep(0.24)
+        times["released"] = time.perf_counter()
+
+    def wait():
+        assert holding.wait(5)
+        waiting.set()
+        with other._write():
+            times["started"] = time.perf_counter()
+
+    threads = [threading.Thread(target=hold), threading.Thread(target=wait)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    other.close()
+    store.close()
+    assert times["started"] - times["released"] < 0.04, times
+
+
 def test_a_write_whose_sql_fails_is_undone_alone_and_raised_in_its_thread(tmp_path):
     import sqlite3
 

@@ -265,7 +265,8 @@ def test_sqlite_file_is_created_for_its_owner_only(tmp_path):
     store.init()
     open_round(store)  # a write, so the WAL files exist too
     try:
-        for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"),
+                     path.with_name(path.name + "-lock")):  # the writers' lock file (SQLiteStore._transaction)
             assert name.exists() and name.stat().st_mode & 0o777 == 0o600, name
     finally:
         store.close()
