@@ -162,3 +162,12 @@ def test_a_write_whose_sql_fails_is_undone_alone_and_raised_in_its_thread(tmp_pa
         store._commit_group(group)
     assert all(isinstance(t.error, RuntimeError) and t.value is None for t in group)
     assert store.get_response(ROUND, "resp-00004") is None
+    # a lone write (no savepoint): its failing SQL rolls the transaction back and is raised; nothing changes,
+    # not even the generation tokens, and the next write goes on
+    generations = store.generation(), store.generation("surveys")
+    with pytest.raises(sqlite3.OperationalError):
+        store._group_commit().submit(store._commit_group, broken)
+    assert store.get_response(ROUND, "resp-00002") is None and store.count_responses(ROUND) == 2
+    assert (store.generation(), store.generation("surveys")) == generations
+    assert store.add_responses(ROUND, [record(5)], 4) == [Outcome.CREATED]
+    assert store.recount(ROUND, 4, fix=False) == []

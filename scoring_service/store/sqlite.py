@@ -127,6 +127,14 @@ def _mark_sql(kind: str, width: int, rows: int) -> str:
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
 
 
+def _stored_parts(record: Mapping) -> tuple[str, str, AnomalyFacts, list[str]]:
+    """What storing a response writes besides its plain columns: its levels and body as JSON, its anomaly
+    facts and their marks (made before the write lock is taken)."""
+    facts = AnomalyFacts.of(record)
+    return (_dumps(list(record["levels"])), _dumps({k: v for k, v in record.items() if k != "levels"}), facts,
+            facts.marks())
+
+
 def _create_private(path: str) -> None:
     """Create the database file for its owner only (0600) unless it exists: it holds key and
     household hashes. SQLite gives the ``-wal`` and ``-shm`` files the database file's mode."""
@@ -315,10 +323,11 @@ class SQLiteStore(Store):
         with self._transaction() as conn:
             yield conn
             token = uuid.uuid4().hex
-            conn.execute("UPDATE meta SET value = ? WHERE name = 'generation'", (token,))
-            if scope:
-                conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
-                             (f"generation:{scope}", token))
+            if scope:  # both tokens in one statement (init made the 'generation' row)
+                conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('generation', ?), (?, ?)",
+                             (token, f"generation:{scope}", token))
+            else:
+                conn.execute("UPDATE meta SET value = ? WHERE name = 'generation'", (token,))
 
     def _read(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
         return self._conn().execute(sql, params).fetchall()
@@ -605,8 +614,10 @@ class SQLiteStore(Store):
                       audit: AuditEvent | None = None, quota: LinkQuota | None = None) -> list[Outcome]:
         """One transaction shared with the survey writes other threads of this process make meanwhile
         (:class:`GroupCommit`): acknowledged after its commit, as alone."""
+        prepared = [_stored_parts(record) for record in records]  # before the write lock, not under it
         return self._group_commit().submit(
-            self._commit_group, lambda conn: self._add_responses_in(conn, round_id, records, n_items, audit, quota))
+            self._commit_group,
+            lambda conn: self._add_responses_in(conn, round_id, records, n_items, audit, quota, prepared))
 
     def _group_commit(self) -> GroupCommit:
         """This process's group commit (made after a fork: its lock must not cross one)."""
@@ -615,12 +626,15 @@ class SQLiteStore(Store):
         return self._group
 
     def _commit_group(self, group: list[_Ticket]) -> None:
-        """The writes of ``group`` in one transaction, each in a savepoint; nothing is acknowledged
-        before the commit. When the transaction fails, every write of the group raises its error."""
+        """The writes of ``group`` in one transaction, each in a savepoint (a lone write in none); nothing
+        is acknowledged before the commit. When the transaction fails, every write of the group raises its
+        error (so does a lone write whose SQL fails: the transaction is rolled back, generations unchanged)."""
         committed = False
         try:
             with self._write("surveys") as conn:
-                for ticket in group:
+                if len(group) == 1:  # a lone write needs no savepoint: its failure rolls everything back
+                    group[0].value = group[0].work(conn)
+                for ticket in group if len(group) > 1 else ():
                     conn.execute("SAVEPOINT group_write")
                     try:
                         ticket.value = ticket.work(conn)
@@ -636,7 +650,9 @@ class SQLiteStore(Store):
                     ticket.value, ticket.error = None, failed
 
     def _add_responses_in(self, conn, round_id: str, records: list[Mapping], n_items: int,
-                          audit: AuditEvent | None, quota: LinkQuota | None) -> list[Outcome]:
+                          audit: AuditEvent | None, quota: LinkQuota | None,
+                          prepared: list[tuple] | None = None) -> list[Outcome]:
+        """Inside the write transaction. ``prepared``: :func:`_stored_parts` of each record, made before."""
         outcomes: list[Outcome | None] = [None] * len(records)
         gate = self._round_gate(conn, round_id)
         if gate is not None:
@@ -684,14 +700,13 @@ class SQLiteStore(Store):
                 rate[rate_key] += 1
                 public[record["community_id"]] += record["respondent_type"] == "public"
             outcomes[i] = Outcome.CREATED
-            body = {k: v for k, v in record.items() if k != "levels"}
-            facts = AnomalyFacts.of(record)
+            levels_json, body_json, facts, response_marks = prepared[i] if prepared else _stored_parts(record)
             rows.append((rid, round_id, record["community_id"], record["respondent_type"], household,
-                         record["content_hash"], _dumps(list(record["levels"])), _dumps(body),
+                         record["content_hash"], levels_json, body_json,
                          record.get("link_id"), record.get("address_hash"), record.get("device_id"),
                          *_fact_values(facts)))
             created.append((record["community_id"], record["respondent_type"], record["levels"]))
-            marks.update(facts.marks())
+            marks.update(response_marks)
         settle_repeats(records, outcomes, first)
         conn.executemany(
             "INSERT INTO responses (response_id, round_id, community_id, respondent_type, household_hash,"
