@@ -83,6 +83,7 @@ def bench_post(env: dict, seconds: float) -> dict:
     request a new response_id and household."""
     from bench import wrk
 
+    load = os.getloadavg()[0]
     bare = start_server("bare", env)
     base = wrk.run(bare.url, "/echo", seconds=seconds)
     bare.stop()
@@ -91,7 +92,8 @@ def bench_post(env: dict, seconds: float) -> dict:
     scoring.stop()
     return {"bare_rps": base["rps"], "scoring_rps": target["rps"], "ratio": target["rps"] / base["rps"],
             "scoring_p50_ms": target["p50_ms"], "bare_p50_ms": base["p50_ms"],
-            "errors": target["errors"] + base["errors"], "client": f"wrk -t{wrk.THREADS} -c{wrk.CONNECTIONS}"}
+            "errors": target["errors"] + base["errors"], "client": f"wrk -t{wrk.THREADS} -c{wrk.CONNECTIONS}",
+            "load_before_after": [load, os.getloadavg()[0]]}
 
 
 # -- 2. batch ingest ---------------------------------------------------------------------
@@ -279,6 +281,11 @@ def main():
         log("1. single-survey POST vs bare Flask …")
         results["post"] = bench_post(demo, seconds)
         log(f"   {results['post']}")
+        log("1b. where a survey POST's time goes (profiled worker, bare and service again, without fsync) …")
+        from bench import postprofile
+
+        results["post_profile"] = postprofile.measure(demo, seconds)
+        log("\n".join(postprofile.table(results["post_profile"])))
         log("2. batch ingest vs validation alone …")
         results["batch"] = bench_batch(demo, 10 if args.quick else 20)
         log(f"   {results['batch']}")
@@ -411,6 +418,17 @@ def write_results(r: dict, quick: bool) -> None:
         "| --- | --- | --- | --- |",
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows],
         "",
+    ]
+    if "post_profile" in r:
+        from bench.postprofile import table as post_table
+
+        lines += ["## Where a single-survey POST's time goes (figure 1, profiled in this run)", "",
+                  "bench/postprofile.py: the service under the same gunicorn settings and wrk load as figure 1, its "
+                  "parts timed in the workers (CPU of their own thread, exclusive of the parts nested in them), "
+                  "then runs back to back with the bare endpoint, as served and with fsync off (benchmark only). "
+                  "`python -m bench.postprofile` runs it alone.", "",
+                  *post_table(r["post_profile"]), ""]
+    lines += [
         "Raw numbers:",
         "",
         "```json",
