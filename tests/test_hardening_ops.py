@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import re
 import socket
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
@@ -432,6 +434,34 @@ def test_protocol_errors_are_json_under_gunicorn(tmp_path):
         status_line, _, rest = out.partition(b"\r\n")
         assert status_line.startswith(b"HTTP/1.1 413"), status_line
         assert json.loads(rest.partition(b"\r\n\r\n")[2])["code"] == 413
+
+
+def _first_hit(path: str, barrier, results) -> None:
+    from scoring_service.ops.limits import SQLiteStorage
+
+    storage = SQLiteStorage(SQLiteStorage.uri_for(path))
+    barrier.wait()  # every process opens the new file at once, as gunicorn's workers do on their first request
+    try:
+        storage.acquire_entry("token:x", 1000, 60)
+        results.put("ok")
+    except sqlite3.Error as exc:
+        results.put(repr(exc))
+
+
+def test_rate_limit_counts_file_opened_by_many_processes_at_once(tmp_path):
+    """Before: two workers switching the new counts file to WAL at once got "database is locked" (or "disk I/O
+    error") in about one start in six with eight processes, and the request was answered 500."""
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(20):
+        path = str(tmp_path / f"ratelimits-{trial}.sqlite3")
+        barrier, results = ctx.Barrier(8), ctx.Queue()
+        processes = [ctx.Process(target=_first_hit, args=(path, barrier, results)) for _ in range(8)]
+        for p in processes:
+            p.start()
+        outcomes = [results.get(timeout=60) for _ in processes]
+        for p in processes:
+            p.join()
+        assert outcomes == ["ok"] * 8, (trial, outcomes)
 
 
 @pytest.mark.slow

@@ -27,6 +27,7 @@ spoofing the header gains nothing; with the default 0 the header is ignored.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import itertools
 import os
@@ -82,14 +83,23 @@ class SQLiteStorage(Storage, MovingWindowSupport):
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():  # never across a gunicorn fork
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = self._open()
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        """A connection of this thread. Openings take turns on a lock file beside the counts: two gunicorn
+        workers switching a new file to WAL at once get "database is locked" or even "disk I/O error"
+        from SQLite (the busy timeout does not cover that switch), which answered a request with a 500."""
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path + ".lock", "a", encoding="utf-8") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000)
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = OFF")
             conn.executescript(_SCHEMA)
-            self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
     def _transaction(self):
