@@ -59,31 +59,32 @@ def register_blueprints(app: Flask) -> None:
 
 def check_request_body() -> None:
     """Refuse oversize and non-JSON bodies before anything parses them."""
-    if not request.path.startswith("/api/v1/") or request.method not in ("POST", "PUT", "PATCH", "DELETE"):
+    req = request._get_current_object()  # one context look-up, not one per attribute
+    if not req.path.startswith("/api/v1/") or req.method not in ("POST", "PUT", "PATCH", "DELETE"):
         return
-    limit_of = BODY_LIMITS.get(request.endpoint or "")
-    larger = limit_of(request.mimetype) if limit_of is not None else None
+    limit_of = BODY_LIMITS.get(req.endpoint or "")
+    larger = limit_of(req.mimetype) if limit_of is not None else None
     if larger is not None:
-        request.max_content_length = larger  # werkzeug's reading stops there too
-    limit = request.max_content_length
-    if request.content_length is not None and limit is not None and request.content_length > limit:
+        req.max_content_length = larger  # werkzeug's reading stops there too
+    limit = req.max_content_length
+    if req.content_length is not None and limit is not None and req.content_length > limit:
         too_large(f"request body larger than {limit} bytes")
-    if (request.content_length is None and limit is not None
-            and "chunked" in request.headers.get("Transfer-Encoding", "").lower()):
+    if (req.content_length is None and limit is not None
+            and "chunked" in req.headers.get("Transfer-Encoding", "").lower()):
         # A chunked body has no length to check up front. werkzeug stops reading it at
         # the limit, and the JSON parser would report the cut-off body as a 400: read it
         # here instead (at most the limit) and refuse one that reaches the limit.
-        if len(request.get_data(cache=True)) >= limit:
+        if len(req.get_data(cache=True)) >= limit:
             too_large(f"request body larger than {limit - 1} bytes")
-    has_body = (request.content_length or 0) > 0 or request.headers.get("Transfer-Encoding") == "chunked"
+    has_body = (req.content_length or 0) > 0 or req.headers.get("Transfer-Encoding") == "chunked"
     if not has_body:
         return
-    allowed = ("application/json", *EXTRA_CONTENT_TYPES.get(request.endpoint or "", ()))
-    if request.mimetype not in allowed:
+    allowed = ("application/json", *EXTRA_CONTENT_TYPES.get(req.endpoint or "", ()))
+    if req.mimetype not in allowed:
         abort(
             415,
             message=f"Content-Type must be {' or '.join(allowed)}",
-            errors={"Content-Type": [f"expected {' or '.join(allowed)}, got {request.mimetype or 'none'}"]},
+            errors={"Content-Type": [f"expected {' or '.join(allowed)}, got {req.mimetype or 'none'}"]},
         )
 
 
@@ -103,11 +104,12 @@ def check_json_body() -> None:
     or very deep nesting (RecursionError) would escape it as a 500. The body is parsed here once,
     with webargs' own function, and its depth bounded; the views' parser reuses it.
     """
-    if not request.path.startswith("/api/v1/") or request.method not in ("POST", "PUT", "PATCH", "DELETE"):
+    req = request._get_current_object()  # one context look-up, not one per attribute
+    if not req.path.startswith("/api/v1/") or req.method not in ("POST", "PUT", "PATCH", "DELETE"):
         return
-    if request.mimetype != "application/json":
+    if req.mimetype != "application/json":
         return
-    data = request.get_data(cache=True)
+    data = req.get_data(cache=True)
     if not data:
         return
     try:

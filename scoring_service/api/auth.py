@@ -28,9 +28,10 @@ def _principal_from_header() -> Principal | None:
 
 
 def current_principal() -> Principal | None:
-    if "principal" not in g:
-        g.principal = _principal_from_header()
-    return g.principal
+    ctx_g = g._get_current_object()  # one context look-up
+    if "principal" not in ctx_g:
+        ctx_g.principal = _principal_from_header()
+    return ctx_g.principal
 
 
 def require(*roles: str, optional: bool = False):

@@ -74,17 +74,20 @@ def same_id(body: dict, field: str, path_value: str) -> None:
 
 def request_actor() -> Actor:
     """This request's :class:`Actor` (one per request: a use case that audits marks it done)."""
-    if "actor" not in g:
-        principal = g.get("principal")
-        g.actor = Actor(
+    ctx_g = g._get_current_object()  # one context look-up, not one per attribute
+    actor = ctx_g.get("actor")
+    if actor is None:
+        principal = ctx_g.get("principal")
+        req = request._get_current_object()
+        actor = ctx_g.actor = Actor(
             key_id=principal.key_id if principal else None,
             role=principal.role if principal else None,
-            method=request.method,
-            path=request.path,
-            round_id=(request.view_args or {}).get("round_id"),
-            request_id=g.get("request_id"),
+            method=req.method,
+            path=req.path,
+            round_id=(req.view_args or {}).get("round_id"),
+            request_id=ctx_g.get("request_id"),
         )
-    return g.actor
+    return actor
 
 
 def put_reference(kind: str, pattern: str, data: dict, path_id: str, put) -> tuple[dict, int]:

@@ -104,15 +104,16 @@ class RequestMetrics:
 
     def _record(self, req, status: int) -> None:
         """The duration (once, when the request was timed) and the count (once) of this request."""
-        if g.get("metrics_recorded"):
+        ctx_g = g._get_current_object()
+        if ctx_g.get("metrics_recorded"):
             return
-        g.metrics_recorded = True
+        ctx_g.metrics_recorded = True
         key = (req.method, url_rule(req), status)
         series = self._series.get(key)
         if series is None:
             series = self._series.setdefault(key, (self.duration.labels(key[0], key[1], status),
                                                    self.total.labels(key[0], status)))
-        started = g.get("metrics_started")
+        started = ctx_g.get("metrics_started")
         if started is not None:
             series[0].observe(max(default_timer() - started, 0))
         series[1].inc()
@@ -172,11 +173,12 @@ def count_submissions(response):
     its view leaves in ``g.batch_counts``, so it holds whichever layer records the audit event; an amended
     inspection (200) is told apart from an unchanged one by the audit note.
     """
-    kind = SUBMISSION_ENDPOINTS.get(request.endpoint or "")
-    if kind is None or request.method not in ("POST", "PUT"):
+    req = request._get_current_object()  # one context look-up, not one per attribute
+    kind = SUBMISSION_ENDPOINTS.get(req.endpoint or "")
+    if kind is None or req.method not in ("POST", "PUT"):
         return response
     note = g.get("audit") or {}
-    if request.endpoint == "surveys.Batch" and response.status_code == 200:
+    if req.endpoint == "surveys.Batch" and response.status_code == 200:
         counts = g.get("batch_counts") or {}  # set by the view: no second parse of a 1000-result body
         outcomes = {"accepted": counts.get("created", 0), "duplicate": counts.get("duplicate", 0),
                     "rejected": counts.get("rejected", 0)}

@@ -72,19 +72,20 @@ def init_observability(app: Flask) -> None:
 
     @app.after_request
     def log_request(response):
-        response.headers["X-Request-ID"] = g.get("request_id", "")
-        principal = g.get("principal")
+        ctx_g, req = g._get_current_object(), request._get_current_object()  # one look-up each
+        response.headers["X-Request-ID"] = ctx_g.get("request_id", "")
+        principal = ctx_g.get("principal")
         # The path only: query strings and headers (tokens) never reach the log.
         access_log.info(
             "request",
             extra={
-                "request_id": g.get("request_id"),
-                "method": request.method,
-                "path": request.path,
+                "request_id": ctx_g.get("request_id"),
+                "method": req.method,
+                "path": req.path,
                 "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
+                "duration_ms": round((time.perf_counter() - ctx_g.get("started", time.perf_counter())) * 1000, 2),
                 "key_id": principal.key_id if principal else None,
-                "remote_addr": request.remote_addr,
+                "remote_addr": req.remote_addr,
             },
         )
         return response
