@@ -52,8 +52,7 @@ SHIPPED_BESIDE = {"shenyang-2018": ("shenyang-aftercare",)}
 @with_appcontext
 def seed(name, demo):
     """Load the 2018 rubric, districts and round (and demo data)."""
-    from .services.errors import Conflict, ServiceError
-    from .services.rounds import create_round
+    from .services.errors import ServiceError
     from .services.rubrics import store_rubric
     from .seeding.demo import demo_communities, seed_aftercare, seed_demo, seed_milestones
     from .seeding.funding import seed_funding
@@ -80,13 +79,7 @@ def seed(name, demo):
         "closes_at": datetime.fromisoformat(SHENYANG_2018_ROUND["closes_at"]),
         "quotas": {d: q for d, _, _, q in SHENYANG_2018_DISTRICTS},
     }
-    try:
-        outcome, record = create_round(state, round_data)
-    except Conflict:
-        raise click.ClickException(_round_conflict(store.get_round(round_data["round_id"]), round_data)) from None
-    except ServiceError as exc:
-        raise click.ClickException(exc.message) from None
-    click.echo(f"round {record['round_id']}: {outcome.value}")
+    record = _seed_round(state, round_data)
     if not demo:
         return
     import numpy as np
@@ -133,18 +126,27 @@ def seed(name, demo):
     click.echo(f"round {round_id}: " + ("published" if outcome is Outcome.CHANGED else "already published"))
     care_data = {**SHENYANG_2019_AFTERCARE_ROUND,
                  **{k: datetime.fromisoformat(SHENYANG_2019_AFTERCARE_ROUND[k]) for k in ("opens_at", "closes_at")}}
-    try:
-        outcome, care = create_round(state, care_data)
-    except Conflict:
-        raise click.ClickException(_round_conflict(store.get_round(care_data["round_id"]), care_data)) from None
-    except ServiceError as exc:
-        raise click.ClickException(exc.message) from None
-    click.echo(f"round {care['round_id']}: {outcome.value}")
+    care = _seed_round(state, care_data)
     if store.count_responses(care["round_id"], include_voided=True):
         click.echo("demo aftercare surveys and inspections already present; nothing added")
     else:
         counts = seed_aftercare(state, care, state.rubric(care["rubric_id"]), round_id, communities)
         click.echo(f"demo aftercare: {counts['inspections']} inspections, {counts['responses']} survey responses")
+
+
+def _seed_round(state, data: dict) -> dict:
+    """Create a round ``seed`` ships (an identical one already there is fine) and say so; else a clear error."""
+    from .services.errors import Conflict, ServiceError
+    from .services.rounds import create_round
+
+    try:
+        outcome, record = create_round(state, data)
+    except Conflict:
+        raise click.ClickException(_round_conflict(state.store.get_round(data["round_id"]), data)) from None
+    except ServiceError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"round {record['round_id']}: {outcome.value}")
+    return record
 
 
 def _round_conflict(existing: dict | None, wanted: dict) -> str:
