@@ -32,6 +32,10 @@ def test_a_survey_write_searches_the_responses_table_by_index_on_its_own_keys(tm
     conn = store._conn()
     conn.set_trace_callback(statements.append)
     outcomes = store.add_responses(ROUND, [record(1000, "c1", "hh-new"), record(1001, "c2", "hh-8")], 4)
+    # three households of one community: each searched in the household index, not a walk of the
+    # community's households (household_hash > NULL)
+    assert store.add_responses(ROUND, [record(1002 + i, "c0", f"hh-x{i}") for i in range(3)], 4) == [
+        Outcome.CREATED] * 3
     store.void_response(ROUND, "resp-00004", "x", "admin", "2030-06-02T00:00:00.000000Z", 4)
     conn.set_trace_callback(None)
     assert outcomes == [Outcome.CREATED, Outcome.HOUSEHOLD]  # hh-8 answered already in c2 (8 % 3)
@@ -42,6 +46,7 @@ def test_a_survey_write_searches_the_responses_table_by_index_on_its_own_keys(tm
         assert not re.search(r"\bSCAN responses\b", plan), (sql, plan)
         # a search on the round (and community) alone walks every response there
         assert not re.search(r"USING INDEX \w+ \(round_id=\?( AND community_id=\?)?\)", plan), (sql, plan)
+        assert not re.search(r"household_hash>", plan), (sql, plan)
 
 
 # -- group commit: concurrent survey writes of one process share a transaction and its fsync ----------
@@ -171,3 +176,71 @@ def test_a_write_whose_sql_fails_is_undone_alone_and_raised_in_its_thread(tmp_pa
     assert (store.generation(), store.generation("surveys")) == generations
     assert store.add_responses(ROUND, [record(5)], 4) == [Outcome.CREATED]
     assert store.recount(ROUND, 4, fix=False) == []
+
+
+# -- a commit group's survey writes run as one batch under the write lock ---------------------------
+
+def survey_ticket(store, records: list[dict], audit=None, quota=None):
+    """A group-commit ticket as ``SQLiteStore.add_responses`` submits it."""
+    from scoring_service.store.sqlite import _stored_parts, _Ticket
+
+    prepared = [_stored_parts(r) for r in records]
+    return _Ticket(lambda conn: store._add_responses_in(conn, ROUND, records, 4, audit, quota, prepared),
+                   batch=(ROUND, records, 4, audit, quota, prepared))
+
+
+def audit_of(name: str):
+    from scoring_service.store.base import AuditEvent
+
+    return AuditEvent(lambda outcomes: {"at": "2030-06-01T08:00:00.000000Z", "key_id": name, "round_id": ROUND,
+                                        "entity_id": name, "outcomes": [o.value for o in outcomes]})
+
+
+def test_a_groups_survey_writes_run_as_one_batch_with_the_outcomes_and_audit_of_one_by_one(tmp_path):
+    """One round gate, one look-up of ids for the whole group (no savepoint per write); each
+    write gets its own outcomes and audit event, as if written one by one in order."""
+    store = open_store(tmp_path)
+    assert store.add_responses(ROUND, [record(1, "c1", "hh-old")], 4) == [Outcome.CREATED]
+    group = [survey_ticket(store, [record(2, "c1", "hh-x")], audit_of("w1")),
+             survey_ticket(store, [record(3, "c1", "hh-x")], audit_of("w2")),  # household taken by write 1
+             survey_ticket(store, [record(4, "c2", "hh-x"), record(5, "c1", "hh-old")], audit_of("w3")),
+             survey_ticket(store, [record(6, "c1")])]  # no audit event
+    statements: list[str] = []
+    store._conn().set_trace_callback(statements.append)
+    store._commit_group(group)
+    store._conn().set_trace_callback(None)
+    assert [t.error for t in group] == [None] * 4
+    assert [t.value for t in group] == [[Outcome.CREATED], [Outcome.HOUSEHOLD], [Outcome.CREATED, Outcome.HOUSEHOLD],
+                                        [Outcome.CREATED]]
+    assert sum("FROM responses WHERE response_id IN" in s for s in statements) == 1
+    assert not any("group_write" in s for s in statements)
+    assert sum("FROM rounds" in s for s in statements) == 1
+    assert [(e["key_id"], e["outcomes"]) for e in store.list_audit({}, 10)] == [
+        ("w1", ["created"]), ("w2", ["household_already_responded"]),
+        ("w3", ["created", "household_already_responded"])]
+    assert store.count_responses(ROUND) == 4 and store.recount(ROUND, 4, fix=False) == []
+
+
+def test_writes_that_cannot_be_merged_or_whose_batch_fails_are_written_one_by_one(tmp_path, monkeypatch):
+    import sqlite3
+
+    store = open_store(tmp_path)
+    # an id in two writes of the group: one by one (the second is a replay of the first)
+    group = [survey_ticket(store, [record(1)], audit_of("w1")), survey_ticket(store, [record(1)], audit_of("w2"))]
+    store._commit_group(group)
+    assert [t.value for t in group] == [[Outcome.CREATED], [Outcome.DUPLICATE]]
+    # the merged batch's SQL fails: undone whole, then each write alone in its savepoint
+    write = store._add_responses_in
+
+    def failing_when_merged(conn, *args, audits=None, **kwargs):
+        if audits is not None:
+            write(conn, *args, audits=audits, **kwargs)  # written, then undone
+            raise sqlite3.OperationalError("disk I/O error")
+        return write(conn, *args, **kwargs)
+
+    monkeypatch.setattr(store, "_add_responses_in", failing_when_merged)
+    group = [survey_ticket(store, [record(2)], audit_of("w3")), survey_ticket(store, [record(3)], audit_of("w4"))]
+    store._commit_group(group)
+    assert [t.value for t in group] == [[Outcome.CREATED], [Outcome.CREATED]] and group[1].error is None
+    assert store.count_responses(ROUND) == 3 and store.recount(ROUND, 4, fix=False) == []
+    assert [e["key_id"] for e in store.list_audit({}, 10)] == ["w1", "w2", "w3", "w4"]
