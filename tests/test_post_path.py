@@ -244,3 +244,34 @@ def test_writes_that_cannot_be_merged_or_whose_batch_fails_are_written_one_by_on
     assert [t.value for t in group] == [[Outcome.CREATED], [Outcome.CREATED]] and group[1].error is None
     assert store.count_responses(ROUND) == 3 and store.recount(ROUND, 4, fix=False) == []
     assert [e["key_id"] for e in store.list_audit({}, 10)] == ["w1", "w2", "w3", "w4"]
+
+
+# -- Flask asks whether a hook or view is a coroutine function once per function ------------------
+
+def test_flask_asks_once_whether_each_hook_and_view_is_async_and_still_runs_an_async_one(client, keys, world,
+                                                                                       monkeypatch):
+    """ServiceFlask.ensure_sync remembers plain functions (Flask asked inspect.iscoroutinefunction of
+    every hook and view on every request, 19 times per survey POST); an ``async def`` hook still runs."""
+    from .conftest import survey
+
+    import flask.app
+
+    app = client.application
+    url = f"/api/v1/rounds/{world['round_id']}/surveys"
+    assert client.post(url, json=survey(), headers=keys.header("admin")).status_code == 201
+    asked: list = []
+    real = flask.app.iscoroutinefunction
+    monkeypatch.setattr(flask.app, "iscoroutinefunction", lambda func: asked.append(func) or real(func))
+    r = client.post(url, json=survey(), headers=keys.header("admin"))
+    assert r.status_code == 201 and asked == []
+    # a function made anew (here an async one) is asked about, and an async one goes to async_to_sync
+    ran: list = []
+
+    async def hook():
+        ran.append(True)
+
+    converted: list = []
+    monkeypatch.setattr(app, "async_to_sync", lambda func: converted.append(func) or (lambda *a, **k: ran.append(1)))
+    app.ensure_sync(hook)()
+    assert converted == [hook] and ran and asked == [hook]
+    assert app.ensure_sync(hook) is not hook  # never remembered as plain
