@@ -271,7 +271,14 @@ def machine() -> dict:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: write RESULTS.md again from the raw numbers it holds (after "
+                             "bench/NOTES.md changed)")
     args = parser.parse_args()
+    if args.render:
+        results = raw_results(ROOT / "bench" / "RESULTS.md")
+        write_results(results, results.get("quick", False))
+        return
     seconds = 4.0 if args.quick else 10.0
     national = (2000, 300_000) if args.quick else (20_000, 3_000_000)
     results: dict = {"machine": machine()}
@@ -343,7 +350,15 @@ def main():
         results["attachments"] = attachments.measure(base / "attachments", repeats=20)
         log(f"   {results['attachments']}")
         results["national_size"] = {"communities": national[0], "responses": national[1]}
+        results["quick"] = args.quick
     write_results(results, args.quick)
+
+
+def raw_results(path: Path) -> dict:
+    """The raw numbers of the run that wrote ``path`` (its JSON block)."""
+    text = path.read_text(encoding="utf-8")
+    start = text.index("```json\n") + len("```json\n")
+    return json.loads(text[start:text.index("\n```", start)])
 
 
 def write_results(r: dict, quick: bool) -> None:
