@@ -67,12 +67,16 @@ def test_concurrent_writes_share_commits_and_end_as_if_written_one_by_one(tmp_pa
     commit = store._commit_group
     first = threading.Event()
 
-    def slow_commit(group):  # the first commit takes long enough for every other writer to queue
-        groups.append(len(group))
-        if not first.is_set():
-            first.set()
-            time.sleep(0.3)
-        commit(group)
+    def slow_commit(take):  # the first commit takes long enough for every other writer to queue
+        def counted():
+            group = take()
+            groups.append(len(group))
+            if not first.is_set():
+                first.set()
+                time.sleep(0.3)
+            return group
+
+        commit(counted)
 
     monkeypatch.setattr(store, "_commit_group", slow_commit)
     # 24 writers: 20 new responses, 2 households twice (in two communities: one refused, one not), one id twice
@@ -275,3 +279,42 @@ def test_flask_asks_once_whether_each_hook_and_view_is_async_and_still_runs_an_a
     app.ensure_sync(hook)()
     assert converted == [hook] and ran and asked == [hook]
     assert app.ensure_sync(hook) is not hook  # never remembered as plain
+
+
+def test_writes_queued_while_the_leader_waits_for_the_write_lock_join_its_commit(tmp_path, monkeypatch):
+    """The leader takes its group once it holds the write lock: the writes of its worker that queued while
+    another worker committed go into its commit (one fsync), not into one more after it."""
+    import threading
+
+    store = open_store(tmp_path)
+    other = SQLiteStore(store.path)  # another worker's writer
+    groups: list[int] = []
+    commit = store._commit_group
+
+    def counting_commit(take):
+        def counted():
+            group = take()
+            groups.append(len(group))
+            return group
+
+        commit(counted)
+
+    monkeypatch.setattr(store, "_commit_group", counting_commit)
+    outcomes: dict[int, list] = {}
+
+    def write(i):
+        outcomes[i] = store.add_responses(ROUND, [record(i)], 4)
+
+    queue = store._group_commit()._queue
+    with other._write():  # the other worker commits meanwhile
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(3)]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 5
+        while len(queue) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    for thread in threads:
+        thread.join(10)
+    other.close()
+    assert groups == [3]
+    assert outcomes == {i: [Outcome.CREATED] for i in range(3)} and store.count_responses(ROUND) == 3

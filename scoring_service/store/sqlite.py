@@ -219,13 +219,18 @@ class GroupCommit:
     """Group commit: writes that concurrent threads of one process submit share one transaction, so one
     fsync (``synchronous=FULL``), and each is acknowledged only once that transaction is on disk.
 
-    The first thread to find no commit running leads: it takes every write queued so far (its own
-    included), runs each in a savepoint of one ``BEGIN IMMEDIATE`` transaction (a write whose SQL fails
-    is rolled back alone and raised in its own thread) and commits; writes queued meanwhile wait for
-    the next leader, one of them. A write that comes alone is a group of one and waits for nobody;
-    under load a group holds what arrived during the previous commit, so the disk bounds the commits
-    per second, not the writes. What each write reads (ids, households, quotas) it reads inside the
-    transaction, after the writes before it in the group: the outcomes are those of writing one by one.
+    The first thread to find no commit running leads: once it holds the write lock it takes every write
+    queued so far (its own included), runs them in one ``BEGIN IMMEDIATE`` transaction (merged into one
+    batch, or each in a savepoint: a write whose SQL fails is rolled back alone and raised in its own
+    thread) and commits; writes queued meanwhile wait for the next leader, one of them. A write that
+    comes alone is a group of one and waits for nobody; under load a group holds what arrived during the
+    previous commit and while its leader waited for the lock (another worker's commit), so the disk
+    bounds the commits per second, not the writes. What each write reads (ids, households, quotas) it
+    reads inside the transaction, after the writes before it in the group: the outcomes are those of
+    writing one by one.
+
+    ``commit`` is called with a function that takes the group (call it once, with the write lock held);
+    if ``commit`` fails before taking it, every queued write raises that failure.
     """
 
     def __init__(self):
@@ -233,8 +238,8 @@ class GroupCommit:
         self._queue: list[_Ticket] = []
         self._busy = False
 
-    def submit(self, commit: Callable[[list[_Ticket]], None], work: Callable[[sqlite3.Connection], Any],
-               batch: tuple | None = None) -> Any:
+    def submit(self, commit: Callable[[Callable[[], list[_Ticket]]], None],
+               work: Callable[[sqlite3.Connection], Any], batch: tuple | None = None) -> Any:
         ticket = _Ticket(work, batch)
         with self._cond:
             self._queue.append(ticket)
@@ -243,10 +248,23 @@ class GroupCommit:
             lead = not ticket.finished
             if lead:
                 self._busy = True
-                group, self._queue = self._queue, []
         if lead:
+            group: list[_Ticket] = []
+            taken = False
+
+            def take() -> list[_Ticket]:
+                nonlocal taken
+                with self._cond:
+                    group[:], self._queue, taken = self._queue, [], True
+                return group
+
             try:
-                commit(group)
+                commit(take)
+            except BaseException as exc:
+                if not taken:  # failed before it took the group (the write lock, BEGIN): all raise it
+                    for queued in take():
+                        queued.value, queued.error = None, exc
+                raise
             finally:
                 with self._cond:
                     for queued in group:
@@ -630,13 +648,18 @@ class SQLiteStore(Store):
             self._group, self._group_pid = GroupCommit(), os.getpid()
         return self._group
 
-    def _commit_group(self, group: list[_Ticket]) -> None:
-        """The writes of ``group`` in one transaction, each in a savepoint (a lone write in none); nothing
-        is acknowledged before the commit. When the transaction fails, every write of the group raises its
-        error (so does a lone write whose SQL fails: the transaction is rolled back, generations unchanged)."""
+    def _commit_group(self, group: list[_Ticket] | Callable[[], list[_Ticket]]) -> None:
+        """The writes of ``group`` in one transaction, merged into one batch or each in a savepoint (a lone
+        write in none); nothing is acknowledged before the commit. When the transaction fails, every write
+        of the group raises its error (so does a lone write whose SQL fails: the transaction is rolled
+        back, generations unchanged). ``group``: the writes, or :class:`GroupCommit`'s function that takes
+        them, called once the write lock is held (writes queued while this leader waited join it)."""
+        take = group if callable(group) else (lambda tickets=group: tickets)
+        group = []
         committed = False
         try:
             with self._write("surveys") as conn:
+                group = take()
                 if len(group) == 1:  # a lone write needs no savepoint: its failure rolls everything back
                     group[0].value = group[0].work(conn)
                 merged = len(group) > 1 and self._write_merged(conn, group)
