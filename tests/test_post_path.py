@@ -318,3 +318,21 @@ def test_writes_queued_while_the_leader_waits_for_the_write_lock_join_its_commit
     other.close()
     assert groups == [3]
     assert outcomes == {i: [Outcome.CREATED] for i in range(3)} and store.count_responses(ROUND) == 3
+
+
+def test_a_shallow_body_skips_the_depth_walk_and_a_deep_one_is_still_refused(client, keys, world, monkeypatch):
+    """A body with no more '{' and '[' bytes than the depth bound cannot be nested deeper: the walk of its
+    parsed JSON is skipped (a single survey has two); a deeper body is still walked and refused."""
+    from .conftest import survey
+
+    import scoring_service.api as api
+
+    walked: list = []
+    real = api.json_depth
+    monkeypatch.setattr(api, "json_depth", lambda body: walked.append(body) or real(body))
+    url = f"/api/v1/rounds/{world['round_id']}/surveys"
+    assert client.post(url, json=survey(), headers=keys.header("admin")).status_code == 201
+    assert walked == []
+    deep = "{\"responses\": " + "[" * 40 + "]" * 40 + "}"
+    r = client.post(f"{url}/batch", data=deep, headers={**keys.header("admin"), "Content-Type": "application/json"})
+    assert r.status_code == 400 and "levels deep" in r.get_json()["message"] and len(walked) == 1
