@@ -277,6 +277,92 @@ def test_a_writer_stopped_before_its_head_is_completed_by_the_next_write_or_the_
     assert_exact(store)
 
 
+def journal_numbers(store, community, round_id="R"):
+    return sorted(d["n"] for d in store.db.survey_journal.find({"round_id": round_id, "community_id": community}))
+
+
+@MONGO
+def test_an_ordered_journal_insert_reports_the_entry_refused(store):
+    """Entries numbered 1..150 of c1 where number 6 is taken: the first five are in and the sixth is the
+    refused one (FerretDB 1.24 counts in ``nInserted`` the entries it stored past it, to the end of its
+    internal batch of 100; the store must not take those counts as "the first n are in")."""
+    open_round(store)
+    store.db.survey_journal.insert_one({"_id": "taken", "round_id": "R", "community_id": "c1", "n": 6,
+                                        "respondent_type": "resident", "levels": [4, 5, 0, 3], "sign": 1})
+    docs = [{"_id": f"e{n}", "round_id": "R", "community_id": "c1", "n": n, "respondent_type": "resident",
+             "levels": [4, 5, 0, 3], "sign": 1} for n in range(1, 151)]
+    assert store._insert_in_order(docs) == 5
+    assert set(journal_numbers(store, "c1")) >= {1, 2, 3, 4, 5, 6}
+    assert store.db.survey_journal.find_one({"_id": "e6"}) is None
+
+
+@MONGO
+def test_a_large_write_after_a_writer_stopped_before_its_head_is_exact(store, monkeypatch):
+    """A writer stopped between its journal entries and its head (a worker killed mid-upload) left c1's
+    journal ahead of its head; the next write numbers c1's entries after that head, so its first one is
+    refused while, on FerretDB, the entries after it in the same insert are stored anyway. Every write
+    after that is counted once, the journal stays numbered 1..n, and the heads catch up."""
+    open_round(store)
+    store.add_responses("R", batch("a", "c1", 4) + batch("a", "c2", 4, start=4), N_ITEMS)
+    stop_before_heads(monkeypatch)
+    with pytest.raises(Stop):
+        store.add_responses("R", batch("b", "c1", 3), N_ITEMS)
+    big = batch("c", "c1", 60) + batch("c", "c2", 60, start=60) + batch("c", "c3", 60, start=120)
+    assert store.add_responses("R", big, N_ITEMS) == [Outcome.CREATED] * 180
+    assert_exact(store)
+    for community, n in (("c1", 4 + 3 + 60), ("c2", 4 + 60), ("c3", 60)):
+        assert journal_numbers(store, community)[-1] >= n
+        heads = store.db.survey_heads.find({"round_id": "R", "community_id": community}, {"n": 1})
+        assert max(d["n"] for d in heads) == journal_numbers(store, community)[-1]
+    assert store.add_responses("R", batch("d", "c1", 5), N_ITEMS) == [Outcome.CREATED] * 5
+    assert_exact(store)
+
+
+@MONGO
+def test_a_number_left_free_below_taken_ones_is_filled(store, monkeypatch):
+    """Two responses journaled at numbers 6 and 7 of c1 with 5 left free (what an insert FerretDB went on
+    past leaves): the next write to c1 takes 5, the one after finds 6 taken and counts 6 and 7; a number
+    left free that no write takes (c2's 3) is filled by a recount with an entry that counts nothing."""
+    open_round(store)
+    store.add_responses("R", batch("a", "c1", 4) + batch("a", "c2", 2, start=4), N_ITEMS)
+    stop_once(monkeypatch, "_journal")
+    stopped = batch("b", "c1", 2) + batch("b", "c2", 2, start=2)
+    with pytest.raises(Stop):
+        store.add_responses("R", stopped, N_ITEMS)
+    from scoring_service.store.mongo import journal_entry
+
+    for n, record in zip((6, 7, 4, 5), stopped):
+        store.db.survey_journal.insert_one({**journal_entry(record, 1), "round_id": "R", "n": n})
+    assert journal_numbers(store, "c1") == [1, 2, 3, 4, 6, 7]
+    assert journal_numbers(store, "c2") == [1, 2, 4, 5]
+    assert store.add_responses("R", batch("c", "c1", 1), N_ITEMS) == [Outcome.CREATED]
+    assert journal_numbers(store, "c1") == [1, 2, 3, 4, 5, 6, 7]
+    assert store.add_responses("R", batch("d", "c1", 1), N_ITEMS) == [Outcome.CREATED]
+    assert journal_numbers(store, "c1") == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert {d["community_id"] for d in survey_differences(store, fix=True)} == {"c2"}
+    assert journal_numbers(store, "c2") == [1, 2, 3, 4, 5]
+    assert store.db.survey_journal.find_one({"round_id": "R", "community_id": "c2", "n": 3})["sign"] == 0
+    assert_exact(store)
+
+
+@MONGO
+def test_a_write_that_finds_a_free_number_below_taken_ones_fills_it(store):
+    """c1's journal holds 1..4 and 6 (5 left free) and the head is over 4; a replay of the response at 6
+    finds it journaled beyond its head: it fills 5 and counts 6."""
+    open_round(store)
+    store.add_responses("R", batch("a", "c1", 4), N_ITEMS)
+    late = batch("b", "c1", 1)
+    from scoring_service.store.mongo import journal_entry
+
+    store.db.responses.insert_one({**{k: v for k, v in late[0].items() if k != "response_id"},
+                                   "_id": late[0]["response_id"], "seq": 99, "voided_at": None})
+    store.db.survey_journal.insert_one({**journal_entry(late[0], 1), "round_id": "R", "n": 6})
+    assert store.add_responses("R", late, N_ITEMS) == [Outcome.DUPLICATE]
+    assert journal_numbers(store, "c1") == [1, 2, 3, 4, 5, 6]
+    assert store.db.survey_journal.find_one({"round_id": "R", "community_id": "c1", "n": 5})["sign"] == 0
+    assert_exact(store)
+
+
 @MONGO
 def test_a_void_stopped_before_its_journal_entry_is_completed_by_voiding_again(store, monkeypatch):
     open_round(store)

@@ -803,16 +803,34 @@ class MongoStore(Store):
         return True
 
     def _insert_in_order(self, docs: list[dict]) -> int:
-        """Insert journal entries in order until one is refused for a key taken: how many were inserted."""
+        """Insert journal entries in order until one is refused for a key taken: the index of the refused
+        one (all before it are in), or ``len(docs)``.
+
+        FerretDB 1.24 does not stop at the refused entry: it goes on to the end of its internal batch of
+        100 and counts those in ``nInserted``. So the refused entry's index is taken from the error, not
+        from ``nInserted``, and entries after it may be in the journal too: :meth:`_append` finds them
+        where it reads what follows its position (and fills the number left free, :meth:`_fill_hole`)."""
         if not docs:
             return 0
         try:
             self.db.survey_journal.insert_many(docs, ordered=True)
         except BulkWriteError as exc:
-            if any(e["code"] != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+            errors = exc.details.get("writeErrors", [])
+            if any(e["code"] != DUPLICATE_KEY for e in errors):
                 raise
-            return exc.details["nInserted"]
+            return min(e["index"] for e in errors)
         return len(docs)
+
+    def _fill_hole(self, round_id: str, community_id: str, n: int, n_items: int) -> None:
+        """Take number ``n`` of a community's journal with an entry that counts nothing, where it was left
+        free while later numbers are taken (the refused entry of an insert FerretDB went on past; on
+        MongoDB an ordered insert leaves none). A number taken meanwhile by a real entry is as good."""
+        try:
+            self.db.survey_journal.insert_one({
+                "_id": f"hole|{round_id}|{community_id}|{n}", "round_id": round_id, "community_id": community_id,
+                "respondent_type": "resident", "levels": [0] * (n_items + 1), "sign": 0, "n": n})
+        except DuplicateKeyError:
+            pass
 
     def _append(self, round_id: str, community_id: str, pending: list[dict], head: Mapping | None,
                 floor: int, journaled: list[dict]) -> dict | None:
@@ -825,13 +843,21 @@ class MongoStore(Store):
         added: list[Mapping] = list(journaled)
 
         def read_after() -> None:
-            """What other writers journaled after ``position`` (numbers are taken in order, so no gap)."""
-            nonlocal position
-            found = {d["n"]: d for d in journal.find({"round_id": round_id, "community_id": community_id,
-                                                      "n": {"$gt": position}})}
+            """What was journaled after ``position`` (by other writers, or entries of ours an insert stored
+            past a refused one on FerretDB, which are dropped from ``pending``). Numbers are taken in order:
+            a free number below a taken one stays free (see :meth:`_insert_in_order`) and is filled."""
+            nonlocal position, pending
+            query = {"round_id": round_id, "community_id": community_id, "n": {"$gt": position}}
+            found = {d["n"]: d for d in journal.find(query)}
+            if found and position + 1 not in found:
+                sample = next(iter(found.values()))
+                self._fill_hole(round_id, community_id, position + 1, len(sample["levels"]) - 1)
+                found = {d["n"]: d for d in journal.find(query)}
             while position + 1 in found:
                 position += 1
                 added.append(found[position])
+            ours = {d["_id"] for d in added}
+            pending = [e for e in pending if e["_id"] not in ours]
 
         for _ in range(100):
             if position < floor:
@@ -898,6 +924,12 @@ class MongoStore(Store):
             entries.setdefault(doc["community_id"], {})[doc["n"]] = doc
         heads = self._heads(round_id)
         for community_id, numbered in entries.items():
+            holes = set(range(1, max(numbered) + 1)) - set(numbered)
+            if holes:  # numbers left free below taken ones (see _insert_in_order)
+                n_items = len(next(iter(numbered.values()))["levels"]) - 1
+                for n in sorted(holes):
+                    self._fill_hole(round_id, community_id, n, n_items)
+                numbered = {d["n"]: d for d in journal.find({"round_id": round_id, "community_id": community_id})}
             tail = 0
             while tail + 1 in numbered:
                 tail += 1
