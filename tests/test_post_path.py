@@ -336,3 +336,45 @@ def test_a_shallow_body_skips_the_depth_walk_and_a_deep_one_is_still_refused(cli
     deep = "{\"responses\": " + "[" * 40 + "]" * 40 + "}"
     r = client.post(f"{url}/batch", data=deep, headers={**keys.header("admin"), "Content-Type": "application/json"})
     assert r.status_code == 400 and "levels deep" in r.get_json()["message"] and len(walked) == 1
+
+
+def test_a_commit_that_fails_before_taking_its_group_fails_every_queued_write(tmp_path, monkeypatch):
+    """Taking the write lock or BEGIN fails: the leader and the writes queued behind it all raise it, none
+    is left waiting or answered without an outcome."""
+    import threading
+
+    import pytest
+
+    from scoring_service.store.sqlite import GroupCommit
+
+    commits = GroupCommit()
+    entered, release = threading.Event(), threading.Event()
+
+    def failing(take):
+        entered.set()
+        assert release.wait(5)
+        raise OSError("lock file unavailable")
+
+    errors: list = []
+
+    def follower():
+        try:
+            commits.submit(failing, lambda conn: "written")
+        except OSError as exc:
+            errors.append(exc)
+
+    leader = threading.Thread(target=follower)
+    leader.start()
+    assert entered.wait(5)
+    other = threading.Thread(target=follower)
+    other.start()
+    deadline = time.monotonic() + 5
+    while len(commits._queue) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    leader.join(5)
+    other.join(5)
+    assert len(errors) == 2 and commits._queue == [] and not commits._busy
+    with pytest.raises(RuntimeError):  # a commit that never takes its group does not answer silently
+        commits.submit(lambda take: None, lambda conn: "written")
+    assert commits._queue == [] and not commits._busy

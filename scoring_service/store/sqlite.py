@@ -260,6 +260,8 @@ class GroupCommit:
 
             try:
                 commit(take)
+                if not taken:
+                    raise RuntimeError("the commit did not take its group of writes")
             except BaseException as exc:
                 if not taken:  # failed before it took the group (the write lock, BEGIN): all raise it
                     for queued in take():
