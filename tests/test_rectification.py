@@ -252,6 +252,30 @@ def test_doctests():
     assert result.attempted >= 3 and result.failed == 0
 
 
+def test_kept_item_json_shares_its_evidence_links_and_gives_the_same_bytes():
+    """An item's kept JSON holds one copy of each evidence link for the whole board, and joins back to the
+    item's canonical JSON; link-like text inside a note (quotes escaped) is left as it is."""
+    from scoring_service.domain.canonical import canonical_bytes
+    from scoring_service.services import rectification as service
+
+    a, b = "a" * 64, "b" * 64
+    note = '{"sha256":"' + a + '","thumbnail_url":null,"url":"/api/v1/attachments/' + a + '"}'
+    links: dict[bytes, bytes] = {}
+    items = []
+    for k in range(2):
+        evidence = service.evidence_links([a, b], lambda h: h == a)
+        item = {"id": f"i{k}", "evidence": evidence, "note": note, "verifying": {"evidence": evidence[:1]},
+                "responses": [{"evidence": service.evidence_links([b], lambda h: False)}]}
+        items.append(canonical_bytes(item))
+    kept = [service.kept_json(item, links) for item in items]
+    assert [service.item_bytes(k) for k in kept] == items
+    assert [service.item_length(k) for k in kept] == [len(item) for item in items]
+    assert len(links) == 2  # a's link and b's, whichever item, response or verifying version shows them
+    assert all(len(k) == 2 * 4 + 1 for k in kept)  # four links each; the note's escaped text is no link
+    assert kept[0][1] is kept[1][1] and kept[0][1] in links.values()
+    assert service.kept_json(b'{"evidence":[]}', links) == b'{"evidence":[]}'
+
+
 # -- through the API, on both stores -------------------------------------------------------------------
 
 R = "/api/v1/rounds/r2018"

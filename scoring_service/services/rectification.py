@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 import sys
 import threading
 import uuid
@@ -165,7 +166,38 @@ class Row(NamedTuple):
     status: str
     overdue: bool
     days: int | None  # from opening to verification
-    json: bytes  # b"" in rows kept without their JSON (Kept.json)
+    json: bytes | tuple[bytes, ...]  # b"" in rows kept without their JSON (Kept.json); see kept_json
+
+
+#: an evidence link's canonical JSON (from :func:`evidence_links`): a JSON string cannot hold an unescaped
+#: ``"``, so this matches link objects only, never text inside a note or a name
+_LINK = re.compile(rb'\{"sha256":"[^"\\]*","thumbnail_url":(?:null|"[^"\\]*"),"url":"[^"\\]*"\}')
+
+
+def kept_json(item: bytes, links: dict[bytes, bytes]) -> bytes | tuple[bytes, ...]:
+    """An item's canonical JSON as kept on the board: its evidence links (some half of a national list's
+    bytes, the same file's link repeated across the items, responses and verifying versions that show it)
+    are the board's one copy of each link (``links``), between the item's own pieces; :func:`item_bytes`
+    joins them again, the same bytes."""
+    pieces: list[bytes] = []
+    start = 0
+    for match in _LINK.finditer(item):
+        link = match.group()
+        pieces += (item[start:match.start()], links.setdefault(link, link))
+        start = match.end()
+    if not pieces:
+        return item
+    pieces.append(item[start:])
+    return tuple(pieces)
+
+
+def item_bytes(kept: bytes | tuple[bytes, ...]) -> bytes:
+    """A kept item's canonical JSON (see :func:`kept_json`)."""
+    return kept if isinstance(kept, bytes) else b"".join(kept)
+
+
+def item_length(kept: bytes | tuple[bytes, ...]) -> int:
+    return len(kept) if isinstance(kept, bytes) else sum(map(len, kept))
 
 
 class Table:
@@ -184,7 +216,7 @@ class Table:
             self.blocks[community_id] = (len(rows), len(rows) + len(block))
             rows += block
         n = len(rows)
-        self.json: list[bytes] = [r.json for r in rows]
+        self.json: list[bytes | tuple[bytes, ...]] = [r.json for r in rows]
         self.district = np.empty(n, dtype=np.int32)
         self.agency = np.empty(n, dtype=np.int32)
         self.community = np.empty(n, dtype=np.int32)
@@ -374,6 +406,7 @@ class RectificationBoard:
         self.responses: dict[str, list[rx.Response]] = {}  # item → its responses
         self.order: list[str] = []  # the communities with items, by id
         self.thumbnails: dict[str, bool] = {}  # attachment → whether it has a thumbnail
+        self.links: dict[bytes, bytes] = {}  # an evidence link's JSON → its one copy in the kept rows
         #: changes so far; the log holds (version, community) of the latest LOG changes, oldest first
         self.version = 0
         self.log_versions: list[int] = []
@@ -504,7 +537,8 @@ def _community_rows(b: RectificationBoard, community_id: str, t: date, district_
         if state is not None:
             rows.append(Row(timeline.id, community_id, district_id, timeline.agency_id, state.status, state.overdue,
                             state.days_to_verification,
-                            canonical_bytes(_item_json(state, district_id, community, rubric, has_thumbnail))
+                            kept_json(canonical_bytes(_item_json(state, district_id, community, rubric,
+                                                                 has_thumbnail)), b.links)
                             if with_json else b""))
     return rows
 
@@ -592,8 +626,9 @@ def _scope(ctx: ServiceState, round_id: str, principal: Principal | None,
 def _list_parts(ctx: ServiceState, round_id: str, principal: Principal | None, *, as_of: date | None = None,
                 status: str | None = None, district_id: str | None = None, community_id: str | None = None,
                 overdue: bool | None = None) -> tuple[bytes, list[bytes], bytes]:
-    """The list's JSON in three parts: what goes before the items' array, the selected items' JSON (a list
-    of its own: kept rows written over later do not change it) and what goes after."""
+    """The list's JSON in three parts: what goes before the items' array, the selected items' kept JSON
+    (:func:`kept_json`; a list of its own: kept rows written over later do not change it) and what goes
+    after."""
     round_, district_id, agency_id = _scope(ctx, round_id, principal, district_id)
     t = supervision.as_of_date(ctx, round_, as_of)
     prepared = _prepare(ctx, round_, t)
@@ -625,7 +660,7 @@ def rectifications_json(ctx: ServiceState, round_id: str, principal: Principal |
     select; ``items`` are those the filters select, by community then id. Filters: ``as_of``,
     ``status``, ``district_id``, ``community_id``, ``overdue``."""
     before, selected, after = _list_parts(ctx, round_id, principal, **filters)
-    return b"".join((before, b"[", b",".join(selected), b"]", after))
+    return b"".join((before, b"[", b",".join(map(item_bytes, selected)), b"]", after))
 
 
 #: items joined into one piece of a streamed list
@@ -638,12 +673,12 @@ def rectifications_stream(ctx: ServiceState, round_id: str, principal: Principal
     that a national list (some 60 MB) is never joined into one more copy of its rows. Errors are raised
     here, before any piece."""
     before, selected, after = _list_parts(ctx, round_id, principal, **filters)
-    length = len(before) + len(after) + 2 + sum(map(len, selected)) + max(len(selected) - 1, 0)
+    length = len(before) + len(after) + 2 + sum(map(item_length, selected)) + max(len(selected) - 1, 0)
 
     def pieces() -> Iterator[bytes]:
         yield before + b"["
         for start in range(0, len(selected), STREAM_ITEMS):
-            yield (b"," if start else b"") + b",".join(selected[start:start + STREAM_ITEMS])
+            yield (b"," if start else b"") + b",".join(map(item_bytes, selected[start:start + STREAM_ITEMS]))
         yield b"]" + after
 
     return length, pieces()
