@@ -321,3 +321,38 @@ def test_report_equals_the_scalar_rules_on_random_records(store):
             reasons.pop("accepted_but_failing", None)  # grades: none here, covered by the API tests
             assert reasons == want.reasons
     assert Counter(s for r in body["communities"] for s in (m["status"] for m in r["milestones"].values()))["late"] > 0
+
+
+def test_kept_rows_and_board_records_share_what_communities_have_in_common():
+    """Memory at national size (issue 18 item 4): a kept row's milestone entries are one copy per distinct
+    entry and join back to the row's canonical JSON; the milestone board keeps one record for the same
+    version and dates in two communities (a record with votes keeps its own)."""
+    from scoring_service.services.milestone_board import MilestoneBoard
+    from scoring_service.services.supervision import _kept_row
+
+    entry = {"deadline": "2018-05-31", "reached_on": "2018-05-02", "status": "on_time"}
+    rows = [{"community_id": f"c{k}", "name_zh": f"小区{k}", "district_id": "d1", "flags": [],
+             "milestones": {"works_started": dict(entry), "accepted": {**entry, "status": "overdue",
+                                                                        "days_overdue": 3 + k}}}
+            for k in range(2)]
+    entries: dict[bytes, bytes] = {}
+    kept = [_kept_row(row, entries) for row in rows]
+    assert [b"".join(k) for k in kept] == [canonical_bytes(row) for row in rows]
+    assert kept[0][2] is kept[1][2] and kept[0][1] is not kept[1][1]  # works_started shared, accepted not
+    assert len(entries) == 3
+
+    class Feed:
+        def generation(self, scope):
+            return "g1"
+
+        def milestone_changes(self, round_id, cursor, limit):
+            votes = {"eligible_households": 90, "participants": 70, "in_favour": 50}
+            return [{"community_id": cid, "code": code, "version": 1, "reached_on": "2018-05-02",
+                     **({"votes": votes} if code == "residents_voted" else {})}
+                    for cid in ("c1", "c2") for code in ("works_started", "residents_voted")], 4
+
+    board = MilestoneBoard("R")
+    board.sync(Feed(), "ref", [])
+    assert board.records["c1"]["works_started"] is board.records["c2"]["works_started"]
+    assert board.records["c1"]["residents_voted"] is not board.records["c2"]["residents_voted"]
+    assert board.records["c1"]["residents_voted"].votes == {"eligible_households": 90, "participants": 70, "in_favour": 50}

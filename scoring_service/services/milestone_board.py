@@ -41,9 +41,10 @@ class Current:
     def of(cls, record: Mapping[str, Any]) -> Current:
         reached = ms.effective_reach_date(record)
         reached_on = record.get("reached_on")
+        mode = record.get("management_mode") or None
         return cls(int(record["version"]), sys.intern(reached_on) if reached_on else None,
                    reached.toordinal() if reached else NO_DATE, record.get("votes") or None,
-                   record.get("management_mode") or None)
+                   sys.intern(mode) if isinstance(mode, str) else mode)
 
 
 class Rows:
@@ -53,7 +54,9 @@ class Rows:
     def __init__(self, n: int):
         self.stamp = np.full(n, -1, dtype=np.int64)
         self.flag = np.zeros(n, dtype=bool)
-        self.json: list[bytes | None] = [None] * n
+        #: each row's canonical JSON in pieces (``supervision._kept_row``), its milestone entries shared
+        self.json: list[tuple[bytes, ...] | None] = [None] * n
+        self.entries: dict[bytes, bytes] = {}
 
     def stale(self, stamp: np.ndarray, flag: np.ndarray) -> np.ndarray:
         return np.flatnonzero((self.stamp != stamp) | (self.flag != flag))
@@ -111,6 +114,9 @@ class MilestoneBoard:
         #: the store's milestone generation read before the last read of the feed
         self.token: str | None = None
         self.records: dict[str, dict[str, Current]] = {}
+        #: one copy of each record without votes (communities share their dates and versions: a national
+        #: round's 180,000 current records are a few thousand distinct ones)
+        self._shared: dict[Current, Current] = {}
         self.layout: Layout | None = None
 
     def sync(self, store: Store, reference_token: str, communities: Sequence[Mapping]) -> set[str]:
@@ -128,7 +134,10 @@ class MilestoneBoard:
                 recorded = self.records.setdefault(sys.intern(record["community_id"]), {})
                 current = recorded.get(record["code"])
                 if current is None or record["version"] > current.version:
-                    recorded[sys.intern(record["code"])] = Current.of(record)
+                    fresh = Current.of(record)
+                    if fresh.votes is None:  # a record with votes holds a dict: not hashable, kept as it is
+                        fresh = self._shared.setdefault(fresh, fresh)
+                    recorded[sys.intern(record["code"])] = fresh
                     touched.add(record["community_id"])
             if len(versions) < self.CHUNK:
                 self.token = token
