@@ -864,6 +864,26 @@ def test_a_chain_keeps_what_the_rules_read():
     assert {(v.inspection_id, v.community_id, v.agency_id) for v in versions} == {("i", "c1", "g")}
 
 
+def test_a_chain_keeps_scores_as_tenths_only_when_they_come_back_the_same():
+    """Scores that are whole tenths are kept as int16 tenths (a quarter of the bytes) and come back as the
+    same floats; a version with any other score (1/3, -0.0, beyond int16) keeps float64."""
+    import numpy as np
+
+    from scoring_service.services.rectification import Chain, _packed
+
+    codes = ["a", "b", "c"]
+    base = {"inspection_id": "i", "community_id": "c1", "agency_id": "g", "inspected_at": "2018-09-01T01:00:00.000000Z"}
+    cases = [{"a": 2.7, "b": 5, "c": 0.1}, {"a": 1 / 3, "b": 2.7}, {"a": -0.0, "b": 1.1}, {"a": 5000.5},
+             {"a": 3276.6, "c": 0.3}]
+    for checks in cases:
+        chain = Chain.of([{**base, "version": 1, "checks": checks}], codes)
+        (version,) = chain.versions(codes)
+        assert version.checks == checks
+        assert [repr(version.checks[c]) for c in checks] == [repr(v) for v in checks.values()]
+        assert [type(version.checks[c]) for c in checks] == [type(v) for v in checks.values()]
+    assert [len(_packed(np.array([*c.values()], dtype=float))) for c in cases] == [6, 16, 16, 8, 4]
+
+
 def test_the_list_is_served_in_pieces_of_the_stated_length(app, client, keys, hand_worked, monkeypatch):
     """The list goes out in pieces (a national list is some 60 MB): the same bytes as the service's JSON,
     with its Content-Length, unfiltered, filtered to nothing and over several pieces."""
