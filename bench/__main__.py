@@ -108,7 +108,7 @@ def batch_payload(n: int = 1000) -> dict:
          "channel": "kiosk"} for _ in range(n)]}
 
 
-def bench_batch(env: dict, batches: int) -> dict:
+def bench_batch(env: dict, batches: int, seconds: float | None = None) -> dict:
     from scoring_service.api.surveys import BatchSchema, SurveySchema
 
     payloads = [batch_payload() for _ in range(batches)]
@@ -129,7 +129,7 @@ def bench_batch(env: dict, batches: int) -> dict:
     server = start_server("scoring", env)
     # wrk: batches of 1000 new responses (ids and households unique), the POST figure's connections
     load = wrk.run(server.url, f"/api/v1/rounds/{DEMO_ROUND}/surveys/batch", token=env["KIOSK"], mode="batch",
-                   batch=1000, codes=tuple(DEMO_RUBRIC.item_codes), seconds=max(5.0, batches / 2))
+                   batch=1000, codes=tuple(DEMO_RUBRIC.item_codes), seconds=seconds or max(5.0, batches / 2))
     server.stop()
     stored = store.count_responses(DEMO_ROUND) - before
     store.close()
@@ -333,7 +333,8 @@ def main():
         proc, uri = ferretdb(base)
         if proc:
             mongo = demo_instance(base / "mongo", uri.rstrip("/") + "/bench")
-            results["mongo_batch"] = bench_batch(mongo, 5)
+            # a batch of 1000 takes FerretDB seconds: a longer window, so that several are answered in it
+            results["mongo_batch"] = bench_batch(mongo, 5, seconds=30.0)
             log(f"   {results['mongo_batch']}")
             from bench import mongo as mongo_bench  # 6b and 6c: the ranking at the demo's size and at 10x
 
