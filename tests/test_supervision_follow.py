@@ -346,13 +346,15 @@ def test_kept_rows_and_board_records_share_what_communities_have_in_common():
             return "g1"
 
         def milestone_changes(self, round_id, cursor, limit):
-            votes = {"eligible_households": 90, "participants": 70, "in_favour": 50}
+            votes = '{"eligible_households": 90, "participants": 70, "in_favour": 50}'  # parsed per record
             return [{"community_id": cid, "code": code, "version": 1, "reached_on": "2018-05-02",
-                     **({"votes": votes} if code == "residents_voted" else {})}
+                     **({"votes": json.loads(votes)} if code == "residents_voted" else {})}
                     for cid in ("c1", "c2") for code in ("works_started", "residents_voted")], 4
 
     board = MilestoneBoard("R")
     board.sync(Feed(), "ref", [])
     assert board.records["c1"]["works_started"] is board.records["c2"]["works_started"]
     assert board.records["c1"]["residents_voted"] is not board.records["c2"]["residents_voted"]
+    keys = [[k for k in board.records[c]["residents_voted"].votes] for c in ("c1", "c2")]
+    assert all(a is b for a, b in zip(*keys))  # one copy of the votes' keys
     assert board.records["c1"]["residents_voted"].votes == {"eligible_households": 90, "participants": 70, "in_favour": 50}

@@ -42,8 +42,11 @@ class Current:
         reached = ms.effective_reach_date(record)
         reached_on = record.get("reached_on")
         mode = record.get("management_mode") or None
+        votes = record.get("votes") or None
+        if votes:  # one copy of its keys for every community's record (its own parse made its own)
+            votes = {sys.intern(k): v for k, v in votes.items()}
         return cls(int(record["version"]), sys.intern(reached_on) if reached_on else None,
-                   reached.toordinal() if reached else NO_DATE, record.get("votes") or None,
+                   reached.toordinal() if reached else NO_DATE, votes,
                    sys.intern(mode) if isinstance(mode, str) else mode)
 
 
