@@ -57,6 +57,40 @@ def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
     util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
+#: glibc ``mallopt`` parameters (malloc.h) and the values the workers run with; each is left to the
+#: environment where its ``MALLOC_*`` variable is set (glibc reads those itself)
+MALLOC_PARAMETERS = (
+    # ("M_MMAP_THRESHOLD", -3): allocations from 128 KiB on (report bodies, numpy arrays, a cached
+    # report's JSON) are mapped on their own and go back to the system when freed. glibc's default
+    # raises the threshold to the largest block freed so far, so once a large report was built and
+    # freed, the next one was carved from the heap, which fragments and keeps growing: a worker serving
+    # the national part-two reports twice peaked some 40-50 MB higher (bench/NOTES.md).
+    ("MALLOC_MMAP_THRESHOLD_", -3, 128 * 1024),
+    # ("M_TRIM_THRESHOLD", -1): free memory at the top of the heap goes back from 128 KiB on (the
+    # default, which the dynamic threshold above would otherwise raise with it)
+    ("MALLOC_TRIM_THRESHOLD_", -1, 128 * 1024),
+    # ("M_ARENA_MAX", -8): a worker's threads share two arenas instead of up to eight per core, each
+    # holding its own free memory
+    ("MALLOC_ARENA_MAX", -8, 2),
+)
+
+
+def tune_malloc(server=None) -> dict[str, int]:
+    """Set glibc's allocator parameters of :data:`MALLOC_PARAMETERS` in the gunicorn master, before
+    any worker forks (a forked worker keeps them); those the environment sets are left as they are.
+    The parameters accepted, by name; none where the C library is not glibc."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS): its allocator has no such knobs
+        return {}
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return {name: value for name, param, value in MALLOC_PARAMETERS
+            if name not in os.environ and mallopt(param, value) == 1}
+
+
 def gunicorn_settings(host: str | None = None, port: int | None = None, workers: int | None = None,
                       threads: int | None = None) -> dict:
     """Production settings; environment variables override the defaults.
@@ -94,6 +128,7 @@ def gunicorn_settings(host: str | None = None, port: int | None = None, workers:
         "errorlog": "-",
         "child_exit": child_exit,
         "post_worker_init": json_protocol_errors,
+        "on_starting": tune_malloc,
     }
 
 
