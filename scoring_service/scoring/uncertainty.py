@@ -167,13 +167,15 @@ def rank_uncertainty(
     p_sat = np.where(answered > 0, (residents.overall[:, 3] + residents.overall[:, 4]) / np.maximum(answered, 1), 0.0)
     # Communities with identical data share one set of draws (common random numbers): they stay
     # tied in every draw. Distinct data are drawn together, vectorised, from one stream.
+    # the counts hashed as int64 whatever their dtype (smaller tables draw the same seeds as int64 ones)
     keys = [hashlib.sha256(b"".join(np.ascontiguousarray(x).tobytes() for x in (
-        residents.items[c], residents.overall[c], per_agency[c], communities.applicable[c]))).digest()
+        residents.items[c].astype(np.int64, copy=False), residents.overall[c].astype(np.int64, copy=False),
+        per_agency[c], communities.applicable[c]))).digest()
         for c in range(C)]
     _, first, group = np.unique(np.array(keys, dtype=object), return_index=True, return_inverse=True)
     group = group.reshape(-1)
     stream = np.random.default_rng([seed, 1])
-    g_items = residents.items[first]
+    g_items = residents.items[first].astype(np.int64, copy=False)
     g_n = g_items.sum(axis=-1)
     g_p = np.where(g_n[..., None] > 0, g_items / np.maximum(g_n, 1)[..., None], 0.2)
     g_answered, g_p_sat, g_filled = answered[first], p_sat[first], np.maximum(filled[first], 1)

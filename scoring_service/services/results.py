@@ -44,8 +44,12 @@ def round_reference(ctx: ServiceState, round_: dict, reference_token: str | None
     def load_reference() -> Reference:
         # kept for as long as the reference data stays: each record's keys (and district) as the one
         # interned copy, not the copy each record's own JSON parse made (some 8 MB at 20,000 communities)
-        communities = [{sys.intern(k): sys.intern(v) if k == "district_id" and isinstance(v, str) else v
-                        for k, v in c.items()} for c in covered_communities(store, round_)]
+        # (each record replaced in its list in turn, so the parsed and the interned copies are not all
+        # held at once)
+        communities = list(covered_communities(store, round_))
+        for i, c in enumerate(communities):
+            communities[i] = {sys.intern(k): sys.intern(v) if k == "district_id" and isinstance(v, str) else v
+                              for k, v in c.items()}
         return Reference(communities, CommunityInputs.build(rubric, communities),
                          {d["district_id"]: d.get("name_zh") for d in store.list_districts()})
 

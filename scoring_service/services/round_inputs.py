@@ -7,23 +7,34 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..domain.inspections import select_latest
-from ..scoring.engine import CommunityInputs, InspectionInputs, SurveyCounts
+from ..scoring.engine import LEVELS, CommunityInputs, InspectionInputs, SurveyCounts
 from ..store import InspectionRows, RoundCounts
 
 
 def survey_arrays(counts: RoundCounts, ids: list[str]) -> tuple[SurveyCounts, SurveyCounts]:
-    """Kept statistics placed in the round's community order, one table per respondent type."""
+    """Kept statistics placed in the round's community order, one table per respondent type.
+
+    The tables take the smallest signed integer type that holds five times any count, so every sum the
+    scoring takes of a community's levels fits (numpy's own sums over an axis count in int64 anyway):
+    the same values in an eighth of int64's bytes at 20,000 communities of 15 responses (int8; 9 MB less
+    for each table), int16 for up to 6,553 answers a cell.
+    """
     n_items = counts.n_items
     position = {cid: i for i, cid in enumerate(ids)}
-    rows = np.array([position.get(cid, -1) for cid in counts.community_ids], dtype=np.int64)
-    types = np.array(counts.respondent_types, dtype=object)
+    rows = np.fromiter((position.get(cid, -1) for cid in counts.community_ids), dtype=np.int64,
+                       count=len(counts.community_ids))
+    low, high = int(counts.counts.min(initial=0)), int(counts.counts.max(initial=0))
+    dtype = next(t for t in (np.int8, np.int16, np.int32, np.int64)
+                 if np.iinfo(t).min <= LEVELS * low and LEVELS * high <= np.iinfo(t).max)
     arrays = []
     for respondent_type in ("resident", "public"):
-        mask = (rows >= 0) & (types == respondent_type) if len(rows) else np.zeros(0, dtype=bool)
-        cells = np.zeros((len(ids), n_items + 1, 5), dtype=np.int64)
+        mask = rows >= 0
+        mask &= np.fromiter((t == respondent_type for t in counts.respondent_types), dtype=bool, count=len(rows))
+        chosen = rows[mask]
+        cells = np.zeros((len(ids), n_items + 1, 5), dtype=dtype)
         responses = np.zeros(len(ids), dtype=np.int64)
-        cells[rows[mask]] = counts.counts[mask]
-        responses[rows[mask]] = counts.responses[mask]
+        cells[chosen] = counts.counts[mask]
+        responses[chosen] = counts.responses[mask]
         arrays.append(SurveyCounts(items=cells[:, :n_items], overall=cells[:, n_items], responses=responses))
     return arrays[0], arrays[1]
 
