@@ -80,3 +80,18 @@ def test_array_rows_grow_past_the_count_and_trim_below_it():
     assert trimmed.array().tolist() == [7]
     with pytest.raises(ValueError):
         trimmed.add_bytes(np.zeros(2).tobytes())
+
+
+def test_round_reference_records_share_their_keys_districts_and_numbers(app, world):
+    from scoring_service.services.results import round_reference
+
+    ctx = app.extensions["scoring"]
+    round_ = ctx.store.get_round(world["round_id"])
+    records = round_reference(ctx, round_).communities
+    assert len(records) >= 2
+    first, second = records[0], records[1]
+    assert all(a is b for a, b in zip(first, second))  # the same keys, one string each
+    for key in ("renovation_year", "district_id"):
+        same = [r for r in records[1:] if r[key] == first[key]]
+        assert same and all(r[key] is first[key] for r in same), key
+    assert records == [{**world["communities"][r["community_id"]]} for r in records]

@@ -46,10 +46,12 @@ def round_reference(ctx: ServiceState, round_: dict, reference_token: str | None
         # interned copy, not the copy each record's own JSON parse made (some 8 MB at 20,000 communities)
         # (each record replaced in its list in turn, so the parsed and the interned copies are not all
         # held at once)
+        # Whole numbers (households, renovation year) are one object per value too: each parse made its own.
         communities = list(covered_communities(store, round_))
+        numbers: dict[int, int] = {}
         for i, c in enumerate(communities):
-            communities[i] = {sys.intern(k): sys.intern(v) if k == "district_id" and isinstance(v, str) else v
-                              for k, v in c.items()}
+            communities[i] = {sys.intern(k): sys.intern(v) if k == "district_id" and isinstance(v, str)
+                              else numbers.setdefault(v, v) if type(v) is int else v for k, v in c.items()}
         return Reference(communities, CommunityInputs.build(rubric, communities),
                          {d["district_id"]: d.get("name_zh") for d in store.list_districts()})
 
