@@ -358,3 +358,26 @@ def test_kept_rows_and_board_records_share_what_communities_have_in_common():
     keys = [[k for k in board.records[c]["residents_voted"].votes] for c in ("c1", "c2")]
     assert all(a is b for a, b in zip(*keys))  # one copy of the votes' keys
     assert board.records["c1"]["residents_voted"].votes == {"eligible_households": 90, "participants": 70, "in_favour": 50}
+
+
+@pytest.mark.parametrize("rows_per_part", [1, 2])
+def test_rows_joined_a_few_at_a_time_are_the_report(app, client, supervised, monkeypatch, rows_per_part):
+    """Memory at national size (issue 18 item 4): the JSON answer's rows are joined a few rows to a piece,
+    with no joined copy of every row first; the pieces, commas between rows included, are the report's
+    canonical JSON, for every district and for one."""
+    from scoring_service.extensions import state
+    from scoring_service.services import supervision as service
+
+    monkeypatch.setattr(service, "ROWS_PER_PART", rows_per_part)
+    lead = supervised.header("leadership")
+    for district in (None, "heping"):
+        query = {"as_of": "2018-06-01", **({"district_id": district} if district else {})}
+        served = client.get(f"{R}/supervision", query_string=query, headers=lead)
+        assert served.status_code == 200
+        assert int(served.headers["Content-Length"]) == len(served.data)
+        with app.app_context():
+            fresh = supervision_report(state(), "m2018", None, date(2018, 6, 1), district)
+            parts = service.supervision_parts(state(), "m2018", None, date(2018, 6, 1), district)
+        assert served.data == b"".join(parts) == canonical_bytes(fresh)
+        rows = len(fresh["communities"])
+        assert len(parts) == 2 + -(-rows // rows_per_part) and (district or rows > 2)  # split, at least once

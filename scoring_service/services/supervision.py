@@ -304,6 +304,10 @@ def _kept_row(row: dict, entries: dict[bytes, bytes]) -> tuple[bytes, ...]:
     return tuple(pieces)
 
 
+#: community rows joined into one piece of a JSON response (some 1 MB of a national report)
+ROWS_PER_PART = 1000
+
+
 def _report_round(ctx: ServiceState, round_id: str, principal: Principal | None, as_of: date | None,
                   district_id: str | None) -> tuple[dict, date, str | None]:
     round_ = ctx.store.get_round(round_id)
@@ -336,8 +340,9 @@ def supervision_json(ctx: ServiceState, round_id: str, principal: Principal | No
 
 def supervision_parts(ctx: ServiceState, round_id: str, principal: Principal | None,
                       as_of: date | None = None, district_id: str | None = None) -> list[bytes]:
-    """:func:`supervision_json` in three pieces (the rows in the middle), for a response that sends them
-    as they are: a national report (some 20 MB) is not joined into one more copy."""
+    """:func:`supervision_json` in pieces (the rows in the middle, :data:`ROWS_PER_PART` to a piece), for a
+    response that sends them as they are: a national report (some 20 MB) is neither joined into one more
+    copy nor made of a joined copy of each row first (each piece joins its rows' kept pieces at once)."""
     round_, t, district_id = _report_round(ctx, round_id, principal, as_of, district_id)
     inputs, milestones = Inputs.read(ctx, round_, t), board(ctx, round_id)
     with milestones.lock:
@@ -347,8 +352,17 @@ def supervision_parts(ctx: ServiceState, round_id: str, principal: Principal | N
         for i in kept.stale(layout.stamp, prepared.failing).tolist():
             kept.json[i] = _kept_row(_community_row(figures, i, bool(prepared.failing[i])), kept.entries)
             kept.stamp[i], kept.flag[i] = layout.stamp[i], prepared.failing[i]
-        rows = b",".join([b"".join(kept.json[i]) for i in prepared.selected])
+        shown = [kept.json[i] for i in prepared.selected]  # tuples: a later rebuild replaces, never changes, them
+        head = prepared.head
+        del prepared, figures, layout, kept  # the rows are joined without the lock (nor the figures' arrays)
     placeholder = uuid.uuid4().hex  # stands for the rows in the head's JSON (keys sorted, so rows go in place)
-    before, after = canonical_bytes({**prepared.head, "communities": placeholder}).split(
-        canonical_bytes(placeholder))
-    return [before + b"[", rows, b"]" + after]
+    before, after = canonical_bytes({**head, "communities": placeholder}).split(canonical_bytes(placeholder))
+    parts = [before + b"["]
+    for start in range(0, len(shown), ROWS_PER_PART):
+        pieces: list[bytes] = []
+        for row in shown[start:start + ROWS_PER_PART]:
+            pieces.append(b",")
+            pieces.extend(row)
+        parts.append(b"".join(pieces[0 if start else 1:]))  # a comma before every row but the first
+    parts.append(b"]" + after)
+    return parts
