@@ -14,17 +14,18 @@ from ..store import InspectionRows, RoundCounts
 def survey_arrays(counts: RoundCounts, ids: list[str]) -> tuple[SurveyCounts, SurveyCounts]:
     """Kept statistics placed in the round's community order, one table per respondent type.
 
-    The tables take the smallest signed integer type that holds five times any count, so every sum the
-    scoring takes of a community's levels fits (numpy's own sums over an axis count in int64 anyway):
-    the same values in an eighth of int64's bytes at 20,000 communities of 15 responses (int8; 9 MB less
-    for each table), int16 for up to 6,553 answers a cell.
+    The tables take the smallest signed integer type from int16 up that holds five times any count, so
+    every sum the scoring takes of a community's levels fits (numpy's own sums over an axis count in
+    int64 anyway): the same values in a quarter of int64's bytes for up to 6,553 answers a cell. Not
+    int8: a community's cells would then overflow from 26 answers on in any sum of six cells or product
+    with a small number, a margin too thin for money.
     """
     n_items = counts.n_items
     position = {cid: i for i, cid in enumerate(ids)}
     rows = np.fromiter((position.get(cid, -1) for cid in counts.community_ids), dtype=np.int64,
                        count=len(counts.community_ids))
     low, high = int(counts.counts.min(initial=0)), int(counts.counts.max(initial=0))
-    dtype = next(t for t in (np.int8, np.int16, np.int32, np.int64)
+    dtype = next(t for t in (np.int16, np.int32, np.int64)
                  if np.iinfo(t).min <= LEVELS * low and LEVELS * high <= np.iinfo(t).max)
     arrays = []
     for respondent_type in ("resident", "public"):
