@@ -378,6 +378,8 @@ def test_rows_joined_a_few_at_a_time_are_the_report(app, client, supervised, mon
         with app.app_context():
             fresh = supervision_report(state(), "m2018", None, date(2018, 6, 1), district)
             parts = service.supervision_parts(state(), "m2018", None, date(2018, 6, 1), district)
+            length, stream = service.supervision_stream(state(), "m2018", None, date(2018, 6, 1), district)
+            assert list(stream) == parts and length == len(served.data)
         assert served.data == b"".join(parts) == canonical_bytes(fresh)
         rows = len(fresh["communities"])
         assert len(parts) == 2 + -(-rows // rows_per_part) and (district or rows > 2)  # split, at least once

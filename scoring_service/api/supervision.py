@@ -11,7 +11,7 @@ from ..domain.ids import DISTRICT_ID_PATTERN
 from ..extensions import state
 from ..reports import supervision as printable
 from ..services.errors import Unavailable
-from ..services.supervision import supervision_parts, supervision_report
+from ..services.supervision import supervision_report, supervision_stream
 from .auth import current_principal, require
 from .common import Blueprint, StrictSchema, download
 from .rectification import RectificationCountsSchema
@@ -112,9 +112,10 @@ class Supervision(MethodView):
         """Milestone progress of every district at a date, with the warnings (警示督办)."""
         fmt = query["format"]
         if fmt == "json":  # each community's row kept as JSON until it changes
-            # in pieces: a national report is not joined into one more copy (the length is their sum)
-            return Response(supervision_parts(state(), round_id, current_principal(), query.get("as_of"),
-                                              query.get("district_id")), mimetype="application/json")
+            # in pieces made as they are sent: a national report is not held whole (its length stated)
+            length, body = supervision_stream(state(), round_id, current_principal(), query.get("as_of"),
+                                              query.get("district_id"))
+            return Response(body, mimetype="application/json", headers={"Content-Length": str(length)})
         report = supervision_report(state(), round_id, current_principal(), query.get("as_of"),
                                     query.get("district_id"))
         mimetype, extension = FORMATS[fmt]

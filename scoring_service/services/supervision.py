@@ -10,6 +10,7 @@ changes."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from fractions import Fraction
@@ -343,6 +344,21 @@ def supervision_parts(ctx: ServiceState, round_id: str, principal: Principal | N
     """:func:`supervision_json` in pieces (the rows in the middle, :data:`ROWS_PER_PART` to a piece), for a
     response that sends them as they are: a national report (some 20 MB) is neither joined into one more
     copy nor made of a joined copy of each row first (each piece joins its rows' kept pieces at once)."""
+    return list(_pieces(*_kept_rows(ctx, round_id, principal, as_of, district_id)))
+
+
+def supervision_stream(ctx: ServiceState, round_id: str, principal: Principal | None,
+                       as_of: date | None = None, district_id: str | None = None) -> tuple[int, Iterator[bytes]]:
+    """:func:`supervision_parts` made as they are sent, with their total length: a national report's 20 MB
+    are not all held at once (a piece at a time, and the rows kept on the board)."""
+    before, after, shown = _kept_rows(ctx, round_id, principal, as_of, district_id)
+    length = len(before) + len(after) + 2 + max(len(shown) - 1, 0) + sum(len(p) for row in shown for p in row)
+    return length, _pieces(before, after, shown)
+
+
+def _kept_rows(ctx: ServiceState, round_id: str, principal: Principal | None, as_of: date | None,
+               district_id: str | None) -> tuple[bytes, bytes, list[tuple[bytes, ...]]]:
+    """The report's JSON before and after its rows, and its rows' kept pieces, shaping again the stale ones."""
     round_, t, district_id = _report_round(ctx, round_id, principal, as_of, district_id)
     inputs, milestones = Inputs.read(ctx, round_, t), board(ctx, round_id)
     with milestones.lock:
@@ -357,12 +373,15 @@ def supervision_parts(ctx: ServiceState, round_id: str, principal: Principal | N
         del prepared, figures, layout, kept  # the rows are joined without the lock (nor the figures' arrays)
     placeholder = uuid.uuid4().hex  # stands for the rows in the head's JSON (keys sorted, so rows go in place)
     before, after = canonical_bytes({**head, "communities": placeholder}).split(canonical_bytes(placeholder))
-    parts = [before + b"["]
+    return before, after, shown
+
+
+def _pieces(before: bytes, after: bytes, shown: list[tuple[bytes, ...]]) -> Iterator[bytes]:
+    yield before + b"["
     for start in range(0, len(shown), ROWS_PER_PART):
         pieces: list[bytes] = []
         for row in shown[start:start + ROWS_PER_PART]:
             pieces.append(b",")
             pieces.extend(row)
-        parts.append(b"".join(pieces[0 if start else 1:]))  # a comma before every row but the first
-    parts.append(b"]" + after)
-    return parts
+        yield b"".join(pieces[0 if start else 1:])  # a comma before every row but the first
+    yield b"]" + after
