@@ -185,6 +185,36 @@ def test_kept_json_rows_are_the_ledger_afresh(app, client, funded):
     same(district_id="shenhe")
 
 
+@pytest.mark.parametrize("rows_per_part", [1, 2])
+def test_rows_joined_a_few_at_a_time_are_the_ledger(app, client, funded, monkeypatch, rows_per_part):
+    """Memory at national size (issue 18 item 4): the JSON answer is sent in pieces of a few kept rows,
+    made as they are sent, with no joined copy of every row; the pieces, commas between rows included,
+    are the ledger's canonical JSON and the stated Content-Length is their length, for every district and
+    for one, before and after a funding write."""
+    from scoring_service.extensions import state
+    from scoring_service.services import ledger as service
+
+    monkeypatch.setattr(service, "ROWS_PER_PART", rows_per_part)
+    lead = funded.header("leadership")
+    for write in (False, True):
+        if write:
+            fund(client, funded, "heping-001", approved_budget_fen=1_000_001, district_funds_in_place_fen=7)
+        for district in (None, "heping"):
+            query = {"as_of": "2018-06-01", **({"district_id": district} if district else {})}
+            served = client.get(f"{R}/ledger", query_string=query, headers=lead)
+            assert served.status_code == 200 and served.mimetype == "application/json"
+            assert served.is_streamed and int(served.headers["Content-Length"]) == len(served.data)
+            with app.app_context():
+                whole = ledger_json(state(), "f2018", None, date(2018, 6, 1), district)
+                length, stream = service.ledger_stream(state(), "f2018", None, date(2018, 6, 1), district)
+                pieces = list(stream)
+                fresh = afresh(state(), "f2018", date(2018, 6, 1), district)
+            assert served.data == b"".join(pieces) == whole == canonical_bytes(fresh) and length == len(whole)
+            rows = len(fresh["communities"])
+            assert len(pieces) == 2 + -(-rows // rows_per_part) and (district or rows > 2)  # split, at least once
+            assert row(json.loads(served.data))["approved_budget_fen"] == (1_000_001 if write else None)
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_first_read_goes_in_chunks(app, client, funded, monkeypatch):
     """A board's first read holds a chunk of versions at a time and still sees every record."""

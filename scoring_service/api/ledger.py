@@ -208,8 +208,10 @@ class Ledger(MethodView):
         principal = current_principal()
         fmt = query["format"]
         if fmt == "json":  # each community's row kept as JSON until it changes
-            return Response(ledger.ledger_json(state(), round_id, principal, query.get("as_of"),
-                                               query.get("district_id")), mimetype="application/json")
+            # in pieces made as they are sent: a national ledger is not joined into one more copy (its length stated)
+            length, body = ledger.ledger_stream(state(), round_id, principal, query.get("as_of"),
+                                                query.get("district_id"))
+            return Response(body, mimetype="application/json", headers={"Content-Length": str(length)})
         report = ledger.ledger_report(state(), round_id, principal, query.get("as_of"), query.get("district_id"))
         district_id = principal.district_id if principal.role == "district" else query.get("district_id")
         names = ledger.ledger_names(state(), report)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -329,10 +330,39 @@ def ledger_report(ctx: ServiceState, round_id: str, principal: Principal | None,
 def ledger_json(ctx: ServiceState, round_id: str, principal: Principal | None, as_of: date | None = None,
                 district_id: str | None = None) -> bytes:
     """:func:`ledger_report` as canonical JSON, the same bytes, from the kept rows."""
+    before, after, rows = _kept_rows(ctx, round_id, principal, as_of, district_id)
+    return b"".join((before, b"[", b",".join(rows), b"]", after))
+
+
+#: community rows joined to a piece of :func:`ledger_stream`
+ROWS_PER_PART = 1000
+
+
+def ledger_stream(ctx: ServiceState, round_id: str, principal: Principal | None, as_of: date | None = None,
+                  district_id: str | None = None) -> tuple[int, Iterator[bytes]]:
+    """:func:`ledger_json` in pieces made as they are sent (the rows :data:`ROWS_PER_PART` to a piece), with
+    their total length: a national ledger (some 10 MB) is not joined into one more copy of its kept rows.
+    The ledger is computed (and refused) here, before the first piece."""
+    before, after, rows = _kept_rows(ctx, round_id, principal, as_of, district_id)
+    length = len(before) + len(after) + 2 + max(len(rows) - 1, 0) + sum(len(row) for row in rows)
+    return length, _pieces(before, after, rows)
+
+
+def _kept_rows(ctx: ServiceState, round_id: str, principal: Principal | None, as_of: date | None,
+               district_id: str | None) -> tuple[bytes, bytes, list[bytes]]:
+    """The ledger's JSON before and after its community rows, and the rows (the kept ones, not copied)."""
     head, rows = _prepare(ctx, round_id, principal, as_of, district_id)
     placeholder = uuid.uuid4().hex  # stands for the rows in the head's JSON (keys sorted, so rows go in place)
     before, after = canonical_bytes({**head, "communities": placeholder}).split(canonical_bytes(placeholder))
-    return b"".join((before, b"[", b",".join(rows), b"]", after))
+    return before, after, rows
+
+
+def _pieces(before: bytes, after: bytes, rows: list[bytes]) -> Iterator[bytes]:
+    yield before + b"["
+    for start in range(0, len(rows), ROWS_PER_PART):
+        piece = b",".join(rows[start:start + ROWS_PER_PART])
+        yield b"," + piece if start else piece  # a comma before every row but the first
+    yield b"]" + after
 
 
 def ledger_names(ctx: ServiceState, report: dict) -> dict[str, str | None]:
