@@ -60,3 +60,17 @@ def test_a_parameter_the_environment_sets_is_left_to_it():
     tuned = probe("tuned", {"MALLOC_ARENA_MAX": "4"})
     assert "MALLOC_ARENA_MAX" not in tuned["accepted"]
     assert set(tuned["accepted"]) == {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"}
+
+
+def test_a_worker_imports_openpyxl_only_when_a_workbook_is_asked_for(tmp_path):
+    """openpyxl costs every worker some 8 MB at import; workbooks are a rare download."""
+    import os
+
+    code = ("import sys; from scoring_service import create_app; "
+            f"create_app({{'INSTANCE_PATH': {str(tmp_path)!r}, 'SECRET_KEY': 'x'}}); "
+            "before = 'openpyxl' in sys.modules; "
+            "from scoring_service.reports.exports import to_xlsx; data = to_xlsx('t', ['a'], [['=1']]); "
+            "print(before, 'openpyxl' in sys.modules, data[:2] == b'PK')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "SCORING_SECRET_KEY": "x"})
+    assert out.stdout.split() == ["False", "True", "True"]

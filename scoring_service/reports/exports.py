@@ -6,10 +6,6 @@ import csv
 import io
 import re
 
-from openpyxl import Workbook
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Font
-
 from ..domain.ledger import yuan
 
 FLAG_LABELS = {
@@ -92,8 +88,16 @@ def to_csv(headers: list[str], rows: list[list]) -> bytes:
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
 
 
+def new_workbook():
+    """An empty openpyxl workbook. openpyxl is imported here, when a workbook is asked for: importing it
+    costs every gunicorn worker some 8 MB, and workbooks are a rare download."""
+    from openpyxl import Workbook
+
+    return Workbook()
+
+
 def to_xlsx(title: str, headers: list[str], rows: list[list]) -> bytes:
-    workbook = Workbook()
+    workbook = new_workbook()
     fill_sheet(workbook.active, title, headers, rows)
     buffer = io.BytesIO()
     workbook.save(buffer)
@@ -102,6 +106,8 @@ def to_xlsx(title: str, headers: list[str], rows: list[list]) -> bytes:
 
 def fill_sheet(sheet, title: str, headers: list[str], rows: list[list]) -> None:
     """One table on ``sheet``: bold frozen headers, text cells as text, fitted column widths."""
+    from openpyxl.styles import Font
+
     sheet.title = title[:31]
     sheet.append(headers)
     for cell in sheet[1]:
@@ -120,4 +126,6 @@ def fill_sheet(sheet, title: str, headers: list[str], rows: list[list]) -> None:
 
 def _xlsx_value(value):
     """Control characters XML cannot hold are shown as U+FFFD instead of failing the export."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
     return ILLEGAL_CHARACTERS_RE.sub("\ufffd", value) if isinstance(value, str) else value

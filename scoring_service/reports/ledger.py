@@ -12,11 +12,9 @@ import csv
 import io
 from decimal import Decimal
 
-from openpyxl import Workbook
-
 from ..domain import ledger as lg
 from ..domain.milestones import BY_CODE
-from .exports import csv_cell, fill_sheet
+from .exports import csv_cell, fill_sheet, new_workbook
 
 TITLE = "老旧小区改造市级补助资金台账"
 MONEY_FORMAT = "#,##0.00"
@@ -105,7 +103,7 @@ def ledger_xlsx(ledger: dict, community_names: dict[str, str | None] | None = No
                 round_title: str | None = None, district_id: str | None = None) -> bytes:
     """A workbook with sheets 资金汇总, 各区资金 and 小区拨付明细; money cells are numbers in yuan
     shown with two decimals, text cells are text."""
-    workbook = Workbook()
+    workbook = new_workbook()
     fill_sheet(workbook.active, "资金汇总", *summary_table(ledger, district_id))
     fill_sheet(workbook.create_sheet(), "各区资金", *district_table(ledger))
     fill_sheet(workbook.create_sheet(), "小区拨付明细", *community_table(ledger, community_names))

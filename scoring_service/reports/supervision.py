@@ -23,10 +23,8 @@ import threading
 from collections.abc import Iterable
 from xml.sax.saxutils import escape
 
-from openpyxl import Workbook
-
 from ..domain.milestones import MILESTONES
-from .exports import csv_cell, fill_sheet
+from .exports import csv_cell, fill_sheet, new_workbook
 
 TITLE = "老旧小区改造提质工作进度督办通报"
 
@@ -233,7 +231,7 @@ def supervision_csv(report: dict) -> bytes:
 
 def supervision_xlsx(report: dict) -> bytes:
     """The notice as a workbook: sheets 区进度, 警示督办 and 逾期节点 (text cells as text)."""
-    workbook = Workbook()
+    workbook = new_workbook()
     fill_sheet(workbook.active, "区进度", *district_table(report))
     fill_sheet(workbook.create_sheet(), "警示督办", *warning_table(report))
     fill_sheet(workbook.create_sheet(), "逾期节点", *overdue_table(report))
