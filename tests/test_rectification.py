@@ -884,6 +884,48 @@ def test_a_chain_keeps_scores_as_tenths_only_when_they_come_back_the_same():
     assert [len(_packed(np.array([*c.values()], dtype=float))) for c in cases] == [6, 16, 16, 8, 4]
 
 
+def test_the_board_keeps_responses_and_items_compact():
+    """Issue 18 item 4 (memory): a response read from the store keeps shared strings and dates, not its own
+    copies (hashes, item and key ids interned; one date object per day; a board's repeated note once),
+    and items are slotted records sharing their dates; the values are the ones stored."""
+    def record(response_id):  # parsed anew each time, as the store's change feed does
+        return json.loads(json.dumps({"response_id": response_id, "item_id": f"{I}:{CHECK}", "fixed_on": "2018-09-15",
+                                      "note": "已修复", "evidence": ["e" * 64], "key_id": "k_district",
+                                      "recorded_at": "2018-09-15T01:00:00.000000Z"}))
+
+    notes: dict = {}
+    first, second = (rx.Response.of(record(rid), notes) for rid in ("r1", "r2"))
+    assert first == rx.Response("r1", f"{I}:{CHECK}", date(2018, 9, 15), "已修复", ("e" * 64,), "k_district",
+                                "2018-09-15T01:00:00.000000Z")
+    assert first.item_id is second.item_id and first.key_id is second.key_id
+    assert first.evidence[0] is second.evidence[0] and first.fixed_on is second.fixed_on
+    assert first.note is second.note
+    two = [version(I, 1, "2018-09-12T09:00:00+08:00", roads__surface=2),
+           version(J, 1, "2018-09-12T10:00:00+08:00", roads__surface=1)]
+    rule = rx.FailRule(RUBRIC, rx.DEFAULT_THRESHOLD)
+    a, b = rx.community_timelines([rx.Version.of(v) for v in two], rule, 15)
+    assert not hasattr(a, "__dict__") and not hasattr(a.opening, "__dict__")
+    assert (a.opened_on, a.due_on) == (date(2018, 9, 12), date(2018, 9, 27))
+    assert a.opened_on is b.opened_on and a.due_on is b.due_on
+
+
+def test_a_table_gives_back_its_rows_without_keeping_them():
+    """A kept date holds only its Table (no Row per item beside it): a table rebuilt after a community's
+    number of items changed takes the other communities' rows back from the table, as they were written."""
+    from scoring_service.services.rectification import Row, Table
+
+    rows = {"c1": [Row("i1", "c1", "d1", "g1", "verified", False, 3, b'{"id":"i1"}'),
+                   Row("i2", "c1", "d1", "g2", "open", True, None, (b'{"a":', b'{"l":1}', b"}"))],
+            "c2": [Row("i3", "c2", None, "g1", "reopened", True, None, b"")], "c3": []}
+    table = Table(["c1", "c2", "c3"], rows)
+    for community_id, expected in rows.items():
+        assert table.rows(community_id) == [r._replace(id="") for r in expected]
+    assert table.rows("unknown") == []
+    again = Table(["c1", "c2"], {"c1": table.rows("c1"), "c2": rows["c2"] * 2})
+    assert again.json == [r.json for r in rows["c1"] + rows["c2"] * 2]
+    assert again.counts(again.mask(), ["d1"])["d1"]["overdue"] == 1 and again.overdue_communities() == {"d1": ["c1"]}
+
+
 def test_the_list_is_served_in_pieces_of_the_stated_length(app, client, keys, hand_worked, monkeypatch):
     """The list goes out in pieces (a national list is some 60 MB): the same bytes as the service's JSON,
     with its Content-Length, unfiltered, filtered to nothing and over several pieces."""

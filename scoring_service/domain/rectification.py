@@ -44,7 +44,9 @@ until verified).
 
 from __future__ import annotations
 
+import functools
 import statistics
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -196,16 +198,36 @@ class Response:
     recorded_at: str = ""
 
     @classmethod
-    def of(cls, record: Mapping[str, Any]) -> Response:
-        return cls(record["response_id"], record["item_id"], date.fromisoformat(record["fixed_on"]), record["note"],
-                   tuple(record.get("evidence") or ()), record.get("key_id"), record.get("recorded_at") or "")
+    def of(cls, record: Mapping[str, Any], notes: dict[str, str] | None = None) -> Response:
+        """The response of a stored record, compact: the item id, key id and evidence hashes are interned
+        strings, the date a shared object (:func:`day_of`), and a note equal to one in ``notes`` that one
+        (so a board of many responses holds each repeated text once)."""
+        note = record["note"]
+        if notes is not None:
+            note = notes.setdefault(note, note)
+        key_id = record.get("key_id")
+        return cls(record["response_id"], sys.intern(record["item_id"]), day_of(record["fixed_on"]), note,
+                   tuple(sys.intern(h) if isinstance(h, str) else h for h in record.get("evidence") or ()),
+                   sys.intern(key_id) if isinstance(key_id, str) else key_id, record.get("recorded_at") or "")
 
     @property
     def order(self) -> tuple:
         return (self.fixed_on, self.recorded_at, self.response_id)
 
 
-@dataclass(frozen=True)
+@functools.lru_cache(maxsize=8192)
+def day_of(text: str) -> date:
+    """The date of ISO text, one object per date (a national round's items and responses share a few
+    hundred dates)."""
+    return date.fromisoformat(text)
+
+
+@functools.lru_cache(maxsize=8192)
+def _shared_day(day: date) -> date:
+    return day
+
+
+@dataclass(frozen=True, slots=True)
 class Timeline:
     """An item as the versions make it, before responses and an as-of date: its opening and its
     re-inspections in event order."""
@@ -227,7 +249,7 @@ def _dated(versions: Sequence[Version]) -> list[date]:
     """The date each version of one inspection (in version order) counts on: never before the previous."""
     days: list[date] = []
     for v in versions:
-        day = v.day
+        day = _shared_day(v.day)
         days.append(max(day, days[-1]) if days else day)
     return days
 
@@ -268,9 +290,9 @@ def community_timelines(versions: Iterable[Version], rule: FailRule, days: int) 
                 rechecks.sort(key=lambda c: (c.day, c.inspected_at, c.inspection_id, c.version))
                 check = rule.rubric.checks[code]
                 timelines.append(Timeline(
-                    item_id(inspection_id, code), v.community_id, inspection_id, v.agency_id, code,
+                    sys.intern(item_id(inspection_id, code)), v.community_id, inspection_id, v.agency_id, code,
                     "critical" if check.get("critical") else "major", check["max_points"], day,
-                    day + timedelta(days=days), opening, tuple(rechecks)))
+                    _shared_day(day + timedelta(days=days)), opening, tuple(rechecks)))
     return sorted(timelines, key=lambda t: t.id)
 
 
@@ -283,7 +305,7 @@ def timelines(versions: Iterable[Version], rule: FailRule, days: int) -> list[Ti
     return sorted(out, key=lambda t: t.id)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ItemState:
     """An item at ``t``."""
 

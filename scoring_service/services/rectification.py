@@ -254,6 +254,19 @@ class Table:
         self._write(block[0], rows)
         return True
 
+    def rows(self, community_id: str) -> list[Row]:
+        """A community's rows as written (without their ids, which the table does not read); none for a
+        community it does not hold."""
+        start, end = self.blocks.get(community_id, (0, 0))
+        if start == end:
+            return []
+        names = {kind: list(codes) for kind, codes in self.codes.items()}
+        return [Row("", community_id, None if d < 0 else names["district"][d], names["agency"][a],
+                    rx.STATUSES[s], o, None if n < 0 else n, j)
+                for d, a, s, o, n, j in zip(self.district[start:end].tolist(), self.agency[start:end].tolist(),
+                                            self.status[start:end].tolist(), self.overdue[start:end].tolist(),
+                                            self.days[start:end].tolist(), self.json[start:end])]
+
     @property
     def district_ids(self) -> list[str]:
         return list(self.codes["district"])
@@ -313,7 +326,6 @@ class Kept:
     """The item rows of every community at one as-of date, and their :class:`Table`, as of a board version."""
 
     def __init__(self):
-        self.communities: dict[str, list[Row]] = {}
         self.version = -1  # the board version the rows were brought to
         self.reference_token: str | None = None
         self.table: Table | None = None
@@ -428,6 +440,7 @@ class RectificationBoard:
         self.response_token: str | None = None
         self.response_cursor: int | None = None
         self.responses: dict[str, list[rx.Response]] = {}  # item → its responses
+        self.notes: dict[str, str] = {}  # a response's note → its one copy (districts repeat their texts)
         self.order: list[str] = []  # the communities with items, by id
         self.thumbnails: dict[str, bool] = {}  # attachment → whether it has a thumbnail
         self.links: dict[bytes, bytes] = {}  # an evidence link's JSON → its one copy in the kept rows
@@ -492,7 +505,7 @@ class RectificationBoard:
             records, self.response_cursor = store.rectification_response_changes(
                 self.round_id, self.response_cursor, limit=self.CHUNK)
             for record in records:
-                response = rx.Response.of(record)
+                response = rx.Response.of(record, self.notes)
                 answers = self.responses.setdefault(response.item_id, [])
                 if all(r.response_id != response.response_id for r in answers):
                     answers.append(response)
@@ -589,21 +602,24 @@ def _prepare(ctx: ServiceState, round_: dict, t: date, with_json: bool = True) -
         with_json = with_json or kept.json  # rows kept with their JSON keep it
         if with_json and not kept.json:
             stale = None
+        old = kept.table
         if stale is None:  # everything
-            kept.communities, stale = {}, set(b.order)
+            old, stale = None, set(b.order)
         if stale or kept.table is None:
             communities = b.communities(reference_token, reference.communities)
             rubric = ctx.rubric(round_["rubric_id"])
             has_thumbnail = thumbnails(ctx.store, b.thumbnails)
-            whole = kept.table is None
+            whole = old is None
+            fresh: dict[str, list[Row]] = {}  # the stale communities' rows (the table keeps no rows of its own)
             for community_id in stale:
                 community = communities.get(community_id)
-                rows = kept.communities[community_id] = _community_rows(
+                rows = fresh[community_id] = _community_rows(
                     b, community_id, t, community["district_id"] if community else None, community, rubric,
                     has_thumbnail, with_json)
-                whole = whole or not kept.table.replace(community_id, rows)
-            if whole or len(kept.table.blocks) != len(b.order):  # rows added or taken away: made again
-                kept.table = Table(b.order, kept.communities)
+                whole = whole or not old.replace(community_id, rows)
+            if whole or len(old.blocks) != len(b.order):  # rows added or taken away: made again
+                kept.table = Table(b.order, {c: fresh[c] if c in fresh else old.rows(c) for c in b.order})
+            del fresh
         kept.version, kept.reference_token, kept.json = b.version, reference_token, with_json
         table = kept.table
     districts = sorted(set(round_.get("quotas") or {}) | set(table.district_ids))
