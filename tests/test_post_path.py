@@ -156,7 +156,7 @@ def test_a_write_whose_sql_fails_is_undone_alone_and_raised_in_its_thread(tmp_pa
     group = [_Ticket(lambda conn: store._add_responses_in(conn, ROUND, [record(1)], 4, None, None)),
              _Ticket(broken),
              _Ticket(lambda conn: store._add_responses_in(conn, ROUND, [record(3)], 4, None, None))]
-    store._commit_group(group)
+    store._commit_group(lambda: group)
     assert group[0].value == [Outcome.CREATED] and group[2].value == [Outcome.CREATED]
     assert isinstance(group[1].error, sqlite3.OperationalError)
     assert store.get_response(ROUND, "resp-00002") is None and store.count_responses(ROUND) == 2
@@ -168,7 +168,7 @@ def test_a_write_whose_sql_fails_is_undone_alone_and_raised_in_its_thread(tmp_pa
     # any other failure leaves the transaction: nothing of the group is committed, every write raises it
     group = [_Ticket(lambda conn: store._add_responses_in(conn, ROUND, [record(4)], 4, None, None)), _Ticket(bug)]
     with pytest.raises(RuntimeError):
-        store._commit_group(group)
+        store._commit_group(lambda: group)
     assert all(isinstance(t.error, RuntimeError) and t.value is None for t in group)
     assert store.get_response(ROUND, "resp-00004") is None
     # a lone write (no savepoint): its failing SQL rolls the transaction back and is raised; nothing changes,
@@ -211,7 +211,7 @@ def test_a_groups_survey_writes_run_as_one_batch_with_the_outcomes_and_audit_of_
              survey_ticket(store, [record(6, "c1")])]  # no audit event
     statements: list[str] = []
     store._conn().set_trace_callback(statements.append)
-    store._commit_group(group)
+    store._commit_group(lambda: group)
     store._conn().set_trace_callback(None)
     assert [t.error for t in group] == [None] * 4
     assert [t.value for t in group] == [[Outcome.CREATED], [Outcome.HOUSEHOLD], [Outcome.CREATED, Outcome.HOUSEHOLD],
@@ -231,7 +231,7 @@ def test_writes_that_cannot_be_merged_or_whose_batch_fails_are_written_one_by_on
     store = open_store(tmp_path)
     # an id in two writes of the group: one by one (the second is a replay of the first)
     group = [survey_ticket(store, [record(1)], audit_of("w1")), survey_ticket(store, [record(1)], audit_of("w2"))]
-    store._commit_group(group)
+    store._commit_group(lambda: group)
     assert [t.value for t in group] == [[Outcome.CREATED], [Outcome.DUPLICATE]]
     # the merged batch's SQL fails: undone whole, then each write alone in its savepoint
     write = store._add_responses_in
@@ -244,7 +244,7 @@ def test_writes_that_cannot_be_merged_or_whose_batch_fails_are_written_one_by_on
 
     monkeypatch.setattr(store, "_add_responses_in", failing_when_merged)
     group = [survey_ticket(store, [record(2)], audit_of("w3")), survey_ticket(store, [record(3)], audit_of("w4"))]
-    store._commit_group(group)
+    store._commit_group(lambda: group)
     assert [t.value for t in group] == [[Outcome.CREATED], [Outcome.CREATED]] and group[1].error is None
     assert store.count_responses(ROUND) == 3 and store.recount(ROUND, 4, fix=False) == []
     assert [e["key_id"] for e in store.list_audit({}, 10)] == ["w1", "w2", "w3", "w4"]

@@ -679,14 +679,13 @@ class SQLiteStore(Store):
             self._group, self._group_pid = GroupCommit(), os.getpid()
         return self._group
 
-    def _commit_group(self, group: list[_Ticket] | Callable[[], list[_Ticket]]) -> None:
-        """The writes of ``group`` in one transaction, merged into one batch or each in a savepoint (a lone
+    def _commit_group(self, take: Callable[[], list[_Ticket]]) -> None:
+        """The writes of a group in one transaction, merged into one batch or each in a savepoint (a lone
         write in none); nothing is acknowledged before the commit. When the transaction fails, every write
         of the group raises its error (so does a lone write whose SQL fails: the transaction is rolled
-        back, generations unchanged). ``group``: the writes, or :class:`GroupCommit`'s function that takes
-        them, called once the write lock is held (writes queued while this leader waited join it)."""
-        take = group if callable(group) else (lambda tickets=group: tickets)
-        group = []
+        back, generations unchanged). ``take``: :class:`GroupCommit`'s function that takes the group,
+        called once the write lock is held (writes queued while this leader waited join it)."""
+        group: list[_Ticket] = []
         committed = False
         try:
             with self._write("surveys") as conn:
