@@ -383,3 +383,23 @@ def test_rows_joined_a_few_at_a_time_are_the_report(app, client, supervised, mon
         assert served.data == b"".join(parts) == canonical_bytes(fresh)
         rows = len(fresh["communities"])
         assert len(parts) == 2 + -(-rows // rows_per_part) and (district or rows > 2)  # split, at least once
+
+
+def test_json_arrays_in_pieces_join_to_the_canonical_bytes():
+    """domain.canonical's streaming helpers (the supervision report, the ledger and the rectification
+    list send their JSON through them): their examples, and pieces of every size give the same bytes."""
+    import doctest
+
+    from scoring_service.domain import canonical
+
+    assert doctest.testmod(canonical).failed == 0
+    head = {"a": [1], "round_id": "R", "z": "尾"}
+    elements = [canonical.canonical_bytes({"i": i}) if i % 2 else tuple(
+        canonical.canonical_bytes({"i": i})[k:k + 3] for k in range(0, 8, 3)) for i in range(7)]
+    want = canonical.canonical_bytes({**head, "rows": [{"i": i} for i in range(7)]})
+    before, after = canonical.split_at(head, "rows")
+    for per_piece in (1, 2, 7, 100):
+        assert b"".join(canonical.array_pieces(before, after, elements, per_piece)) == want
+    assert canonical.array_length(before, after, elements) == len(want)
+    assert b"".join(canonical.array_pieces(before, after, [], 3)) == canonical.canonical_bytes({**head, "rows": []})
+    assert canonical.array_length(before, after, []) == len(canonical.canonical_bytes({**head, "rows": []}))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
@@ -27,3 +29,45 @@ def tidy_numbers(value: Any) -> Any:
     if isinstance(value, list):
         return [tidy_numbers(v) for v in value]
     return value
+
+
+def split_at(head: dict, key: str) -> tuple[bytes, bytes]:
+    """The canonical JSON of ``head`` with ``key`` added, before and after that key's value: the caller
+    puts the value's own bytes between them (keys are sorted, so the value sits in place).
+
+    >>> split_at({"a": 1, "z": 2}, "m")
+    (b'{"a":1,"m":', b',"z":2}')
+    """
+    placeholder = uuid.uuid4().hex
+    before, after = canonical_bytes({**head, key: placeholder}).split(canonical_bytes(placeholder))
+    return before, after
+
+
+#: an element of a JSON array kept as bytes: its canonical JSON, or that JSON in pieces to be joined
+Kept = bytes | tuple[bytes, ...]
+
+
+def _kept_length(element: Kept) -> int:
+    return len(element) if isinstance(element, bytes) else sum(map(len, element))
+
+
+def array_length(before: bytes, after: bytes, elements: list[Kept]) -> int:
+    """Length of ``before`` + the JSON array of ``elements`` + ``after`` (:func:`array_pieces` joined)."""
+    return len(before) + len(after) + 2 + max(len(elements) - 1, 0) + sum(map(_kept_length, elements))
+
+
+def array_pieces(before: bytes, after: bytes, elements: list[Kept], per_piece: int) -> Iterator[bytes]:
+    """``before``, the JSON array of ``elements`` and ``after``, in pieces of ``per_piece`` elements each,
+    made as they are asked for: a large response is never joined into one more copy of its elements.
+
+    >>> b"".join(array_pieces(b"{", b"}", [b"1", (b"[", b"2]"), b"3"], 2))
+    b'{[1,[2],3]}'
+    """
+    yield before + b"["
+    for start in range(0, len(elements), per_piece):
+        parts: list[bytes] = []
+        for element in elements[start:start + per_piece]:
+            parts.append(b",")
+            parts.extend((element,) if isinstance(element, bytes) else element)
+        yield b"".join(parts[0 if start else 1:])  # a comma before every element but the first
+    yield b"]" + after

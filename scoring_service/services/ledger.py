@@ -9,7 +9,6 @@ the milestones reached by then, the disbursements paid by then and the communiti
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 
 from ..domain import ledger as lg
 from ..domain import milestones as ms
-from ..domain.canonical import canonical_bytes
+from ..domain.canonical import array_length, array_pieces, canonical_bytes, split_at
 from ..domain.timeutil import now_stored
 from ..store import Outcome
 from .clock import today
@@ -344,25 +343,14 @@ def ledger_stream(ctx: ServiceState, round_id: str, principal: Principal | None,
     their total length: a national ledger (some 10 MB) is not joined into one more copy of its kept rows.
     The ledger is computed (and refused) here, before the first piece."""
     before, after, rows = _kept_rows(ctx, round_id, principal, as_of, district_id)
-    length = len(before) + len(after) + 2 + max(len(rows) - 1, 0) + sum(len(row) for row in rows)
-    return length, _pieces(before, after, rows)
+    return array_length(before, after, rows), array_pieces(before, after, rows, ROWS_PER_PART)
 
 
 def _kept_rows(ctx: ServiceState, round_id: str, principal: Principal | None, as_of: date | None,
                district_id: str | None) -> tuple[bytes, bytes, list[bytes]]:
     """The ledger's JSON before and after its community rows, and the rows (the kept ones, not copied)."""
     head, rows = _prepare(ctx, round_id, principal, as_of, district_id)
-    placeholder = uuid.uuid4().hex  # stands for the rows in the head's JSON (keys sorted, so rows go in place)
-    before, after = canonical_bytes({**head, "communities": placeholder}).split(canonical_bytes(placeholder))
-    return before, after, rows
-
-
-def _pieces(before: bytes, after: bytes, rows: list[bytes]) -> Iterator[bytes]:
-    yield before + b"["
-    for start in range(0, len(rows), ROWS_PER_PART):
-        piece = b",".join(rows[start:start + ROWS_PER_PART])
-        yield b"," + piece if start else piece  # a comma before every row but the first
-    yield b"]" + after
+    return (*split_at(head, "communities"), rows)
 
 
 def ledger_names(ctx: ServiceState, report: dict) -> dict[str, str | None]:

@@ -24,7 +24,6 @@ import json
 import re
 import sys
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..domain import rectification as rx
-from ..domain.canonical import canonical_bytes, digest
+from ..domain.canonical import array_length, array_pieces, canonical_bytes, digest, split_at
 from ..domain.rubric import Rubric
 from ..domain.timeutil import now_stored
 from ..store import Outcome, Store
@@ -194,10 +193,6 @@ def kept_json(item: bytes, links: dict[bytes, bytes]) -> bytes | tuple[bytes, ..
 def item_bytes(kept: bytes | tuple[bytes, ...]) -> bytes:
     """A kept item's canonical JSON (see :func:`kept_json`)."""
     return kept if isinstance(kept, bytes) else b"".join(kept)
-
-
-def item_length(kept: bytes | tuple[bytes, ...]) -> int:
-    return len(kept) if isinstance(kept, bytes) else sum(map(len, kept))
 
 
 class Table:
@@ -687,8 +682,7 @@ def _list_parts(ctx: ServiceState, round_id: str, principal: Principal | None, *
     head = {"round_id": round_id, "as_of": t.isoformat(),
             "districts": [{"district_id": d, "name_zh": prepared.district_names.get(d), **counts[d]}
                           for d in districts]}
-    placeholder = uuid.uuid4().hex  # stands for the items in the head's JSON (keys sorted, so items go in place)
-    before, after = canonical_bytes({**head, "items": placeholder}).split(canonical_bytes(placeholder))
+    before, after = split_at(head, "items")
     return before, selected, after
 
 
@@ -713,15 +707,7 @@ def rectifications_stream(ctx: ServiceState, round_id: str, principal: Principal
     that a national list (some 60 MB) is never joined into one more copy of its rows. Errors are raised
     here, before any piece."""
     before, selected, after = _list_parts(ctx, round_id, principal, **filters)
-    length = len(before) + len(after) + 2 + sum(map(item_length, selected)) + max(len(selected) - 1, 0)
-
-    def pieces() -> Iterator[bytes]:
-        yield before + b"["
-        for start in range(0, len(selected), STREAM_ITEMS):
-            yield (b"," if start else b"") + b",".join(map(item_bytes, selected[start:start + STREAM_ITEMS]))
-        yield b"]" + after
-
-    return length, pieces()
+    return array_length(before, after, selected), array_pieces(before, after, selected, STREAM_ITEMS)
 
 
 def rectifications(ctx: ServiceState, round_id: str, principal: Principal | None, **filters) -> dict:

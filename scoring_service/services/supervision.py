@@ -9,7 +9,6 @@ changes."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -18,7 +17,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..domain import milestones as ms
-from ..domain.canonical import canonical_bytes
+from ..domain.canonical import array_length, array_pieces, canonical_bytes, split_at
 from ..domain.supervision import (
     DONE,
     LATE,
@@ -295,8 +294,7 @@ def _kept_row(row: dict, entries: dict[bytes, bytes]) -> tuple[bytes, ...]:
     entry (with its key) the kept rows' one copy of it (``entries``: communities share deadlines, dates and
     statuses, so a national report's 180,000 entries are a few thousand distinct ones). Joined, the pieces
     are ``canonical_bytes(row)``."""
-    placeholder = uuid.uuid4().hex  # stands for the milestones in the row's JSON (keys sorted, so in place)
-    before, after = canonical_bytes({**row, "milestones": placeholder}).split(canonical_bytes(placeholder))
+    before, after = split_at(row, "milestones")
     pieces = [before + b"{"]
     for k, code in enumerate(sorted(row["milestones"])):
         entry = (b"," if k else b"") + canonical_bytes(code) + b":" + canonical_bytes(row["milestones"][code])
@@ -344,7 +342,8 @@ def supervision_parts(ctx: ServiceState, round_id: str, principal: Principal | N
     """:func:`supervision_json` in pieces (the rows in the middle, :data:`ROWS_PER_PART` to a piece), for a
     response that sends them as they are: a national report (some 20 MB) is neither joined into one more
     copy nor made of a joined copy of each row first (each piece joins its rows' kept pieces at once)."""
-    return list(_pieces(*_kept_rows(ctx, round_id, principal, as_of, district_id)))
+    before, after, shown = _kept_rows(ctx, round_id, principal, as_of, district_id)
+    return list(array_pieces(before, after, shown, ROWS_PER_PART))
 
 
 def supervision_stream(ctx: ServiceState, round_id: str, principal: Principal | None,
@@ -352,8 +351,7 @@ def supervision_stream(ctx: ServiceState, round_id: str, principal: Principal | 
     """:func:`supervision_parts` made as they are sent, with their total length: a national report's 20 MB
     are not all held at once (a piece at a time, and the rows kept on the board)."""
     before, after, shown = _kept_rows(ctx, round_id, principal, as_of, district_id)
-    length = len(before) + len(after) + 2 + max(len(shown) - 1, 0) + sum(len(p) for row in shown for p in row)
-    return length, _pieces(before, after, shown)
+    return array_length(before, after, shown), array_pieces(before, after, shown, ROWS_PER_PART)
 
 
 def _kept_rows(ctx: ServiceState, round_id: str, principal: Principal | None, as_of: date | None,
@@ -371,17 +369,4 @@ def _kept_rows(ctx: ServiceState, round_id: str, principal: Principal | None, as
         shown = [kept.json[i] for i in prepared.selected]  # tuples: a later rebuild replaces, never changes, them
         head = prepared.head
         del prepared, figures, layout, kept  # the rows are joined without the lock (nor the figures' arrays)
-    placeholder = uuid.uuid4().hex  # stands for the rows in the head's JSON (keys sorted, so rows go in place)
-    before, after = canonical_bytes({**head, "communities": placeholder}).split(canonical_bytes(placeholder))
-    return before, after, shown
-
-
-def _pieces(before: bytes, after: bytes, shown: list[tuple[bytes, ...]]) -> Iterator[bytes]:
-    yield before + b"["
-    for start in range(0, len(shown), ROWS_PER_PART):
-        pieces: list[bytes] = []
-        for row in shown[start:start + ROWS_PER_PART]:
-            pieces.append(b",")
-            pieces.extend(row)
-        yield b"".join(pieces[0 if start else 1:])  # a comma before every row but the first
-    yield b"]" + after
+    return (*split_at(head, "communities"), shown)
