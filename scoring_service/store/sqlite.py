@@ -692,15 +692,15 @@ class SQLiteStore(Store):
                 group = take()
                 if len(group) == 1:  # a lone write needs no savepoint: its failure rolls everything back
                     group[0].value = group[0].work(conn)
-                merged = len(group) > 1 and self._write_merged(conn, group)
-                for ticket in group if len(group) > 1 and not merged else ():
-                    conn.execute("SAVEPOINT group_write")
-                    try:
-                        ticket.value = ticket.work(conn)
-                    except sqlite3.Error as exc:  # this write alone is undone; the others go on
-                        conn.execute("ROLLBACK TO group_write")
-                        ticket.error = exc
-                    conn.execute("RELEASE group_write")
+                elif len(group) > 1 and not self._write_merged(conn, group):  # one by one, each in a savepoint
+                    for ticket in group:
+                        conn.execute("SAVEPOINT group_write")
+                        try:
+                            ticket.value = ticket.work(conn)
+                        except sqlite3.Error as exc:  # this write alone is undone; the others go on
+                            conn.execute("ROLLBACK TO group_write")
+                            ticket.error = exc
+                        conn.execute("RELEASE group_write")
             committed = True
         finally:
             if not committed:  # an exception is leaving the transaction, which committed nothing
