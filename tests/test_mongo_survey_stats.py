@@ -213,6 +213,47 @@ def test_concurrent_writers_of_one_community_are_exact(database_url, store):
     assert sum(counts.get(t, "c1").responses for t in ("resident", "public")) == 6 * 4 * 5 - 6
 
 
+@MONGO
+def test_one_processs_writers_of_a_community_take_numbers_in_turn(store):
+    """Threads of one process writing batches to one community at once never ask for a number another
+    took (each such refusal reads what follows it: a scan of the whole journal on FerretDB, issue 18's
+    batch ingest): the process's journal lock of the community orders them. Counts exact."""
+    open_round(store)
+    threads = 6
+    barrier = threading.Barrier(threads)
+
+    def write(w):
+        barrier.wait()
+        for b in range(3):
+            store.add_responses("R", batch(f"t{w}b{b}-", "c1", 40), N_ITEMS)
+
+    with monitored(store) as commands:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(write, range(threads)))
+    reads_after = [c for name, collection, c in commands.sent
+                   if name == "find" and collection == "survey_journal" and "n" in c.get("filter", {})]
+    assert reads_after == []
+    inserts = [c for name, collection, c in commands.sent if name == "insert" and collection == "survey_journal"]
+    assert len(inserts) == threads * 3  # one insert per batch: none was refused and retried
+    numbers = sorted(d["n"] for d in store.db.survey_journal.find({"round_id": "R", "community_id": "c1"}))
+    assert numbers == list(range(1, threads * 3 * 40 + 1))
+    assert_exact(store)
+
+
+def test_journal_locks_are_per_community_and_taken_in_one_order(tmp_path):
+    """The same community's writers share a lock; a write to several communities takes their locks sorted
+    (two such writers cannot each hold one the other waits for); a forked process makes its own."""
+    store = MongoStore("mongodb://127.0.0.1:1/x")
+    one = store._journal_locks("R", ["c1"])
+    assert store._journal_locks("R", ["c1"]) == one and len(one) == 1
+    many = store._journal_locks("R", [f"c{i}" for i in range(200)])
+    assert len(many) == len(set(map(id, many))) and len(many) <= 64
+    assert [store._stripes.index(lock) for lock in many] == sorted(store._stripes.index(lock) for lock in many)
+    assert store._journal_locks("R", ["c2", "c1"]) == store._journal_locks("R", ["c1", "c2"])
+    store._stripes_pid = -1  # as in a process forked after the locks were made
+    assert store._journal_locks("R", ["c1"])[0] is not one[0]
+
+
 class Stop(Exception):
     """A process stopping between two writes."""
 

@@ -24,6 +24,7 @@ Design for correctness without transactions (FerretDB has none, and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import threading
@@ -78,6 +79,8 @@ from .base import (
 )
 
 DUPLICATE_KEY = 11000
+#: locks per process over the communities' survey journals (see MongoStore._journal_locks)
+JOURNAL_LOCKS = 64
 
 #: GridFS buckets of attachments' bytes and of their thumbnails (SPEC §13)
 ATTACHMENT_BUCKET = "attachments"
@@ -303,6 +306,9 @@ class MongoStore(Store):
         #: a seq of each round's milestone versions known to exist (where the search for the last starts)
         #: the same for the ledger's feeds, per (collection, round)
         self._feed_seq: dict[tuple[str, str], int] = {}
+        #: this process's journal locks (see _journal_locks) and the process they were made in
+        self._stripes: list[threading.Lock] = []
+        self._stripes_pid: int | None = None
 
     # -- client per process, created after fork ---------------------------------
     @property
@@ -774,6 +780,14 @@ class MongoStore(Store):
         communities = sorted(set(pending) | set(floor))
         if not communities:
             return False
+        with contextlib.ExitStack() as held:
+            for lock in self._journal_locks(round_id, communities):
+                held.enter_context(lock)
+            return self._journal_in_order(round_id, communities, pending, floor)
+
+    def _journal_in_order(self, round_id: str, communities: list[str], pending: dict[str, list[dict]],
+                          floor: dict[str, int]) -> bool:
+        """The numbering and heads of :meth:`_journal`, with this process's locks of ``communities`` held."""
         heads: dict[str, list[dict]] = {}
         query = {"round_id": round_id,
                  "community_id": communities[0] if len(communities) == 1 else {"$in": communities}}
@@ -801,6 +815,20 @@ class MongoStore(Store):
         if older:
             self.db.survey_heads.delete_many({"_id": {"$in": older}})
         return True
+
+    def _journal_locks(self, round_id: str, communities: list[str]) -> list[threading.Lock]:
+        """This process's locks of ``communities``' journals, in one order (so two writers never wait on each
+        other). A saving, not a guarantee: one process's writers to a community take its numbers one after
+        another instead of asking for the same ones, and each refused number costs a read of what follows
+        it (a scan of the whole journal on FerretDB). Writers in other processes still collide, which
+        :meth:`_append` handles. A fixed set of locks, shared by hash, so that it never grows."""
+        if self._stripes_pid != os.getpid():  # created after fork: a lock held at fork would stay held
+            with self._lock:
+                if self._stripes_pid != os.getpid():
+                    self._stripes = [threading.Lock() for _ in range(JOURNAL_LOCKS)]
+                    self._stripes_pid = os.getpid()
+        stripes = self._stripes
+        return [stripes[i] for i in sorted({hash((round_id, c)) % JOURNAL_LOCKS for c in communities})]
 
     def _insert_in_order(self, docs: list[dict]) -> int:
         """Insert journal entries in order until one is refused for a key taken: the index of the refused
