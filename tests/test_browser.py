@@ -372,6 +372,35 @@ def test_ranking_note_follows_the_progress_rule(page, demo_server):
     assert "已评定小区数" not in page.locator("#index-note").inner_text()
 
 
+def rewards_of(demo_server, round_id):
+    headers = {"Authorization": f"Bearer {demo_server['tokens']['leadership']}"}
+    r = requests.get(f"{demo_server['url']}/api/v1/rounds/{round_id}/rewards", headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_reward_summary_of_a_round_without_a_pool(page, demo_server):
+    # the 2019 aftercare round has no reward pool; the API still lists its good-or-better communities,
+    # each with 0 fen (SPEC §5), which the page once read as "0.00 元分配给 37 个…小区"
+    rewards = rewards_of(demo_server, KIOSK_ROUND)
+    assert rewards["pool_fen"] == 0 and rewards["communities"]
+    sign_in(page, demo_server["url"], demo_server["tokens"]["leadership"])
+    expect(page.get_by_label("测评轮次")).to_have_value(KIOSK_ROUND)
+    expect(page.locator("#reward-summary")).to_have_text("本轮测评不设奖励资金，不作奖励分配。", timeout=30_000)
+    assert "0.00" not in page.locator("#reward-summary").inner_text()
+
+
+def test_reward_summary_of_a_round_with_a_pool(page, demo_server):
+    r = rewards_of(demo_server, "shenyang-2018")
+    assert r["pool_fen"] > 0 and r["unallocated_fen"] == 0
+    yuan = lambda fen: f"{fen / 100:,.2f}"  # noqa: E731 - zh-CN grouping: 30,000,000.00
+    sign_in(page, demo_server["url"], demo_server["tokens"]["leadership"])
+    page.get_by_label("测评轮次").select_option("shenyang-2018")
+    expect(page.locator("#reward-summary")).to_have_text(
+        f"奖励资金共 {yuan(r['pool_fen'])} 元：区级 {yuan(r['district_pool_fen'])} 元分配给 {len(r['districts'])} 个区，"
+        f"小区级 {yuan(r['community_pool_fen'])} 元分配给 {len(r['communities'])} 个达到良好及以上的小区。")
+
+
 def test_district_key_records_a_milestone(page, demo_server):
     assert_demo_milestones(demo_server)
     sign_in(page, demo_server["url"], demo_server["tokens"]["district"])

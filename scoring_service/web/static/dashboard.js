@@ -147,6 +147,10 @@
   }
 
   function renderRewards(rewards) {
+    if (!rewards.pool_fen) {  // e.g. an aftercare round: no pool, nothing to split (the API lists 0-fen rows)
+      $("reward-summary").textContent = "本轮测评不设奖励资金，不作奖励分配。";
+      return;
+    }
     const yuan = (fen) => (fen / 100).toLocaleString("zh-CN", {minimumFractionDigits: 2});
     $("reward-summary").textContent = `奖励资金共 ${yuan(rewards.pool_fen)} 元：区级 ${yuan(rewards.district_pool_fen)} 元分配给 ` +
       `${rewards.districts.length} 个区，小区级 ${yuan(rewards.community_pool_fen)} 元分配给 ${rewards.communities.length} ` +
