@@ -1437,3 +1437,50 @@ def test_district_key_answers_a_rectification_item_with_a_photo(page, demo_serve
     shot(page, "dashboard-rectification-district")
     assert page.external_requests == []
     assert [m for m in console_errors if not m.startswith("Failed to load resource")] == []
+
+
+FIELD_ERRORS_JS = r"""() => {
+  const messages = [[/^Not a valid integer\.$/, () => "必须是整数"],
+                    [/^must not be after today \((\d{4}-\d{2}-\d{2}), China time\)$/, (m) => `不能晚于今天（${m[1]}）`]];
+  const names = {votes: "表决票数", participants: "参与表决的户数", reached_on: "完成日期"};
+  const errors = {reached_on: ["must not be after today (2019-09-20, China time)", "Unknown field."],
+                  votes: {participants: ["Not a valid integer."], extra: ["Not a valid integer."]}};
+  const words = window.Dashboard.fieldErrors;
+  return [words({errors}, {names, messages, nested: true}), words({errors}, {names, messages}),
+          words({errors: {}, message: "Not a valid integer."}, {names, messages}), words({message: "as written"})];
+}"""
+
+
+def test_service_refusals_read_in_chinese_beside_the_forms(page, demo_server):
+    """One helper, Dashboard.fieldErrors, words the service's 422s beside the supervision, ledger and
+    rectification forms (the first two are seen in their own tests): its rules, then the rectification form."""
+    sign_in(page, demo_server["url"], demo_server["tokens"]["district"])
+    page.get_by_label("测评轮次").select_option(ROUND)
+    open_rectification_tab(page)
+    assert page.evaluate(FIELD_ERRORS_JS) == [
+        # nested (the milestone form): a nested field by its own name, else "parent.field"
+        "完成日期：不能晚于今天（2019-09-20）；完成日期：Unknown field.；参与表决的户数：必须是整数；表决票数.extra：必须是整数",
+        # flat (the ledger and rectification forms): a value that is not a list as JSON
+        '完成日期：不能晚于今天（2019-09-20）；完成日期：Unknown field.；'
+        '表决票数：{"participants":["Not a valid integer."],"extra":["Not a valid integer."]}',
+        "必须是整数",  # no field named: the message itself
+        "as written",  # no pattern matches: as the service wrote it
+    ]
+
+    # the rectification form shows a 422 through it (the service's answer stubbed: nothing is stored)
+    item = next(i for i in rectification_list(demo_server, "district")["items"] if i["status"] == "open")
+    refused = {"code": 422, "status": "Unprocessable Entity", "message": "Unprocessable Entity",
+               "errors": {"fixed_on": [f"must not be before the item opened ({item['opened_on']})"],
+                          "note": ["Longer than maximum length 2000."]}}
+    page.route("**/api/v1/attachments", lambda route: route.fulfill(status=201, json={"sha256": "0" * 64}))
+    page.route("**/rectifications/*/responses", lambda route: route.fulfill(status=422, json=refused))
+    card(page, item["id"]).get_by_role("button", name="整改反馈").click()
+    dialog = page.locator("#rx-dialog")
+    dialog.get_by_label("整改说明").fill("路灯已全部更换并通电")
+    dialog.get_by_label("整改后照片").set_input_files(
+        files=[{"name": "fixed.jpg", "mimeType": "image/jpeg", "buffer": small_jpeg("refused")}])
+    dialog.get_by_role("button", name="提交").click()
+    expect(page.locator("#rx-form-error")).to_have_text(
+        f"未能提交：整改完成日期：不能早于发现问题的日期（{item['opened_on']}）；整改说明：不能超过 2000 个字。")
+    expect(dialog).to_be_visible()
+    assert page.external_requests == []

@@ -397,18 +397,6 @@
     [/^Longer than maximum length (\d+)/, (m) => `不能超过 ${m[1]} 个字`],
     [/^is not covered by round/, () => "该小区不在本轮次的改造范围内"],
   ];
-  function translate(message) {
-    for (const [pattern, words] of MESSAGES) {
-      const match = pattern.exec(message);
-      if (match) return words(match);
-    }
-    return message;
-  }
-  function errorLines(errors) {
-    return Object.entries(errors || {}).flatMap(([field, value]) =>
-      (Array.isArray(value) ? value : [JSON.stringify(value)])
-        .map((message) => `${FIELD_NAMES[field] || field}：${translate(String(message))}`));
-  }
   /** Why a tranche cannot be paid, from the message of 409 tranche_not_due. */
   function notDueWords(message) {
     if (/has no funding record/.test(message)) return "该小区还没有登记资金。";
@@ -427,10 +415,7 @@
   function refusal(result, what) {
     const body = result.body || {};
     switch (result.status) {
-      case 422: {
-        const lines = errorLines(body.errors);
-        return `未能${what}：` + (lines.length ? lines.join("；") : translate(body.message || "")) + "。";
-      }
+      case 422: return `未能${what}：${D.fieldErrors(body, {names: FIELD_NAMES, messages: MESSAGES})}。`;
       case 409: {
         const message = body.message || "";
         if (body.error === "tranche_not_due") return `未能${what}：今天这笔资金还不能拨付——${notDueWords(message)}`;

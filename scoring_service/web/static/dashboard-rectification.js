@@ -348,21 +348,10 @@
     [/^Shorter than minimum length (\d+)/, () => "必须填写"],
     [/^Longer than maximum length (\d+)/, (m) => `不能超过 ${m[1]} 个字`],
   ];
-  function translate(message) {
-    for (const [pattern, words] of MESSAGES) {
-      const match = pattern.exec(message);
-      if (match) return words(match);
-    }
-    return message;
-  }
   function refusal(result) {
     const body = result.body || {};
     switch (result.status) {
-      case 422: {
-        const lines = Object.entries(body.errors || {}).flatMap(([field, value]) =>
-          (Array.isArray(value) ? value : [JSON.stringify(value)]).map((m) => `${FIELD_NAMES[field] || field}：${translate(String(m))}`));
-        return "未能提交：" + (lines.length ? lines.join("；") : translate(body.message || "")) + "。";
-      }
+      case 422: return `未能提交：${D.fieldErrors(body, {names: FIELD_NAMES, messages: MESSAGES})}。`;
       case 409: return "未能提交：这条整改反馈的编号已提交过不同的内容（可能之前的提交已经成功）。台账已刷新，请核对后再提交。";
       case 404: return "未能提交：找不到该整改事项。";
       case 403: return "未能提交：该密钥无权为这个小区提交整改反馈（须为本区的区级密钥或管理员）。";

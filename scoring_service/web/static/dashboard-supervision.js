@@ -355,29 +355,10 @@
     $("sv-reached").focus();
   }
 
-  function translate(message) {
-    for (const [pattern, words] of MESSAGES) {
-      const match = pattern.exec(message);
-      if (match) return words(match);
-    }
-    return message;
-  }
-
-  function errorLines(errors, parent) {
-    return Object.entries(errors || {}).flatMap(([field, value]) => {
-      const label = FIELD_NAMES[field] || (parent ? `${parent}.${field}` : field);
-      if (Array.isArray(value)) return value.map((message) => `${label}：${translate(String(message))}`);
-      return errorLines(value, label);
-    });
-  }
-
   function refusal(result) {
     const body = result.body || {};
     switch (result.status) {
-      case 422: {
-        const lines = errorLines(body.errors);
-        return "未能保存：" + (lines.length ? lines.join("；") : translate(body.message || "")) + "。";
-      }
+      case 422: return `未能保存：${D.fieldErrors(body, {names: FIELD_NAMES, messages: MESSAGES, nested: true})}。`;
       case 401: return "未能保存：访问密钥无效或已停用，请重新输入密钥。";
       case 403: return "未能保存：该密钥无权登记这个小区的时间节点（只有管理员和本区的区级密钥可以登记）。";
       case 404: return "未能保存：找不到该小区或时间节点。";

@@ -40,6 +40,27 @@
   const fmt = (x, digits = 2) => (x === null || x === undefined ? "—" : Number(x).toFixed(digits));
   const pct = (x) => (x === null || x === undefined ? "—" : (100 * x).toFixed(1) + "%");
   const interval = (u) => (u ? `${u.rank_interval_90[0]}–${u.rank_interval_90[1]}` : "—");
+  /** A 422's field errors in Chinese, for the line beside a form: "字段：说明；字段：说明", or the message
+   * itself when no field is named. `names`: field → label. `messages`: [pattern, (match) => words] pairs, the
+   * first match wins; a message none matches is shown as the service wrote it. `nested`: a field's object of
+   * errors reads "父.子" (a label from `names` first); otherwise a value that is not a list is shown as JSON. */
+  function fieldErrors(body, {names = {}, messages = [], nested = false} = {}) {
+    const translate = (message) => {
+      for (const [pattern, words] of messages) {
+        const match = pattern.exec(message);
+        if (match) return words(match);
+      }
+      return message;
+    };
+    const lines = (errors, parent) => Object.entries(errors || {}).flatMap(([field, value]) => {
+      const label = names[field] || (parent ? `${parent}.${field}` : field);
+      if (Array.isArray(value)) return value.map((message) => `${label}：${translate(String(message))}`);
+      if (nested && typeof value === "object") return lines(value, label);
+      return [`${label}：${translate(String(JSON.stringify(value)))}`];
+    });
+    const all = lines(body.errors);
+    return all.length ? all.join("；") : translate(body.message || "");
+  }
   function flagLabel(flag) {
     if (flag.startsWith("veto:")) return "一票否决：" + (config.check_texts[flag.slice(5)] || flag.slice(5));
     return config.flag_labels[flag] || flag;
@@ -365,6 +386,7 @@
   const ACCEPTANCE_ROUNDS = {accepts: (round) => (round.kind || "acceptance") === "acceptance", roundsText: "验收轮次"};
 
   window.Dashboard = {config, state, $, el, api, send, download, fmt, pct, svgEl, registerTab, ACCEPTANCE_ROUNDS,
+    fieldErrors,
     reload: () => loadActiveTab(true),
     headers, addCommunityAction, renderCommunities,
     canRecordIn: (districtId) => !!state.me && (state.me.role === "admin" ||
