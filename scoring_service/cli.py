@@ -253,7 +253,7 @@ def check_attachments(round_id):
 @click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), required=True)
 @with_appcontext
 def export_round(round_id, out):
-    """Back up a round (raw submissions, every version, audit) as JSON Lines."""
+    """Back up a round (raw submissions, every version, funding ledger, survey links, audit) as JSON Lines."""
     from .ops.backup import RestoreError, export_round as export, write_jsonl
 
     state = current_app.extensions["scoring"]

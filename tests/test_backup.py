@@ -5,14 +5,19 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 
+from scoring_service.domain import surveys as surveys_domain
+from scoring_service.domain.timeutil import from_stored
 from scoring_service.ops.backup import RestoreError, export_round, import_round, write_jsonl
+from scoring_service.services import survey_links
 from scoring_service.services.results import compute_results
 from scoring_service.services.supervision import supervision_report
 
-from .conftest import add_key, make_app, survey, with_database
+from .conftest import ROUND, add_key, make_app, survey, with_database
 from .test_results import scored  # noqa: F401  (fixture)
 from .test_supervision_api import put, supervised  # noqa: F401  (fixture)
 
@@ -154,3 +159,166 @@ def test_restore_refuses_milestone_versions_out_of_order(app, client, supervised
             import_round(target.extensions["scoring"].store, lines[:first] + lines[first + 1:])
     finally:
         target.extensions["scoring"].store.close()
+
+
+# -- the funding ledger (SPEC §12) and survey links (SPEC §14) -------------------------------------
+
+B = "/api/v1/rounds/b2018"
+TODAY = "2019-01-15"
+
+
+@pytest.fixture
+def banked(app, client, keys, world, monkeypatch):
+    """The round b2018, open until 2099 (its links live) with public_cap 3 and a city budget, where:
+    heping-001's funding has three versions (admin, district, admin) and tranches 1 and 2 paid; shenhe-001's
+    tranche 1 is held (no district money); heping-002 is independent (nothing applicable); the live link
+    took three responses from 127.0.0.1 and one public response from 10.0.0.2 that was voided; the revoked
+    link took one response before it was revoked. Every response is received in one hour (that of the
+    hourly cap, LINK_HOURLY_CAP 4)."""
+    window = survey_links.hour_start()
+    monkeypatch.setattr(survey_links, "hour_start", lambda now=None: window)
+    monkeypatch.setattr(surveys_domain, "utcnow", lambda: from_stored(window) + timedelta(minutes=5))
+    app.config.update(TODAY=TODAY, LINK_HOURLY_CAP=4)
+    admin, heping = keys.header("admin"), keys.header("district_heping")
+    body = {**ROUND, "round_id": "b2018", "closes_at": "2099-12-31T23:59:59+08:00", "public_cap": 3,
+            "city_budget_fen": 3_000_000}
+    assert client.post("/api/v1/rounds", json=body, headers=admin).status_code == 201
+
+    def fund(community, headers, **fields):
+        body = {"land_category": "non_independent", "approved_budget_fen": 1_000_000,
+                "district_funds_in_place_fen": 0, **fields}
+        r = client.put(f"{B}/communities/{community}/funding", json=body, headers=headers)
+        assert r.status_code in (200, 201), r.get_json()  # 200: a new version replaced the record
+
+    def reach(community, code, day):
+        r = client.put(f"{B}/communities/{community}/milestones/{code}", json={"reached_on": day}, headers=admin)
+        assert r.status_code == 201, r.get_json()
+
+    def pay(tranche, amount):
+        r = client.post(f"{B}/communities/heping-001/disbursements", headers=admin, json={
+            "disbursement_id": str(uuid.uuid4()), "tranche": tranche, "amount_fen": amount, "paid_on": "2019-01-10",
+            "voucher": f"拨付凭证-{tranche}"})
+        assert r.status_code == 201, r.get_json()
+
+    fund("heping-001", admin)
+    fund("heping-001", heping, district_funds_in_place_fen=400_000)  # the district's money in place
+    fund("heping-001", admin, approved_budget_fen=1_200_001, district_funds_in_place_fen=1_200_001)
+    fund("shenhe-001", admin, approved_budget_fen=333)
+    fund("heping-002", admin, land_category="independent")
+    reach("heping-001", "contract_signed", "2018-04-20")
+    reach("heping-001", "works_completed", "2018-08-20")
+    reach("shenhe-001", "contract_signed", "2018-04-25")
+    pay(1, 180_000)  # S = ⌊1,200,001 / 2⌋ = 600,000; cum₁ = 180,000, cum₂ = 480,000
+    pay(2, 300_000)
+
+    links = f"{B}/communities/heping-001/survey-links"
+    live, revoked = (client.post(links, headers=admin).get_json() for _ in range(2))
+
+    def post(link, address="127.0.0.1", **fields):
+        body = survey(**{"household_ref": f"7-3-{uuid.uuid4().int % 10**6}", **fields})
+        r = client.post(f"{B}/surveys", json=body, headers={"Authorization": f"Bearer {link['token']}"},
+                        environ_base={"REMOTE_ADDR": address})
+        assert r.status_code == 201, r.get_json()
+        return body
+
+    post(revoked)
+    assert client.delete(f"{links}/{revoked['link_id']}", headers=admin).status_code == 200
+    post(live)
+    post(live, respondent_type="public", household_ref=None)
+    post(live, respondent_type="public", household_ref=None)
+    gone = post(live, "10.0.0.2", respondent_type="public", household_ref=None)
+    r = client.post(f"{B}/surveys/{gone['response_id']}/void", json={"reason": "重复提交"}, headers=admin)
+    assert r.status_code == 200
+    return SimpleNamespace(keys=keys, live=live, revoked=revoked)
+
+
+def views(app, client, admin) -> dict:
+    """What the round's money, supervision and links look like through the API and the services."""
+    got = {path: client.get(f"{B}/{path}", headers=admin) for path in (
+        "ledger", "ledger?as_of=2018-06-01", "ledger?district_id=heping", "ledger?format=csv", "supervision",
+        "communities/heping-001/survey-links", "communities/heping-001/funding")}
+    assert all(r.status_code == 200 for r in got.values()), {p: r.status_code for p, r in got.items()}
+    state = app.extensions["scoring"]
+    with app.app_context():
+        results = compute_results(state, "b2018")
+        report = supervision_report(state, "b2018", None)
+    store = state.store
+    return {"api": {p: r.get_json() if r.is_json else r.data for p, r in got.items()}, "supervision": report,
+            "results": (results.scores, results.community_ranking, results.district_ranking, results.rewards),
+            "funding": {c: store.funding_versions("b2018", c) for c in ("heping-001", "heping-002", "shenhe-001")},
+            "funding_feed": store.funding_changes("b2018")[0], "disbursements": store.disbursement_changes("b2018")[0]}
+
+
+def test_restore_keeps_the_ledger_and_the_survey_links(app, client, banked, tmp_path, request):
+    admin = banked.keys.header("admin")
+    before = views(app, client, admin)
+    ledger = before["api"]["ledger"]
+    heping = next(c for c in ledger["communities"] if c["community_id"] == "heping-001")
+    assert [(t["status"], t["amount_fen"]) for t in heping["tranches"]] == [("paid", 180_000), ("paid", 300_000),
+                                                                            ("not_due", 120_000)]
+    assert ledger["totals"]["paid_fen"] == 480_000
+    assert ledger["totals"]["held_fen"] == 49  # shenhe-001's tranche 1: ⌊166 × 30 / 100⌋
+    assert [v["version"] for v in before["funding"]["heping-001"]] == [1, 2, 3]
+    listed = before["api"]["communities/heping-001/survey-links"]["items"]
+    assert sorted((i["link_id"], i["revoked_at"] is None) for i in listed) == sorted(
+        [(banked.live["link_id"], True), (banked.revoked["link_id"], False)])
+
+    buffer = io.StringIO()
+    write_jsonl(export_round(app.extensions["scoring"].store, "b2018"), buffer)
+    kinds = [json.loads(line)["type"] for line in buffer.getvalue().splitlines()]
+    assert (kinds.count("funding"), kinds.count("disbursement"), kinds.count("survey_link")) == (5, 2, 2)
+    target = make_app(same_kind_of_store(app, request, tmp_path), tmp_path / "restored", TODAY=TODAY,
+                      LINK_HOURLY_CAP=4)
+    try:
+        counts = import_round(target.extensions["scoring"].store, buffer.getvalue().splitlines())
+        assert (counts["funding"], counts["disbursement"], counts["survey_link"]) == (5, 2, 2)
+        target_client = target.test_client()
+        # one comparison: the scores and the supervision report were restored before the money and links were
+        assert views(target, target_client, admin_header(target)) == before
+
+        # the links work where they did, and their quotas go on from where they were: 127.0.0.1 used 3 of
+        # its 4 responses this hour, the community 2 of its 3 public places (the voided one gave its back)
+        bearer = {"Authorization": f"Bearer {banked.live['token']}"}
+
+        def post_to_target(address, **fields):
+            body = survey(**{"household_ref": f"7-3-{uuid.uuid4().int % 10**6}", **fields})
+            return target_client.post(f"{B}/surveys", json=body, headers=bearer, environ_base={"REMOTE_ADDR": address})
+
+        assert post_to_target("10.0.0.2", respondent_type="public", household_ref=None).status_code == 201
+        r = post_to_target("10.0.0.3", respondent_type="public", household_ref=None)
+        assert r.status_code == 409 and r.get_json()["error"] == "public_cap_reached"
+        assert post_to_target("127.0.0.1").status_code == 201
+        assert post_to_target("127.0.0.1").status_code == 429  # the hourly cap of the link and address
+    finally:
+        target.extensions["scoring"].store.close()
+
+
+def test_restore_refuses_money_and_links_of_another_round_or_not_new(app, client, banked, tmp_path):
+    records = [json.loads(line) for line in
+               (json.dumps(r, ensure_ascii=False) for r in export_round(app.extensions["scoring"].store, "b2018"))]
+
+    def where(kind, **fields):
+        return next(i for i, r in enumerate(records) if r["type"] == kind
+                    and all(r["data"].get(k) == v for k, v in fields.items()))
+
+    def edited(i, **fields):
+        return records[:i] + [{**records[i], "data": {**records[i]["data"], **fields}}] + records[i + 1:]
+
+    second = where("funding", community_id="heping-001", version=2)
+    payment, link = where("disbursement", tranche=2), where("survey_link", link_id=banked.revoked["link_id"])
+    paid, link_id = records[payment]["data"]["disbursement_id"], banked.revoked["link_id"]
+    cases = [
+        (records[:second] + records[second + 1:], "funding of heping-001: version 3 of round 'b2018' where version 2"),
+        (edited(second, round_id="r2018"), "funding of heping-001: version 2 of round 'r2018'"),
+        (edited(payment, round_id="r2018"), f"disbursement {paid} of round 'r2018' in a backup of 'b2018'"),
+        (records[:payment + 1] + records[payment:], rf"disbursement {paid} could not be restored as new \(duplicate\)"),
+        (edited(link, round_id="r2018"), f"survey link {link_id} of round 'r2018' in a backup of 'b2018'"),
+        (records[:link + 1] + records[link:], f"survey link {link_id} could not be restored as new"),
+    ]
+    for n, (lines, message) in enumerate(cases):
+        target = make_app(str(tmp_path / f"restored-{n}.sqlite3"), tmp_path / f"restored-{n}")
+        try:
+            with pytest.raises(RestoreError, match=message):
+                import_round(target.extensions["scoring"].store, [json.dumps(r, ensure_ascii=False) for r in lines])
+        finally:
+            target.extensions["scoring"].store.close()

@@ -1,13 +1,26 @@
 """Backup and restore of one round as JSON Lines: raw submissions, every version (inspections and
-milestones), the districts' answers to rectification items, the audit trail, and the attachments its
-records name (bytes and thumbnails in base64, so one file is the whole backup).
+milestones), the districts' answers to rectification items, the funding ledger (every version of every
+community's funding record and every disbursement, in the order they were written, money in integer fen),
+the survey links (revoked ones too), the audit trail, and the attachments its records name (bytes and
+thumbnails in base64, so one file is the whole backup).
 
 Each line is ``{"type": …, "data": …}``. Restoring into an empty store
 replays the records through the store interface in their original order,
-so every kept statistic is rebuilt and every score and ranking comes out
-identical. Keys are not exported (their secrets are not recoverable anyway);
-household hashes are, so the restored store must use the same
-``SCORING_SECRET_KEY`` to keep refusing repeated households.
+so every kept statistic is rebuilt and every score, ranking, ledger figure,
+supervision report and link list comes out identical; numbered records
+(milestone and funding versions) come back with the same numbers, and a
+record of another round, or one the store does not take as new, stops the
+restore with :class:`RestoreError` naming it. Responses posted through a
+survey link are written with the link's quota (SPEC §14), so a store that
+keeps quota places (MongoDB) holds the same places again: the public cap and
+the hourly cap of each link and address go on from where they were.
+
+Keys are not exported (their secrets are not recoverable anyway); survey
+links are, with their secrets' hashes, so a printed link keeps working.
+Household and client-address hashes are keyed by ``SCORING_SECRET_KEY``, so
+the restored store must use the same key to keep refusing repeated
+households, to count the hourly cap of an address on, and to print a link's
+poster again.
 """
 
 from __future__ import annotations
@@ -18,7 +31,9 @@ import json
 from collections.abc import Iterable, Iterator
 
 from ..domain.rounds import covered_years
+from ..domain.timeutil import from_stored, to_stored
 from ..store import Outcome, Store
+from ..store.base import LinkQuota
 
 FORMAT = "scoring-service/round-backup/1"
 
@@ -40,6 +55,10 @@ def export_round(store: Store, round_id: str) -> Iterator[dict]:
     for community in store.list_communities(renovation_years=covered_years(round_)):
         yield {"type": "community", "data": community}
     yield {"type": "round", "data": round_}
+    # the round's survey links (SPEC §14), revoked ones too, before the responses posted through them
+    for community in store.list_communities():
+        for link in store.list_survey_links(round_id, community["community_id"]):
+            yield {"type": "survey_link", "data": link}
     yield from export_attachments(store, round_id)
     for response in store.iter_responses(round_id):
         yield {"type": "response", "data": response}
@@ -54,11 +73,35 @@ def export_round(store: Store, round_id: str) -> Iterator[dict]:
     # the districts' answers to rectification items (SPEC §13), in the order they were written
     for answer in store.rectification_responses(round_id):
         yield {"type": "rectification_response", "data": answer}
+    yield from export_ledger(store, round_id)
     for event in store.list_audit({"round_id": round_id}, limit=10**9):
         yield {"type": "audit", "data": {k: v for k, v in event.items() if k != "seq"}}
     snapshot = store.get_snapshot(round_id)
     if snapshot is not None:
         yield {"type": "snapshot", "data": {"body": base64.b64encode(snapshot[0]).decode(), "sha256": snapshot[1]}}
+
+
+def export_ledger(store: Store, round_id: str) -> Iterator[dict]:
+    """The round's money (SPEC §12): every version of every community's funding record, then every
+    disbursement, each in the order it was written (the store's change feeds, read whole). A feed that
+    does not hold every version or disbursement the store lists stops the export rather than leave one out."""
+    versions, _ = store.funding_changes(round_id)
+    latest = {record["community_id"]: record["version"] for record in store.current_funding(round_id)}
+    counted: dict[str, int] = {}
+    for version in versions:
+        counted[version["community_id"]] = counted.get(version["community_id"], 0) + 1
+    if counted != latest:
+        raise RestoreError(f"round {round_id!r}: the funding versions read ({counted}) are not every version "
+                           f"stored ({latest}); export again")
+    for version in versions:
+        yield {"type": "funding", "data": version}
+    payments, _ = store.disbursement_changes(round_id)
+    listed = store.disbursements(round_id)
+    if sorted(d["disbursement_id"] for d in payments) != sorted(d["disbursement_id"] for d in listed):
+        raise RestoreError(f"round {round_id!r}: the disbursements read are not every disbursement stored; "
+                           "export again")
+    for payment in payments:
+        yield {"type": "disbursement", "data": payment}
 
 
 def export_attachments(store: Store, round_id: str) -> Iterator[dict]:
@@ -113,15 +156,38 @@ def import_round(store: Store, lines: Iterable[str]) -> dict[str, int]:
     round_ = rubric = None
     voided: list[dict] = []
     pending: list[dict] = []
+    #: the hourly window of the link responses in ``pending`` (None: responses posted without a link)
+    pending_window: list[str | None] = [None]
     freed: set[tuple[str, str]] = set()  # (community, household) of the voided responses in ``pending``
     milestone_versions: dict[tuple[str, str], int] = {}  # (community, code) → versions restored
+    funding_versions: dict[str, int] = {}  # community → funding versions restored
+    public_restored: dict[str, int] = {}  # community → public responses restored (voided ones too)
+    link_restored: dict[tuple, int] = {}  # (link, address hash) → link responses restored
+
+    def link_quota() -> LinkQuota:
+        """The quota the pending link responses are written with: caps no count of either store can reach
+        (what a store counts are responses restored before them), so each takes the quota places it took
+        when it was posted (its hourly window: the hour it was received) and none is refused."""
+        public = {r["community_id"] for r in pending if r["respondent_type"] == "public"}
+        senders = {(r.get("link_id"), r.get("address_hash")) for r in pending}
+        return LinkQuota(public_cap=max((public_restored.get(c, 0) for c in public), default=0) + len(pending),
+                         hourly_cap=max(link_restored.get(s, 0) for s in senders) + len(pending),
+                         window_start=pending_window[0])
 
     def flush():
         """Store the pending responses, then void those that were voided (which frees their households)."""
         if pending:
-            outcomes = store.add_responses(round_id, pending, len(rubric["items"]))
-            if any(o is not Outcome.CREATED for o in outcomes):
-                raise RestoreError("a response could not be restored as new")
+            quota = link_quota() if pending_window[0] is not None else None
+            outcomes = store.add_responses(round_id, pending, len(rubric["items"]), quota=quota)
+            refused = next((r for r, o in zip(pending, outcomes) if o is not Outcome.CREATED), None)
+            if refused is not None:
+                raise RestoreError(f"response {refused['response_id']} could not be restored as new")
+            for r in pending:
+                if r["respondent_type"] == "public":
+                    public_restored[r["community_id"]] = public_restored.get(r["community_id"], 0) + 1
+                if r.get("link_id"):
+                    sender = (r["link_id"], r.get("address_hash"))
+                    link_restored[sender] = link_restored.get(sender, 0) + 1
             pending.clear()
         for response in voided:
             store.void_response(round_id, response["response_id"], response["void_reason"],
@@ -146,8 +212,12 @@ def import_round(store: Store, lines: Iterable[str]) -> dict[str, int]:
             store.create_round({**data, "status": "open"})
         elif kind == "response":
             household = (data.get("community_id"), data.get("household_hash"))
-            if household in freed:  # answered again after a void: restore that void first
+            # a link response's hourly window (SPEC §14): the hour it was received
+            window = (to_stored(from_stored(data["received_at"]).replace(minute=0, second=0, microsecond=0))
+                      if data.get("link_id") and data.get("received_at") else None)
+            if household in freed or window != pending_window[0]:  # a void to restore first, or another quota
                 flush()
+            pending_window[0] = window
             pending.append({k: v for k, v in data.items() if k not in ("voided_at", "void_reason", "voided_by")})
             if data.get("voided_at"):
                 voided.append(data)
@@ -177,6 +247,33 @@ def import_round(store: Store, lines: Iterable[str]) -> dict[str, int]:
                                    f"{round_id!r}")
             if store.add_rectification_response(data) is not Outcome.CREATED:
                 raise RestoreError(f"rectification response {data.get('response_id')} could not be restored as new")
+        elif kind == "survey_link":
+            if data.get("round_id") != round_id:
+                raise RestoreError(f"survey link {data.get('link_id')} of round {data.get('round_id')!r} in a "
+                                   f"backup of {round_id!r}")
+            if store.get_survey_link(data["link_id"]) is not None:
+                raise RestoreError(f"survey link {data['link_id']} could not be restored as new (the store has it)")
+            store.create_survey_link({**data, "revoked_at": None})
+            if data.get("revoked_at"):
+                store.revoke_survey_link(data["link_id"], data["revoked_at"])
+        elif kind == "funding":
+            # the store numbers a community's versions; they must come back with the same numbers
+            community = data.get("community_id")
+            expected = funding_versions.get(community, 0) + 1
+            if data.get("round_id") != round_id or data.get("version") != expected:
+                raise RestoreError(f"funding of {community}: version {data.get('version')} of round "
+                                   f"{data.get('round_id')!r} where version {expected} of {round_id!r} comes next")
+            if store.put_funding({k: v for k, v in data.items() if k != "version"}) is not Outcome.CREATED:
+                raise RestoreError(f"funding of {community} version {expected} could not be restored as new")
+            funding_versions[community] = expected
+        elif kind == "disbursement":
+            if data.get("round_id") != round_id:
+                raise RestoreError(f"disbursement {data.get('disbursement_id')} of round {data.get('round_id')!r} "
+                                   f"in a backup of {round_id!r}")
+            outcome = store.add_disbursement(data)
+            if outcome is not Outcome.CREATED:
+                raise RestoreError(f"disbursement {data.get('disbursement_id')} could not be restored as new "
+                                   f"({outcome.value})")
         elif kind == "attachment":
             import_attachment(store, data)
         elif kind == "attachment_ref":
