@@ -58,7 +58,11 @@ def to_stored(dt: datetime) -> str:
     """
     if dt.tzinfo is None:
         raise ValueError("naive datetime")
-    return dt.astimezone(timezone.utc).strftime(STORED_FORMAT)
+    utc = dt.astimezone(timezone.utc)
+    if utc.year < 1000:  # strftime writes such a year unpadded: keep the stored text as it always was
+        return utc.strftime(STORED_FORMAT)
+    # isoformat is strftime's text here at a fraction of its cost (every write stores two times)
+    return utc.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def now_stored() -> str:
@@ -66,4 +70,11 @@ def now_stored() -> str:
 
 
 def from_stored(text: str) -> datetime:
+    """The aware UTC time of a stored text (:func:`to_stored`).
+
+    >>> from_stored("2018-08-31T16:00:00.000000Z")
+    datetime.datetime(2018, 8, 31, 16, 0, tzinfo=datetime.timezone.utc)
+    """
+    if len(text) == 27 and text[4] == "-" and text[-1] == "Z":  # the stored form: fromisoformat, 40× faster
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
     return datetime.strptime(text, STORED_FORMAT).replace(tzinfo=timezone.utc)
