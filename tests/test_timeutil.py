@@ -41,3 +41,23 @@ def test_stored_text_is_fixed_width_and_sorts_in_time_order():
 def test_a_naive_time_is_refused():
     with pytest.raises(ValueError, match="naive"):
         to_stored(datetime(2018, 9, 1))
+
+
+@pytest.mark.parametrize("text", [
+    "2018-08-31T16:00:00.000-01Z",  # an offset: fromisoformat took it and the time was read an hour off
+    "2018-08-31T16:00:00.000+08Z",
+    "2018-W35-5T16:00:00.000000Z",  # an ISO week date
+    "2018-08-31 16:00:00.000000Z",  # a space for the T
+    "2018-08-31T16:00:00,000000Z",  # a decimal comma
+    "2018-08-31T16:00:00.00000ZZ",
+])
+def test_text_of_the_stored_length_that_strptime_refuses_is_refused(text):
+    with pytest.raises(ValueError):
+        datetime.strptime(text, STORED_FORMAT)
+    with pytest.raises(ValueError):
+        from_stored(text)
+
+
+def test_text_strptime_reads_outside_the_fast_form_reads_the_same():
+    text = "\uff12018-08-31T16:00:00.000000Z"  # a full-width digit: strptime's %Y takes any decimal digit
+    assert from_stored(text) == datetime(2018, 8, 31, 16, tzinfo=timezone.utc)

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta, timezone
 
 STORED_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+#: the text :func:`to_stored` writes (years from 1000): read by fromisoformat, which would also take other
+#: texts of that length that strptime refuses (an offset, a week date, a space or a comma)
+_STORED_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
 
 #: China time (Asia/Shanghai), the zone of the programme's calendar dates: UTC+8 all year since
 #: 1992 (no daylight saving), so a fixed offset is exact for the dates the service handles and
@@ -75,6 +79,6 @@ def from_stored(text: str) -> datetime:
     >>> from_stored("2018-08-31T16:00:00.000000Z")
     datetime.datetime(2018, 8, 31, 16, 0, tzinfo=datetime.timezone.utc)
     """
-    if len(text) == 27 and text[4] == "-" and text[-1] == "Z":  # the stored form: fromisoformat, 40× faster
+    if _STORED_TEXT.fullmatch(text):  # the stored form: fromisoformat, 40× faster
         return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
     return datetime.strptime(text, STORED_FORMAT).replace(tzinfo=timezone.utc)
