@@ -322,3 +322,40 @@ def test_restore_refuses_money_and_links_of_another_round_or_not_new(app, client
                 import_round(target.extensions["scoring"].store, [json.dumps(r, ensure_ascii=False) for r in lines])
         finally:
             target.extensions["scoring"].store.close()
+
+
+@pytest.mark.parametrize("written", ["funding", "milestone"])
+def test_export_refuses_money_written_while_the_disbursements_are_read(app, client, banked, written):
+    """A writer between the funding (or milestone) read and the disbursement read: shenhe-001's district money
+    comes in and its tranche 1 is paid on it (or a milestone is reached). The backup would hold a payment
+    without the funding version it was computed from, and the restored ledger would not be the same."""
+    store, admin = app.extensions["scoring"].store, banked.keys.header("admin")
+    read = store.disbursement_changes
+    meanwhile = []
+
+    def concurrently(round_id, after=None, limit=None):
+        if not meanwhile:
+            meanwhile.append(written)
+            if written == "funding":
+                r = client.put(f"{B}/communities/shenhe-001/funding", headers=admin, json={
+                    "land_category": "non_independent", "approved_budget_fen": 333,
+                    "district_funds_in_place_fen": 333})
+                assert r.status_code == 200, r.get_json()
+                r = client.post(f"{B}/communities/shenhe-001/disbursements", headers=admin, json={
+                    "disbursement_id": str(uuid.uuid4()), "tranche": 1, "amount_fen": 49, "paid_on": "2019-01-10"})
+                assert r.status_code == 201, r.get_json()
+            else:
+                r = client.put(f"{B}/communities/heping-002/milestones/contract_signed",
+                               json={"reached_on": "2018-04-26"}, headers=admin)
+                assert r.status_code == 201, r.get_json()
+        return read(round_id, after, limit)
+
+    store.disbursement_changes = concurrently
+    try:
+        what = "funding of shenhe-001" if written == "funding" else "milestone heping-002/contract_signed"
+        with pytest.raises(RestoreError, match=f"round 'b2018': the {what} changed while the round was "
+                                               "exported; export again"):
+            write_jsonl(export_round(store, "b2018"), io.StringIO())
+    finally:
+        del store.disbursement_changes
+    assert meanwhile == [written]

@@ -67,13 +67,15 @@ def export_round(store: Store, round_id: str) -> Iterator[dict]:
         yield {"type": "inspection", "data": {k: full[k] for k in ("inspection_id", "round_id", "community_id",
                                                                    "agency_id", "versions")}}
     # every version of every milestone (SPEC §11), each code's versions oldest first
+    milestones: dict[tuple[str, str], int] = {}  # (community, code) → the last version exported
     for community_id in sorted({record["community_id"] for record in store.current_milestones(round_id)}):
         for version in store.milestone_versions(round_id, community_id):
+            milestones[(version["community_id"], version["code"])] = version["version"]
             yield {"type": "milestone", "data": version}
     # the districts' answers to rectification items (SPEC §13), in the order they were written
     for answer in store.rectification_responses(round_id):
         yield {"type": "rectification_response", "data": answer}
-    yield from export_ledger(store, round_id)
+    yield from export_ledger(store, round_id, milestones)
     for event in store.list_audit({"round_id": round_id}, limit=10**9):
         yield {"type": "audit", "data": {k: v for k, v in event.items() if k != "seq"}}
     snapshot = store.get_snapshot(round_id)
@@ -81,18 +83,21 @@ def export_round(store: Store, round_id: str) -> Iterator[dict]:
         yield {"type": "snapshot", "data": {"body": base64.b64encode(snapshot[0]).decode(), "sha256": snapshot[1]}}
 
 
-def export_ledger(store: Store, round_id: str) -> Iterator[dict]:
+def export_ledger(store: Store, round_id: str, milestones: dict[tuple[str, str], int]) -> Iterator[dict]:
     """The round's money (SPEC §12): every version of every community's funding record, then every
     disbursement, each in the order it was written (the store's change feeds, read whole). A feed that
-    does not hold every version or disbursement the store lists stops the export rather than leave one out."""
-    versions, _ = store.funding_changes(round_id)
+    does not hold every version or disbursement the store lists stops the export rather than leave one out,
+    and so does a funding or milestone version (``milestones``: (community, code) → the last version
+    exported) written before the disbursements were read: a payment is recorded after the funding and the
+    milestone it is computed from, so every payment exported then has them in the backup."""
+    versions, cursor = store.funding_changes(round_id)
     latest = {record["community_id"]: record["version"] for record in store.current_funding(round_id)}
     counted: dict[str, int] = {}
     for version in versions:
         counted[version["community_id"]] = counted.get(version["community_id"], 0) + 1
     if counted != latest:
-        raise RestoreError(f"round {round_id!r}: the funding versions read ({counted}) are not every version "
-                           f"stored ({latest}); export again")
+        raise RestoreError(f"round {round_id!r}: the funding of {_differing(counted, latest)} changed while it "
+                           "was exported; export again")
     for version in versions:
         yield {"type": "funding", "data": version}
     payments, _ = store.disbursement_changes(round_id)
@@ -100,8 +105,22 @@ def export_ledger(store: Store, round_id: str) -> Iterator[dict]:
     if sorted(d["disbursement_id"] for d in payments) != sorted(d["disbursement_id"] for d in listed):
         raise RestoreError(f"round {round_id!r}: the disbursements read are not every disbursement stored; "
                            "export again")
+    later, _ = store.funding_changes(round_id, cursor)
+    if later:
+        raise RestoreError(f"round {round_id!r}: the funding of {later[0]['community_id']} changed while the "
+                           "round was exported; export again")
+    current = {(m["community_id"], m["code"]): m["version"] for m in store.current_milestones(round_id)}
+    if current != milestones:
+        raise RestoreError(f"round {round_id!r}: the milestone {_differing(milestones, current)} changed while "
+                           "the round was exported; export again")
     for payment in payments:
         yield {"type": "disbursement", "data": payment}
+
+
+def _differing(read: dict, stored: dict) -> str:
+    """The first key (community, or community/code) whose value differs between two mappings."""
+    key = min((k for k in read.keys() | stored.keys() if read.get(k) != stored.get(k)), key=str)
+    return "/".join(key) if isinstance(key, tuple) else str(key)
 
 
 def export_attachments(store: Store, round_id: str) -> Iterator[dict]:
