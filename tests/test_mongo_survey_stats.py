@@ -240,6 +240,24 @@ def test_one_processs_writers_of_a_community_take_numbers_in_turn(store):
     assert_exact(store)
 
 
+@MONGO
+def test_a_writer_goes_on_without_a_journal_lock_held_too_long(store, monkeypatch):
+    """The locks only save work: a writer kept waiting (another one stuck in a slow call) writes without
+    the lock after JOURNAL_LOCK_WAIT_S, and its response is counted exactly."""
+    from scoring_service.store import mongo
+
+    open_round(store)
+    monkeypatch.setattr(mongo, "JOURNAL_LOCK_WAIT_S", 0.2)
+    (lock,) = store._journal_locks("R", ["c1"])
+    with lock:  # held for the whole write below, as by a stuck writer
+        writer = threading.Thread(target=store.add_responses, args=("R", batch("held-", "c1", 3), N_ITEMS))
+        writer.start()
+        writer.join(timeout=30)
+        assert not writer.is_alive()
+    assert store.survey_counts("R", N_ITEMS).get("resident", "c1").responses == 3
+    assert_exact(store)
+
+
 def test_journal_locks_are_per_community_and_taken_in_one_order(tmp_path):
     """The same community's writers share a lock; a write to several communities takes their locks sorted
     (two such writers cannot each hold one the other waits for); a forked process makes its own."""

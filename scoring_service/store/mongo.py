@@ -81,6 +81,8 @@ from .base import (
 DUPLICATE_KEY = 11000
 #: locks per process over the communities' survey journals (see MongoStore._journal_locks)
 JOURNAL_LOCKS = 64
+#: how long a writer waits for one of them before it writes without it (seconds)
+JOURNAL_LOCK_WAIT_S = 10.0
 
 #: GridFS buckets of attachments' bytes and of their thumbnails (SPEC §13)
 ATTACHMENT_BUCKET = "attachments"
@@ -782,7 +784,10 @@ class MongoStore(Store):
             return False
         with contextlib.ExitStack() as held:
             for lock in self._journal_locks(round_id, communities):
-                held.enter_context(lock)
+                # the locks only save work (the journal is exact without them): a writer held up behind
+                # one stuck in a slow database call goes on without it after a while
+                if lock.acquire(timeout=JOURNAL_LOCK_WAIT_S):
+                    held.callback(lock.release)
             return self._journal_in_order(round_id, communities, pending, floor)
 
     def _journal_in_order(self, round_id: str, communities: list[str], pending: dict[str, list[dict]],
