@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -257,11 +258,20 @@ def export_round(round_id, out):
     from .ops.backup import RestoreError, export_round as export, write_jsonl
 
     state = current_app.extensions["scoring"]
+    # written beside --out and renamed once whole: a refused or interrupted export leaves no file that
+    # looks like a backup (nor replaces a good one)
+    partial = f"{out}.partial"
     try:
-        with open(out, "w", encoding="utf-8") as fh:
+        with open(partial, "w", encoding="utf-8") as fh:
             n = write_jsonl(export(state.store, round_id), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(partial, out)
     except RestoreError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
     click.echo(f"exported {n} records of round {round_id} to {out}")
 
 

@@ -359,3 +359,36 @@ def test_export_refuses_money_written_while_the_disbursements_are_read(app, clie
     finally:
         del store.disbursement_changes
     assert meanwhile == [written]
+
+
+def test_restore_names_the_malformed_line(app, scored, tmp_path):
+    """A backup line that is not JSON, or a record without a field its type needs, stops the restore with a
+    RestoreError naming the line (an operator's message, not a Python trace)."""
+    lines = backup(app).splitlines()
+    for n, broken, problem in ((5, '{"type": "district", "data": ', "line 5 of the backup is malformed: Expecting"),
+                               (3, '{"type": "district"}', "line 3 of the backup is malformed: missing field 'data'")):
+        target = make_app(str(tmp_path / f"restored-{n}.sqlite3"), tmp_path / f"restored-{n}")
+        try:
+            with pytest.raises(RestoreError, match=problem):
+                import_round(target.extensions["scoring"].store, [*lines[:n - 1], broken, *lines[n:]])
+        finally:
+            target.extensions["scoring"].store.close()
+
+
+def test_a_refused_export_leaves_no_file_and_keeps_the_last_backup(app, scored, tmp_path):
+    """export-round writes beside --out and renames once whole: a refused export neither leaves a file that
+    looks like a backup nor replaces the last good one."""
+    from scoring_service.cli import export_round as export_command
+
+    runner = app.test_cli_runner()
+    fresh, kept = tmp_path / "fresh.jsonl", tmp_path / "kept.jsonl"
+    result = runner.invoke(export_command, ["r2018", "--out", str(kept)])
+    assert result.exit_code == 0, result.output
+    good = kept.read_text(encoding="utf-8")
+    assert good.splitlines()[0].startswith('{"data": {"format": "scoring-service/round-backup/1"')
+    for out in (fresh, kept):
+        result = runner.invoke(export_command, ["no-such-round", "--out", str(out)])
+        assert result.exit_code != 0 and "unknown round 'no-such-round'" in result.output
+    assert not fresh.exists()
+    assert kept.read_text(encoding="utf-8") == good
+    assert sorted(p.name for p in tmp_path.glob("*.jsonl*")) == ["kept.jsonl"]

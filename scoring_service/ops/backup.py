@@ -161,8 +161,26 @@ def write_jsonl(records: Iterable[dict], fh) -> int:
 
 
 def import_round(store: Store, lines: Iterable[str]) -> dict[str, int]:
-    """Restore a round into a store that does not have it yet."""
-    records = (json.loads(line) for line in lines if line.strip())
+    """Restore a round into a store that does not have it yet.
+
+    A line that is not JSON or lacks what its record type needs stops the restore with a
+    :class:`RestoreError` naming the line (what was restored before it stays: restore into an empty
+    store again)."""
+    at = [0]  # the number of the line being restored
+
+    def numbered() -> Iterator[dict]:
+        for at[0], line in enumerate(lines, 1):
+            if line.strip():
+                yield json.loads(line)
+
+    try:
+        return _import_records(store, numbered())
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
+        problem = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise RestoreError(f"line {at[0]} of the backup is malformed: {problem}") from exc
+
+
+def _import_records(store: Store, records: Iterator[dict]) -> dict[str, int]:
     header = next(records, None)
     if not header or header.get("type") != "header" or header["data"].get("format") != FORMAT:
         raise RestoreError("not a round backup (missing header)")
