@@ -26,9 +26,12 @@ THREADS = 1
 CONNECTIONS = 8
 
 SCRIPT = r"""
--- arguments: path mode(single|batch) batch_size community item_codes(comma separated) token submitted_at
+-- arguments: path mode(single|batch) batch_size communities(comma separated) item_codes(comma separated) token
+-- submitted_at; each request goes to the next of the communities in turn (a batch to one community, as a
+-- kiosk's upload)
 local counter = 0
 local made = 0
+local sent = 0
 
 function setup(thread)
   made = made + 1
@@ -36,7 +39,9 @@ function setup(thread)
 end
 
 function init(args)
-  path, mode, size, community, token, submitted = args[1], args[2], tonumber(args[3]), args[4], args[6], args[7]
+  path, mode, size, token, submitted = args[1], args[2], tonumber(args[3]), args[6], args[7]
+  communities = {}
+  for c in string.gmatch(args[4], "[^,]+") do communities[#communities + 1] = c end
   codes = {}
   for code in string.gmatch(args[5], "[^,]+") do codes[#codes + 1] = code end
   math.randomseed(os.time() * 1000 + tid * 7919 + math.floor(os.clock() * 1e6))
@@ -48,7 +53,7 @@ function init(args)
   if token ~= nil and token ~= "" then headers["Authorization"] = "Bearer " .. token end
 end
 
-local function survey()
+local function survey(community)
   counter = counter + 1
   local answers = {}
   for i, code in ipairs(codes) do answers[i] = string.format('"%s":%d', code, math.random(1, 5)) end
@@ -60,12 +65,14 @@ end
 
 request = function()
   local body
+  sent = sent + 1
+  local community = communities[(sent - 1) % #communities + 1]
   if mode == "batch" then
     local items = {}
-    for i = 1, size do items[i] = survey() end
+    for i = 1, size do items[i] = survey(community) end
     body = '{"responses":[' .. table.concat(items, ",") .. ']}'
   else
-    body = survey()
+    body = survey(community)
   end
   return wrk.format("POST", path, headers, body)
 end
@@ -95,18 +102,20 @@ def binary() -> tuple[str, dict]:
 
 
 def run(url: str, path: str, *, token: str | None = None, seconds: float = 10.0, mode: str = "single",
-        batch: int = 1, community: str = "heping-001", codes: tuple[str, ...] = ("cleaning", "order", "repairs"),
+        batch: int = 1, community: str | tuple[str, ...] = "heping-001", codes: tuple[str, ...] = ("cleaning", "order", "repairs"),
         submitted_at: str = "2019-09-20T10:00:00+08:00", threads: int = THREADS,
         connections: int = CONNECTIONS) -> dict:
     """POSTs to ``url + path`` for ``seconds``: requests/s of successful answers, latency percentiles,
-    errors (any non-2xx/3xx answer or socket error is one)."""
+    errors (any non-2xx/3xx answer or socket error is one). Several communities: each request goes to the
+    next in turn."""
+    communities = ",".join((community,) if isinstance(community, str) else community)
     command, env = binary()
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(SCRIPT)
     try:
         out = subprocess.run(
             [command, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s",
-             "-s", script.name, url.rstrip("/") + path, "--", path, mode, str(batch), community, ",".join(codes),
+             "-s", script.name, url.rstrip("/") + path, "--", path, mode, str(batch), communities, ",".join(codes),
              token or "", submitted_at],
             env=env, capture_output=True, text=True, check=True, timeout=seconds + 120).stdout
     finally:
