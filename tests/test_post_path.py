@@ -137,7 +137,9 @@ def test_a_writer_waiting_for_the_write_lock_starts_as_soon_as_it_is_released(tm
         thread.join(10)
     other.close()
     store.close()
-    assert times["started"] - times["released"] < 0.04, times
+    # the busy handler's sleeps started it 88 ms after the release; 60 ms leaves a loaded machine room to
+    # schedule the thread
+    assert times["started"] - times["released"] < 0.06, times
 
 
 def test_a_write_whose_sql_fails_is_undone_alone_and_raised_in_its_thread(tmp_path):
