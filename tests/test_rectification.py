@@ -276,6 +276,38 @@ def test_kept_item_json_shares_its_evidence_links_and_gives_the_same_bytes():
     assert service.kept_json(b'{"evidence":[]}', links) == b'{"evidence":[]}'
 
 
+def test_packed_items_give_back_their_json_in_order_and_keep_less():
+    """Memory at national size (issue 18 item 4): the board keeps each item's JSON deflated against its
+    dictionary, its links shared; inflated, every item gives back its canonical JSON byte for byte (links
+    in place, none lost or moved), alone and sent in pieces of a list with the stated length, and the
+    items keep fewer bytes than their own JSON."""
+    from scoring_service.domain.canonical import array_length, array_pieces, canonical_bytes
+    from scoring_service.services import rectification as service
+
+    a, b = "a" * 64, "b" * 64
+    note = '{"sha256":"' + a + '","thumbnail_url":null,"url":"/api/v1/attachments/' + a + '"}'
+    board = service.RectificationBoard.__new__(service.RectificationBoard)
+    board.links, board.zdict = {}, None
+    items = []
+    for k in range(40):
+        evidence = service.evidence_links([a, b][: 1 + k % 2], lambda h: h == a)
+        item = {"id": f"i{k:03d}", "check_text_zh": "屋面防水已完成", "evidence": evidence, "note": note * (k % 3),
+                "verifying": {"evidence": evidence[1:]}, "points": k / 10,
+                "responses": [{"evidence": service.evidence_links([b], lambda h: False), "note": "已整改。"}]}
+        items.append(canonical_bytes(item))
+    items.append(canonical_bytes({"id": "no links", "evidence": []}))
+    packed = [board.pack(item) for item in items]
+    assert [service.item_bytes(p) for p in packed] == items
+    assert [p.length for p in packed] == list(map(len, items))
+    want = b'{"items":[' + b",".join(items) + b"]}"
+    for per_piece in (1, 3, 64):
+        assert b"".join(array_pieces(b'{"items":', b"}", packed, per_piece)) == want
+    assert array_length(b'{"items":', b"}", packed) == len(want)
+    assert len(board.links) == 2 and packed[1].links[0] is packed[3].links[0]  # one copy of each link
+    assert all(p.zdict is board.zdict for p in packed)
+    assert sum(len(p.deflated) for p in packed) < sum(map(len, items)) / 4
+
+
 # -- through the API, on both stores -------------------------------------------------------------------
 
 R = "/api/v1/rounds/r2018"

@@ -275,3 +275,48 @@ def test_reference_data_edits_reach_live_results(client, scored, world):
                               headers=scored.header("agency_a")).status_code == 200
     s2 = client.get(f"{R}/communities/heping-002/score", headers=lead).get_json()
     assert s2["flags"] == [] and s2["professional"]["score"] == 100.0
+
+
+@pytest.mark.parametrize("per_piece", [1, 2])
+def test_community_ranking_is_sent_in_pieces_that_are_its_canonical_json(app, client, scored, world, monkeypatch,
+                                                                          per_piece):
+    """Memory at national size (issue 18 item 4): the whole community ranking is sent in pieces of a few
+    kept rows, made as they are sent, with its Content-Length; joined, the pieces (commas between rows,
+    ranked rows then unranked ones) are the canonical JSON of the ranking made afresh as one document,
+    before and after a survey write, and once published the canonical JSON of the snapshot's ranking."""
+    import json
+
+    from scoring_service.domain.canonical import canonical_bytes
+    from scoring_service.extensions import state
+    from scoring_service.services import documents
+    from scoring_service.services.results import compute_results, round_results
+
+    monkeypatch.setattr(documents, "RANKING_ROWS_PER_PIECE", per_piece)
+    lead, admin = scored.header("leadership"), scored.header("admin")
+    for community_id in ("heping-003", "heping-004"):  # no data: unranked
+        pending = {**world["communities"]["heping-002"], "community_id": community_id, "name_zh": "待测小区"}
+        assert client.put(f"/api/v1/communities/{community_id}", json=pending, headers=admin).status_code == 201
+    for step in ("live", "after a write", "published"):
+        if step == "after a write":
+            post(client, scored.header("kiosk_2"), f"{R}/surveys", survey("heping-002", answers={"roads": 1}, overall=1))
+            # a district's ranking first: the whole one is then kept from the rows made for it
+            district = client.get(f"{R}/rankings/communities?district_id=heping", headers=lead).get_json()
+            assert [r["community_id"] for r in district["communities"]] == ["heping-002", "heping-001"]
+        if step == "published":
+            assert client.post(f"{R}/publish", headers=admin).status_code == 200
+        served = client.get(f"{R}/rankings/communities", headers=lead)
+        assert served.status_code == 200 and served.mimetype == "application/json" and served.is_streamed
+        with app.app_context():
+            length, stream = round_results(state(), "r2018").ranking_stream()
+            pieces = list(stream)
+            if step == "published":
+                fresh = json.loads(client.get(f"{R}/snapshot").data)["community_ranking"]
+            else:
+                fresh = compute_results(state(), "r2018").community_ranking  # a new object: rows as dicts
+        whole = canonical_bytes(fresh)
+        assert served.data == b"".join(pieces) == whole
+        assert int(served.headers["Content-Length"]) == length == len(whole)
+        ranked, unranked = len(fresh["communities"]), len(fresh["unranked"])
+        assert (ranked, unranked) == (3, 2)  # both arrays have rows
+        assert len(pieces) == 4 + -(-ranked // per_piece) + -(-unranked // per_piece)  # split as asked
+        assert [r["community_id"] for r in json.loads(served.data)["communities"]][0] == "shenhe-001"

@@ -138,6 +138,10 @@ class CommunityRanking(MethodView):
     def get(self, query, round_id):
         """Ranked communities (city rank and rank within district)."""
         results = results_for(round_id)
+        if query["format"] == "json" and not query["uncertainty"] and not query.get("district_id"):
+            # the whole ranking in pieces made as they are sent, its length stated (never joined whole)
+            length, body = results.ranking_stream()
+            return Response(body, mimetype="application/json", headers={"Content-Length": str(length)})
         ranking = results.community_ranking
         if query.get("district_id"):
             d = query["district_id"]
@@ -151,7 +155,7 @@ class CommunityRanking(MethodView):
         if query["uncertainty"]:
             spread = rank_spread(results, round_id, query)
             return json_response(evidence.with_uncertainty(ranking, "communities", "community_id", spread))
-        return json_response(ranking if query.get("district_id") else results.section_bytes("community_ranking"))
+        return json_response(ranking)
 
 
 @blp.route("/rankings/districts")

@@ -6,7 +6,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False)
 
@@ -31,24 +31,45 @@ def tidy_numbers(value: Any) -> Any:
     return value
 
 
-def split_at(head: dict, key: str) -> tuple[bytes, bytes]:
+def split_at(head: dict, key: str, *more: str) -> tuple[bytes, ...]:
     """The canonical JSON of ``head`` with ``key`` added, before and after that key's value: the caller
-    puts the value's own bytes between them (keys are sorted, so the value sits in place).
+    puts the value's own bytes between them (keys are sorted, so the value sits in place). With ``more``
+    keys, the pieces around each key's value, in the order of the keys in the JSON (sorted).
 
     >>> split_at({"a": 1, "z": 2}, "m")
     (b'{"a":1,"m":', b',"z":2}')
+    >>> split_at({"a": 1}, "m", "b")
+    (b'{"a":1,"b":', b',"m":', b'}')
     """
     placeholder = uuid.uuid4().hex
-    before, after = canonical_bytes({**head, key: placeholder}).split(canonical_bytes(placeholder))
-    return before, after
+    body = canonical_bytes({**head, **{name: placeholder for name in (key, *more)}})
+    return tuple(body.split(canonical_bytes(placeholder)))
 
 
-#: an element of a JSON array kept as bytes: its canonical JSON, or that JSON in pieces to be joined
-Kept = bytes | tuple[bytes, ...]
+class Packed(Protocol):
+    """An element of a JSON array kept in another form (compressed): it states the length of its canonical
+    JSON and gives that JSON in pieces when asked."""
+
+    length: int
+
+    def pieces(self) -> tuple[bytes, ...]: ...
+
+
+#: an element of a JSON array kept as bytes: its canonical JSON, that JSON in pieces to be joined, or a
+#: :class:`Packed` element
+Kept = bytes | tuple[bytes, ...] | Packed
 
 
 def _kept_length(element: Kept) -> int:
-    return len(element) if isinstance(element, bytes) else sum(map(len, element))
+    if isinstance(element, bytes):
+        return len(element)
+    return sum(map(len, element)) if isinstance(element, tuple) else element.length
+
+
+def _kept_pieces(element: Kept) -> tuple[bytes, ...]:
+    if isinstance(element, bytes):
+        return (element,)
+    return element if isinstance(element, tuple) else element.pieces()
 
 
 def array_length(before: bytes, after: bytes, elements: list[Kept]) -> int:
@@ -68,6 +89,6 @@ def array_pieces(before: bytes, after: bytes, elements: list[Kept], per_piece: i
         parts: list[bytes] = []
         for element in elements[start:start + per_piece]:
             parts.append(b",")
-            parts.extend((element,) if isinstance(element, bytes) else element)
+            parts.extend(_kept_pieces(element))
         yield b"".join(parts[0 if start else 1:])  # a comma before every element but the first
     yield b"]" + after

@@ -4,12 +4,14 @@ shaped lazily from live results or served from a published snapshot."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from functools import cached_property
+from itertools import chain
 
 import numpy as np
 
 from ..domain import rounds as kinds
-from ..domain.canonical import canonical_bytes
+from ..domain.canonical import array_length, array_pieces, canonical_bytes, split_at
 from ..scoring import round_rate, round_score
 from ..scoring.engine import InspectionInputs, SurveyCounts, community_order
 from .round_inputs import Reference
@@ -23,14 +25,47 @@ def _plain(values: np.ndarray) -> list:
     return fix(values.tolist())
 
 
+#: the community ranking's arrays (keys of ``community_ranking``), kept as their rows' JSON
+RANKING_ARRAYS = ("communities", "unranked")
+#: rows of the community ranking per piece of its streamed JSON
+RANKING_ROWS_PER_PIECE = 1000
+
+
 class SectionCache:
-    """Canonical JSON bytes of each section, encoded once per results object."""
+    """Canonical JSON bytes of each section, encoded once per results object; the community ranking as
+    its rows' JSON, sent in pieces (a national ranking is never joined whole, nor held as row dicts)."""
 
     def section_bytes(self, name: str) -> bytes:
         cache = self.__dict__.setdefault("_bytes", {})
         if name not in cache:
             cache[name] = canonical_bytes(getattr(self, name))
         return cache[name]
+
+    def _ranking_parts(self) -> tuple[dict, dict[str, Iterable[dict]]]:
+        """The community ranking without its arrays, and its arrays' rows (those it has), by key."""
+        ranking = self.community_ranking
+        return ({key: value for key, value in ranking.items() if key not in RANKING_ARRAYS},
+                {key: ranking[key] for key in RANKING_ARRAYS if key in ranking})
+
+    def ranking_stream(self) -> tuple[int, Iterator[bytes]]:
+        """Length and pieces of ``canonical_bytes(self.community_ranking)``: each row's JSON is made once
+        and kept (not the rows themselves), and the pieces are joined as they are sent."""
+        kept = self.__dict__.get("_ranking_kept")
+        if kept is None:
+            head, arrays = self._ranking_parts()
+            if not arrays:
+                body = canonical_bytes(head)
+                return len(body), iter((body,))
+            segments = split_at(head, *arrays)
+            kept = self.__dict__["_ranking_kept"] = (
+                segments, [[canonical_bytes(row) for row in arrays[key]] for key in sorted(arrays)])
+        segments, rows = kept
+        # the arrays in the order of their keys in the JSON, each between two segments (the last one's
+        # closing segment after it)
+        afters = [b""] * (len(rows) - 1) + [segments[-1]]
+        length = sum(array_length(segments[i], afters[i], rows[i]) for i in range(len(rows)))
+        return length, chain.from_iterable(array_pieces(segments[i], afters[i], rows[i], RANKING_ROWS_PER_PIECE)
+                                           for i in range(len(rows)))
 
 
 class LiveResults(SectionCache):
@@ -145,16 +180,25 @@ class LiveResults(SectionCache):
     def scores(self) -> dict[str, dict]:
         return {cid: self.breakdown(cid) for cid in self.inputs.ids}
 
-    @cached_property
-    def community_ranking(self) -> dict:
+    def _ranking_rows(self) -> dict[str, Iterator[dict]]:
+        """The community ranking's rows, made as they are asked for: ranked in order, then the unranked
+        by community id."""
         order = community_order(self.inputs, self.raw).tolist()
         return {
-            "round_id": self.round_id,
-            "published": False,
-            "communities": [self._row(c) for c in order],
-            "unranked": [self._row(c) for c in sorted(range(len(self.communities)),
-                                                      key=lambda i: self.inputs.ids[i]) if self.rank[c] is None],
+            "communities": (self._row(c) for c in order),
+            "unranked": (self._row(c) for c in sorted(range(len(self.communities)),
+                                                      key=lambda i: self.inputs.ids[i]) if self.rank[c] is None),
         }
+
+    @cached_property
+    def community_ranking(self) -> dict:
+        return {"round_id": self.round_id, "published": False,
+                **{key: list(rows) for key, rows in self._ranking_rows().items()}}
+
+    def _ranking_parts(self) -> tuple[dict, dict[str, Iterable[dict]]]:
+        if "community_ranking" in self.__dict__:  # already made for another answer (a district's, CSV)
+            return super()._ranking_parts()
+        return {"round_id": self.round_id, "published": False}, self._ranking_rows()
 
     @cached_property
     def district_ranking(self) -> dict:

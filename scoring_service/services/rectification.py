@@ -24,6 +24,7 @@ import json
 import re
 import sys
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -165,7 +166,7 @@ class Row(NamedTuple):
     status: str
     overdue: bool
     days: int | None  # from opening to verification
-    json: bytes | tuple[bytes, ...]  # b"" in rows kept without their JSON (Kept.json); see kept_json
+    json: bytes | PackedItem  # b"" in rows kept without their JSON (Kept.json); see PackedItem
 
 
 #: an evidence link's canonical JSON (from :func:`evidence_links`): a JSON string cannot hold an unescaped
@@ -190,8 +191,41 @@ def kept_json(item: bytes, links: dict[bytes, bytes]) -> bytes | tuple[bytes, ..
     return tuple(pieces)
 
 
-def item_bytes(kept: bytes | tuple[bytes, ...]) -> bytes:
-    """A kept item's canonical JSON (see :func:`kept_json`)."""
+#: where a link stood in a packed item's own bytes: canonical JSON never holds a NUL byte (a control
+#: character in a string is escaped), so splitting at it gives back the pieces exactly
+_LINK_MARK = b"\x00"
+
+
+class PackedItem:
+    """An item's kept JSON, compressed (issue 18 item 4, memory): its own bytes, with a NUL where each
+    evidence link stood, deflated against the board's dictionary (the first item it packed: items repeat
+    their keys and much of their values, so a national list's own bytes, some 29 MB, keep in about 7 MB),
+    the board's one copy of each of its links (:func:`kept_json`), and the length of its JSON.
+    :meth:`pieces` inflates them again when the item is sent (some 2 µs an item)."""
+
+    __slots__ = ("length", "deflated", "links", "zdict")
+
+    def __init__(self, item: bytes, links: dict[bytes, bytes], zdict: bytes):
+        kept = kept_json(item, links)
+        own, self.links = ((kept,), ()) if isinstance(kept, bytes) else (kept[0::2], kept[1::2])
+        packer = zlib.compressobj(6, zlib.DEFLATED, -15, zdict=zdict)
+        self.deflated = packer.compress(_LINK_MARK.join(own)) + packer.flush()
+        self.length, self.zdict = len(item), zdict
+
+    def pieces(self) -> tuple[bytes, ...]:
+        """The item's canonical JSON in pieces: its own bytes between its links."""
+        own = zlib.decompressobj(-15, zdict=self.zdict).decompress(self.deflated).split(_LINK_MARK)
+        if not self.links:
+            return tuple(own)
+        pieces: list[bytes] = [b""] * (2 * len(own) - 1)
+        pieces[0::2], pieces[1::2] = own, self.links
+        return tuple(pieces)
+
+
+def item_bytes(kept: bytes | tuple[bytes, ...] | PackedItem) -> bytes:
+    """A kept item's canonical JSON (see :func:`kept_json` and :class:`PackedItem`)."""
+    if isinstance(kept, PackedItem):
+        kept = kept.pieces()
     return kept if isinstance(kept, bytes) else b"".join(kept)
 
 
@@ -439,6 +473,8 @@ class RectificationBoard:
         self.order: list[str] = []  # the communities with items, by id
         self.thumbnails: dict[str, bool] = {}  # attachment → whether it has a thumbnail
         self.links: dict[bytes, bytes] = {}  # an evidence link's JSON → its one copy in the kept rows
+        #: the kept items' deflate dictionary: the own bytes of the first item packed (PackedItem)
+        self.zdict: bytes | None = None
         #: changes so far; the log holds (version, community) of the latest LOG changes, oldest first
         self.version = 0
         self.log_versions: list[int] = []
@@ -509,6 +545,13 @@ class RectificationBoard:
                 self.response_token = token
         self._touch(touched)
 
+    def pack(self, item: bytes) -> PackedItem:
+        """An item's JSON as kept on the board (:class:`PackedItem`), its links shared."""
+        if self.zdict is None:  # the first item's own bytes, its links marked, as PackedItem deflates them
+            kept = kept_json(item, {})
+            self.zdict = _LINK_MARK.join(kept[0::2]) if isinstance(kept, tuple) else kept
+        return PackedItem(item, self.links, self.zdict)
+
     def kept(self, t: date) -> Kept:
         kept = self._kept.get(t)
         if kept is None:
@@ -569,8 +612,8 @@ def _community_rows(b: RectificationBoard, community_id: str, t: date, district_
         if state is not None:
             rows.append(Row(timeline.id, community_id, district_id, timeline.agency_id, state.status, state.overdue,
                             state.days_to_verification,
-                            kept_json(canonical_bytes(_item_json(state, district_id, community, rubric,
-                                                                 has_thumbnail)), b.links)
+                            b.pack(canonical_bytes(_item_json(state, district_id, community, rubric,
+                                                              has_thumbnail)))
                             if with_json else b""))
     return rows
 
