@@ -215,6 +215,26 @@ def test_rows_joined_a_few_at_a_time_are_the_ledger(app, client, funded, monkeyp
             assert row(json.loads(served.data))["approved_budget_fen"] == (1_000_001 if write else None)
 
 
+def test_kept_rows_are_deflated_and_inflate_to_the_served_rows(app, client, funded):
+    """Memory at national size (issue 18 item 4): the board keeps each row deflated against the first row
+    made (one dictionary for all), fewer bytes than the row; inflated, the kept rows are the served rows,
+    in order."""
+    from scoring_service.domain.canonical import Deflated
+    from scoring_service.extensions import state
+
+    fund(client, funded, "heping-001", approved_budget_fen=1_000_001, district_funds_in_place_fen=7)
+    served = client.get(f"{R}/ledger?as_of=2018-06-01", headers=funded.header("leadership"))
+    assert served.status_code == 200
+    rows = [canonical_bytes(r) for r in json.loads(served.data)["communities"]]
+    with app.app_context():
+        boards = state().ledger_boards
+        kept = [k for board in boards._values.values() for k in board._kept.values()]
+    assert len(kept) == 1 and all(isinstance(r, Deflated) and r.zdict is kept[0].zdict for r in kept[0].json)
+    assert [b"".join(r.pieces()) for r in kept[0].json] == rows and len(rows) >= 3
+    assert [r.length for r in kept[0].json] == list(map(len, rows))
+    assert all(len(r.deflated) < r.length for r in kept[0].json[1:])
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_first_read_goes_in_chunks(app, client, funded, monkeypatch):
     """A board's first read holds a chunk of versions at a time and still sees every record."""

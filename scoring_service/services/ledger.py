@@ -17,7 +17,7 @@ import numpy as np
 
 from ..domain import ledger as lg
 from ..domain import milestones as ms
-from ..domain.canonical import array_length, array_pieces, canonical_bytes, split_at
+from ..domain.canonical import Deflated, array_length, array_pieces, canonical_bytes, split_at
 from ..domain.timeutil import now_stored
 from ..store import Outcome
 from .clock import today
@@ -229,7 +229,7 @@ def _community_row(community_id: str, district_id: str, f: lg.Funding | None,
 
 
 def _prepare(ctx: ServiceState, round_id: str, principal: Principal | None, as_of: date | None,
-             district_id: str | None) -> tuple[dict, list[bytes]]:
+             district_id: str | None) -> tuple[dict, list[Deflated]]:
     """The ledger's head (everything but the community rows) and the rows asked for as canonical JSON,
     from the kept rows brought up to date: a row is shaped again only when its community's funding,
     payments, milestones or (for a reached tranche 3) grade changed since."""
@@ -279,7 +279,9 @@ def _prepare(ctx: ServiceState, round_id: str, principal: Principal | None, as_o
             grade = grade_of(cid) if _needs_grade(f, reached, t) else NOT_NEEDED
             ledger = lg.community_ledger(f, reached, paid_of(ledgers.payments.get(cid)),
                                          None if grade is NOT_NEEDED else grade, t)
-            kept.json[i] = canonical_bytes(_community_row(cid, district_of[i], f, ledger))
+            row = canonical_bytes(_community_row(cid, district_of[i], f, ledger))
+            kept.zdict = kept.zdict or row  # the dictionary of the rows kept (the first one made)
+            kept.json[i] = Deflated(row, kept.zdict)
             kept.totals[i] = totals_of(ledger)
             kept.grade[i] = grade
             kept.funding_stamp[i], kept.milestone_stamp[i] = funding_stamp[i], milestone_stamp[i]
@@ -323,14 +325,14 @@ def ledger_report(ctx: ServiceState, round_id: str, principal: Principal | None,
     city's budget and so cover the whole round; ``totals``, ``districts`` and ``communities`` cover the
     district asked for (or all)."""
     head, rows = _prepare(ctx, round_id, principal, as_of, district_id)
-    return {**head, "communities": [json.loads(row) for row in rows]}
+    return {**head, "communities": [json.loads(b"".join(row.pieces())) for row in rows]}
 
 
 def ledger_json(ctx: ServiceState, round_id: str, principal: Principal | None, as_of: date | None = None,
                 district_id: str | None = None) -> bytes:
     """:func:`ledger_report` as canonical JSON, the same bytes, from the kept rows."""
     before, after, rows = _kept_rows(ctx, round_id, principal, as_of, district_id)
-    return b"".join((before, b"[", b",".join(rows), b"]", after))
+    return b"".join(array_pieces(before, after, rows, ROWS_PER_PART))
 
 
 #: community rows joined to a piece of :func:`ledger_stream`
@@ -347,7 +349,7 @@ def ledger_stream(ctx: ServiceState, round_id: str, principal: Principal | None,
 
 
 def _kept_rows(ctx: ServiceState, round_id: str, principal: Principal | None, as_of: date | None,
-               district_id: str | None) -> tuple[bytes, bytes, list[bytes]]:
+               district_id: str | None) -> tuple[bytes, bytes, list[Deflated]]:
     """The ledger's JSON before and after its community rows, and the rows (the kept ones, not copied)."""
     head, rows = _prepare(ctx, round_id, principal, as_of, district_id)
     return (*split_at(head, "communities"), rows)

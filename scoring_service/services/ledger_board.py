@@ -22,6 +22,7 @@ from datetime import date
 import numpy as np
 
 from ..domain import ledger as lg
+from ..domain.canonical import Deflated
 from ..domain import milestones as ms
 from ..domain.supervision import NO_DATE
 from ..store import Store
@@ -56,7 +57,9 @@ class Kept:
         self.funding_stamp = np.full(n, -1, dtype=np.int64)
         self.milestone_stamp = np.full(n, -1, dtype=np.int64)
         self.grade: list[object] = [NOT_NEEDED] * n
-        self.json: list[bytes | None] = [None] * n
+        #: each row's canonical JSON, deflated against the first row made (canonical.Deflated)
+        self.json: list[Deflated | None] = [None] * n
+        self.zdict: bytes | None = None
         #: Totals of each community (TOTAL_FIELDS order; zero without a funding record)
         self.totals = np.zeros((n, len(TOTAL_FIELDS)), dtype=np.int64)
 

@@ -24,7 +24,6 @@ import json
 import re
 import sys
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..domain import rectification as rx
-from ..domain.canonical import array_length, array_pieces, canonical_bytes, digest, split_at
+from ..domain.canonical import array_length, array_pieces, canonical_bytes, deflate, digest, inflate, split_at
 from ..domain.rubric import Rubric
 from ..domain.timeutil import now_stored
 from ..store import Outcome, Store
@@ -208,13 +207,12 @@ class PackedItem:
     def __init__(self, item: bytes, links: dict[bytes, bytes], zdict: bytes):
         kept = kept_json(item, links)
         own, self.links = ((kept,), ()) if isinstance(kept, bytes) else (kept[0::2], kept[1::2])
-        packer = zlib.compressobj(6, zlib.DEFLATED, -15, zdict=zdict)
-        self.deflated = packer.compress(_LINK_MARK.join(own)) + packer.flush()
+        self.deflated = deflate(_LINK_MARK.join(own), zdict)
         self.length, self.zdict = len(item), zdict
 
     def pieces(self) -> tuple[bytes, ...]:
         """The item's canonical JSON in pieces: its own bytes between its links."""
-        own = zlib.decompressobj(-15, zdict=self.zdict).decompress(self.deflated).split(_LINK_MARK)
+        own = inflate(self.deflated, self.zdict).split(_LINK_MARK)
         if not self.links:
             return tuple(own)
         pieces: list[bytes] = [b""] * (2 * len(own) - 1)
