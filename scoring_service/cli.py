@@ -269,10 +269,27 @@ def export_round(round_id, out):
         os.replace(partial, out)
     except RestoreError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:  # no such folder, no permission, disk full: the operator's message, not a trace
+        raise click.ClickException(f"cannot write the backup {out}: {exc.strerror or exc}") from None
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
     click.echo(f"exported {n} records of round {round_id} to {out}")
+
+
+def _check_backup_file(path: str) -> None:
+    """Read the whole backup once before restoring: every line JSON (each is an object, so no part of a line
+    is), so that a file cut in the middle of a line restores nothing."""
+    from .ops.backup import RestoreError
+
+    with open(path, "rb") as fh:  # bytes: a cut through a character is this line's error too
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    json.loads(line)
+                except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+                    raise RestoreError(f"line {n} of the backup is malformed (cut short?): {exc}; "
+                                       "nothing restored") from None
 
 
 @click.command("import-round")
@@ -284,10 +301,13 @@ def import_round(path):
 
     state = current_app.extensions["scoring"]
     try:
+        _check_backup_file(path)  # a malformed or cut backup is refused before anything is restored
         with open(path, encoding="utf-8") as fh:
             counts = restore(state.store, fh)
     except RestoreError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the backup {path}: {exc.strerror or exc}") from None
     click.echo("restored: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
 

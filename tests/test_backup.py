@@ -392,3 +392,40 @@ def test_a_refused_export_leaves_no_file_and_keeps_the_last_backup(app, scored, 
     assert not fresh.exists()
     assert kept.read_text(encoding="utf-8") == good
     assert sorted(p.name for p in tmp_path.glob("*.jsonl*")) == ["kept.jsonl"]
+
+
+def test_export_to_a_missing_folder_is_a_one_line_error(app, scored, tmp_path):
+    """An --out in a folder that does not exist ends with the operator's message and a non-zero exit, not a
+    Python trace, and leaves no file."""
+    from scoring_service.cli import export_round as export_command
+
+    out = tmp_path / "no-such-folder" / "round.jsonl"
+    result = app.test_cli_runner().invoke(export_command, ["r2018", "--out", str(out)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.output.strip() == f"Error: cannot write the backup {out}: No such file or directory"
+    assert not out.parent.exists()
+
+
+def test_import_of_a_cut_backup_restores_nothing(app, scored, tmp_path, request):
+    """A backup file cut short in the middle of a line is refused before anything is written, so the same
+    store takes the whole backup afterwards (a partial round would make it answer "already exists")."""
+    from scoring_service.cli import import_round as import_command
+
+    whole = backup(app)
+    cut_text = whole[:len(whole) // 2]
+    assert not cut_text.endswith("\n") and cut_text.count("\n") > 10
+    (tmp_path / "cut.jsonl").write_text(cut_text, encoding="utf-8")
+    (tmp_path / "whole.jsonl").write_text(whole, encoding="utf-8")
+    target = make_app(same_kind_of_store(app, request, tmp_path), tmp_path / "restored")
+    try:
+        runner = target.test_cli_runner()
+        result = runner.invoke(import_command, [str(tmp_path / "cut.jsonl")])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        assert result.output.startswith("Error: ") and "nothing restored" in result.output
+        assert len(result.output.strip().splitlines()) == 1
+        assert target.extensions["scoring"].store.get_round("r2018") is None
+        result = runner.invoke(import_command, [str(tmp_path / "whole.jsonl")])
+        assert result.exit_code == 0, result.output
+        assert results_of(target) == results_of(app)
+    finally:
+        target.extensions["scoring"].store.close()
