@@ -429,3 +429,66 @@ def test_import_of_a_cut_backup_restores_nothing(app, scored, tmp_path, request)
         assert results_of(target) == results_of(app)
     finally:
         target.extensions["scoring"].store.close()
+
+
+def cli_backup(app, tmp_path) -> str:
+    from scoring_service.cli import export_round as export_command
+
+    out = tmp_path / "cli-backup.jsonl"
+    result = app.test_cli_runner().invoke(export_command, ["r2018", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out.read_text(encoding="utf-8")
+
+
+def test_import_refuses_a_backup_cut_at_the_end_of_a_line(app, scored, tmp_path, request):
+    """export-round ends the file with an end line counting the records, so a backup cut between two lines (which
+    would restore half a round and say nothing) is refused and restores nothing; a whole one restores."""
+    from scoring_service.cli import import_round as import_command
+
+    whole = cli_backup(app, tmp_path)
+    lines = whole.splitlines(keepends=True)
+    assert json.loads(lines[-1]) == {"type": "end", "data": {"records": len(lines) - 1}}
+    (tmp_path / "half.jsonl").write_text("".join(lines[:len(lines) // 2]), encoding="utf-8")
+    (tmp_path / "no-end.jsonl").write_text("".join(lines[:-1]), encoding="utf-8")
+    (tmp_path / "whole.jsonl").write_text(whole, encoding="utf-8")
+    target = make_app(same_kind_of_store(app, request, tmp_path), tmp_path / "restored")
+    try:
+        runner = target.test_cli_runner()
+        for name in ("half.jsonl", "no-end.jsonl"):
+            result = runner.invoke(import_command, [str(tmp_path / name)])
+            assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+            assert result.output == "Error: the backup has no end line (cut short?); nothing restored\n"
+            assert target.extensions["scoring"].store.get_round("r2018") is None
+        result = runner.invoke(import_command, [str(tmp_path / "whole.jsonl")])
+        assert result.exit_code == 0 and "end" not in result.output, result.output
+        assert results_of(target) == results_of(app)
+    finally:
+        target.extensions["scoring"].store.close()
+
+
+def test_import_refuses_a_backup_made_with_another_secret_key(app, scored, tmp_path, request):
+    """The header keeps a check of SCORING_SECRET_KEY (not the key): a store with another key refuses the
+    backup and restores nothing unless told --other-secret-key; a backup without the check (older) restores."""
+    from scoring_service.cli import import_round as import_command
+
+    whole = cli_backup(app, tmp_path)
+    assert app.config["SECRET_KEY"] not in whole
+    (tmp_path / "whole.jsonl").write_text(whole, encoding="utf-8")
+    (tmp_path / "older.jsonl").write_text(backup(app), encoding="utf-8")
+    for n, name in enumerate(("whole.jsonl", "older.jsonl")):
+        target = make_app(same_kind_of_store(app, request, tmp_path / str(n)), tmp_path / f"restored-{n}",
+                          SECRET_KEY="another-secret-key-of-another-city")
+        try:
+            runner = target.test_cli_runner()
+            if name == "whole.jsonl":
+                result = runner.invoke(import_command, [str(tmp_path / name)])
+                assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+                assert result.output.startswith("Error: the backup was made with another SCORING_SECRET_KEY")
+                assert len(result.output.splitlines()) == 1
+                assert target.extensions["scoring"].store.get_round("r2018") is None
+            args = ["--other-secret-key"] if name == "whole.jsonl" else []
+            result = runner.invoke(import_command, [*args, str(tmp_path / name)])
+            assert result.exit_code == 0, result.output
+            assert results_of(target) == results_of(app)
+        finally:
+            target.extensions["scoring"].store.close()
