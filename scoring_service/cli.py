@@ -356,6 +356,25 @@ def import_round(path, other_secret_key):
     except OSError as exc:
         raise click.ClickException(f"cannot read the backup {path}: {exc.strerror or exc}") from None
     click.echo("restored: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    _note_missing_baselines(state.store, path)
+
+
+def _note_missing_baselines(store, path: str) -> None:
+    """An aftercare round's live results compare each community with the published acceptance round of its
+    renovation year (SPEC §15), which is another round's backup: say so when the store lacks it."""
+    from .domain import rounds as kinds
+
+    with open(path, encoding="utf-8") as fh:
+        round_id = json.loads(next(line for line in fh if line.strip()))["data"]["round_id"]  # the header
+    restored = store.get_round(round_id)
+    if restored is None or not kinds.is_aftercare(restored):
+        return
+    accepted = {int(r["year"]) for r in store.list_rounds() if r["status"] == "published" and not kinds.is_aftercare(r)}
+    missing = [year for year in kinds.covered_years(restored) if year not in accepted]
+    if missing:
+        click.echo(f"note: aftercare round {round_id} compares each community with the published acceptance round "
+                   f"of its renovation year, and this store has none of {', '.join(map(str, missing))}: restore "
+                   "that round too (before or after), else its live results have no baseline nor change", err=True)
 
 
 @click.command()

@@ -138,3 +138,28 @@ def test_recount_reports_and_repairs_tampered_statistics(demo):
     fixed = run(env, "recount")
     assert "1 differences (fixed)" in fixed.stdout
     assert "0 differences" in run(env, "recount", "--dry-run").stdout
+
+
+def test_import_of_an_aftercare_round_without_its_baseline_round_says_so(demo, tmp_path):
+    """The 2019 aftercare round's live ranking takes each community's baseline from the published 2018 round,
+    which is another backup: import-round restores the aftercare round alone (exit 0) but says on stderr that
+    the 2018 round is missing, and no more once it is restored too."""
+    env, instance, _ = demo
+    for round_id in ("shenyang-2018", "shenyang-2019-aftercare"):
+        run(env, "export-round", round_id, "--out", str(tmp_path / f"{round_id}.jsonl"))
+    target = {k: v for k, v in env.items()} | {
+        "SCORING_INSTANCE_PATH": str(tmp_path / "restored"),
+        "SCORING_SECRET_KEY": (instance / "secret_key").read_text(encoding="utf-8").strip()}
+    run(target, "init")
+    alone = run(target, "import-round", str(tmp_path / "shenyang-2019-aftercare.jsonl"))
+    assert alone.stdout.startswith("restored: ")
+    assert alone.stderr.strip() == (
+        "note: aftercare round shenyang-2019-aftercare compares each community with the published acceptance "
+        "round of its renovation year, and this store has none of 2018: restore that round too (before or "
+        "after), else its live results have no baseline nor change")
+    assert run(target, "import-round", str(tmp_path / "shenyang-2018.jsonl")).stderr == ""
+    # in the other order nothing is missing
+    target["SCORING_INSTANCE_PATH"] = str(tmp_path / "restored-in-order")
+    run(target, "init")
+    for round_id in ("shenyang-2018", "shenyang-2019-aftercare"):
+        assert run(target, "import-round", str(tmp_path / f"{round_id}.jsonl")).stderr == ""
