@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import itertools
 import json
 import os
@@ -257,7 +256,7 @@ def check_attachments(round_id):
 @with_appcontext
 def export_round(round_id, out):
     """Back up a round (raw submissions, every version, funding ledger, survey links, audit) as JSON Lines."""
-    from .ops.backup import RestoreError, export_round as export, write_jsonl
+    from .ops.backup import RestoreError, export_round as export, key_check, sealed, write_jsonl
 
     state = current_app.extensions["scoring"]
     # written beside --out and renamed once whole: a refused or interrupted export leaves no file that
@@ -265,7 +264,7 @@ def export_round(round_id, out):
     partial = f"{out}.partial"
     try:
         with open(partial, "w", encoding="utf-8") as fh:
-            n = write_jsonl(_sealed(export(state.store, round_id), _key_check(state.secret_key)), fh) - 1
+            n = write_jsonl(sealed(export(state.store, round_id), key_check(state.secret_key)), fh) - 1
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(partial, out)
@@ -279,62 +278,6 @@ def export_round(round_id, out):
     click.echo(f"exported {n} records of round {round_id} to {out}")
 
 
-def _key_check(secret_key: str) -> str:
-    """What a backup keeps of the SCORING_SECRET_KEY it was made with: enough to tell another key, not the key."""
-    return hmac.new(secret_key.encode(), b"scoring-service/round-backup secret key check", "sha256").hexdigest()[:16]
-
-
-def _sealed(records, key_check: str):
-    """The backup's records, its header naming the secret key's check and promising an ``end`` line that
-    counts the records before it (so that a file cut at the end of a line is told from a whole one)."""
-    n = 0
-    for record in records:
-        if record["type"] == "header":
-            record = {**record, "data": {**record["data"], "sealed": True, "secret_key_check": key_check}}
-        n += 1
-        yield record
-    yield {"type": "end", "data": {"records": n}}
-
-
-def _check_backup_file(path: str, key_check: str | None) -> int | None:
-    """Read the whole backup once before restoring, so that a refused file restores nothing: every line JSON
-    (each is an object, so no part of a line is), and a backup ``export-round`` sealed made with this secret
-    key (``key_check``; None: any) and ending with its ``end`` line. Returns the number of lines to restore
-    (None: all of an older backup, which has no seal)."""
-    from .ops.backup import RestoreError
-
-    header = end = None
-    records = 0
-    with open(path, "rb") as fh:  # bytes: a cut through a character is this line's error too
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-                raise RestoreError(f"line {n} of the backup is malformed (cut short?): {exc}; "
-                                   "nothing restored") from None
-            if end is not None:
-                raise RestoreError(f"line {n} of the backup follows its end line; nothing restored")
-            if header is None:
-                header = record.get("data") if isinstance(record, dict) and record.get("type") == "header" else {}
-                header = header if isinstance(header, dict) else {}
-            elif isinstance(record, dict) and record.get("type") == "end" and header.get("sealed"):
-                end = n
-                if not isinstance(record.get("data"), dict) or record["data"].get("records") != records:
-                    raise RestoreError(f"the end line of the backup counts {record.get('data')} records, not "
-                                       f"the {records} before it; nothing restored")
-            records += 1
-    if header and header.get("sealed") and end is None:
-        raise RestoreError("the backup has no end line (cut short?); nothing restored")
-    made_with = (header or {}).get("secret_key_check")
-    if key_check is not None and made_with is not None and made_with != key_check:
-        raise RestoreError("the backup was made with another SCORING_SECRET_KEY: restore with that key (or "
-                           "--other-secret-key to accept that repeated households are no longer refused); "
-                           "nothing restored")
-    return None if end is None else end - 1
-
-
 @click.command("import-round")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--other-secret-key", is_flag=True,
@@ -343,12 +286,12 @@ def _check_backup_file(path: str, key_check: str | None) -> int | None:
 @with_appcontext
 def import_round(path, other_secret_key):
     """Restore a round from ``export-round`` output into a store that lacks it."""
-    from .ops.backup import RestoreError, import_round as restore
+    from .ops.backup import RestoreError, check_backup_file, import_round as restore, key_check
 
     state = current_app.extensions["scoring"]
     try:
         # a malformed, cut or foreign-keyed backup is refused before anything is restored
-        lines = _check_backup_file(path, None if other_secret_key else _key_check(state.secret_key))
+        lines = check_backup_file(path, None if other_secret_key else key_check(state.secret_key))
         with open(path, encoding="utf-8") as fh:
             counts = restore(state.store, fh if lines is None else itertools.islice(fh, lines))
     except RestoreError as exc:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable, Iterator
 
@@ -328,3 +329,57 @@ def _import_records(store: Store, records: Iterator[dict]) -> dict[str, int]:
     if round_ and round_["status"] == "closed":
         store.close_round(round_id, round_["closed_at"])
     return counts
+
+
+def key_check(secret_key: str) -> str:
+    """What a backup keeps of the SCORING_SECRET_KEY it was made with: enough to tell another key, not the key."""
+    return hmac.new(secret_key.encode(), b"scoring-service/round-backup secret key check", "sha256").hexdigest()[:16]
+
+
+def sealed(records: Iterable[dict], check: str) -> Iterator[dict]:
+    """The backup's records, its header naming the secret key's check and promising an ``end`` line that
+    counts the records before it (so that a file cut at the end of a line is told from a whole one)."""
+    n = 0
+    for record in records:
+        if record["type"] == "header":
+            record = {**record, "data": {**record["data"], "sealed": True, "secret_key_check": check}}
+        n += 1
+        yield record
+    yield {"type": "end", "data": {"records": n}}
+
+
+def check_backup_file(path: str, check: str | None) -> int | None:
+    """Read the whole backup once before restoring, so that a refused file restores nothing: every line JSON
+    (each is an object, so no part of a line is), and a backup that :func:`sealed` made with the secret key
+    whose :func:`key_check` is ``check`` (None: any key) ends with its ``end`` line. Returns the number of
+    lines to restore (None: all of an older backup, which has no seal)."""
+    header = end = None
+    records = 0
+    with open(path, "rb") as fh:  # bytes: a cut through a character is this line's error too
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+                raise RestoreError(f"line {n} of the backup is malformed (cut short?): {exc}; "
+                                   "nothing restored") from None
+            if end is not None:
+                raise RestoreError(f"line {n} of the backup follows its end line; nothing restored")
+            if header is None:
+                header = record.get("data") if isinstance(record, dict) and record.get("type") == "header" else {}
+                header = header if isinstance(header, dict) else {}
+            elif isinstance(record, dict) and record.get("type") == "end" and header.get("sealed"):
+                end = n
+                if not isinstance(record.get("data"), dict) or record["data"].get("records") != records:
+                    raise RestoreError(f"the end line of the backup counts {record.get('data')} records, not "
+                                       f"the {records} before it; nothing restored")
+            records += 1
+    if header and header.get("sealed") and end is None:
+        raise RestoreError("the backup has no end line (cut short?); nothing restored")
+    made_with = (header or {}).get("secret_key_check")
+    if check is not None and made_with is not None and made_with != check:
+        raise RestoreError("the backup was made with another SCORING_SECRET_KEY: restore with that key (or "
+                           "--other-secret-key to accept that repeated households are no longer refused); "
+                           "nothing restored")
+    return None if end is None else end - 1
