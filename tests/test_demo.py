@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import doctest
 import os
+import shutil
 from collections import Counter
 from datetime import date, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -234,6 +236,9 @@ def test_backup_of_the_demo_round_restores_its_supervision_report(seeded, tmp_pa
     out = tmp_path / "shenyang-2018.jsonl"
     run(env, "export-round", ROUND_ID, "--out", str(out))
     other = {**env, "SCORING_INSTANCE_PATH": str(tmp_path / "other")}
+    # the secret key goes with the backups (README): the restored instance keeps refusing repeated households
+    (tmp_path / "other").mkdir()
+    shutil.copy(Path(env["SCORING_INSTANCE_PATH"]) / "secret_key", tmp_path / "other" / "secret_key")
     run(other, "init")
     restored_out = run(other, "import-round", str(out)).stdout
     assert f"milestone {recorded}," in restored_out  # every version, corrections included
