@@ -490,3 +490,26 @@ def test_rate_limit_holds_across_routes_and_both_workers(tmp_path):
         assert len(api_pids()) == 2, "both workers served (and counted) requests"
     assert set(statuses) == {200, 429}
     assert statuses.count(200) == 20
+
+
+def test_servers_on_one_host_do_not_share_gunicorns_control_socket(tmp_path, monkeypatch):
+    """gunicorn 27 opens a control socket at one path per user ($XDG_RUNTIME_DIR or ~/.gunicorn): two servers
+    on a host took it over from each other, so gunicornc's reload or shutdown reached the last one started.
+    Off by default; SCORING_CONTROL_SOCKET gives a server its own. Two live servers leave no socket."""
+    from scoring_service.ops.server import GunicornServer, gunicorn_settings
+
+    monkeypatch.delenv("SCORING_CONTROL_SOCKET", raising=False)
+    off = GunicornServer(gunicorn_settings("127.0.0.1", 8000, 1)).cfg
+    assert off.control_socket_disable is True
+    monkeypatch.setenv("SCORING_CONTROL_SOCKET", str(tmp_path / "a.ctl"))
+    own = GunicornServer(gunicorn_settings("127.0.0.1", 8000, 1)).cfg
+    assert own.control_socket_disable is False and own.control_socket == str(tmp_path / "a.ctl")
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "XDG_RUNTIME_DIR": ""}
+    with LiveServer(str(tmp_path / "one.sqlite3"), tmp_path / "one", workers=1, extra_env=env) as one, \
+            LiveServer(str(tmp_path / "two.sqlite3"), tmp_path / "two", workers=1, extra_env=env) as two:
+        assert requests.get(f"{one.url}/healthz", timeout=10).status_code == 200
+        assert requests.get(f"{two.url}/healthz", timeout=10).status_code == 200
+        assert not (home / ".gunicorn").exists()

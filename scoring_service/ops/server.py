@@ -129,6 +129,11 @@ def gunicorn_settings(host: str | None = None, port: int | None = None, workers:
         "child_exit": child_exit,
         "post_worker_init": json_protocol_errors,
         "on_starting": tune_malloc,
+        # gunicorn's control socket (gunicornc) defaults to one path per user: a second server on the host
+        # (staging beside production, a backup instance) takes it over, and a reload or shutdown sent
+        # there reaches the wrong one. Off unless a path of this server's own is given.
+        **({"control_socket": os.environ["SCORING_CONTROL_SOCKET"]} if os.environ.get("SCORING_CONTROL_SOCKET")
+           else {"control_socket_disable": True}),
     }
 
 
