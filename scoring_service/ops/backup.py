@@ -32,8 +32,9 @@ import json
 from collections.abc import Iterable, Iterator
 
 from ..domain.rounds import covered_years
-from ..domain.timeutil import from_stored, to_stored
+from ..domain.timeutil import from_stored
 from ..store import Outcome, Store
+from ..services.survey_links import hour_start
 from ..store.base import LinkQuota
 
 FORMAT = "scoring-service/round-backup/1"
@@ -202,6 +203,22 @@ def _import_records(store: Store, records: Iterator[dict]) -> dict[str, int]:
     public_restored: dict[str, int] = {}  # community → public responses restored (voided ones too)
     link_restored: dict[tuple, int] = {}  # (link, address hash) → link responses restored
 
+    def of_this_round(data: dict, what: str) -> None:
+        if data.get("round_id") != round_id:
+            raise RestoreError(f"{what} of round {data.get('round_id')!r} in a backup of {round_id!r}")
+
+    def next_version(restored: dict, key, what: str, data: dict) -> int:
+        """The version number the store gives ``data`` next (it numbers them; they must come back the same)."""
+        expected = restored.get(key, 0) + 1
+        if data.get("round_id") != round_id or data.get("version") != expected:
+            raise RestoreError(f"{what}: version {data.get('version')} of round {data.get('round_id')!r} where "
+                               f"version {expected} of {round_id!r} comes next")
+        return expected
+
+    def restored_as_new(outcome: Outcome, what: str) -> None:
+        if outcome is not Outcome.CREATED:
+            raise RestoreError(f"{what} could not be restored as new")
+
     def link_quota() -> LinkQuota:
         """The quota the pending link responses are written with: caps no count of either store can reach
         (what a store counts are responses restored before them), so each takes the quota places it took
@@ -251,7 +268,7 @@ def _import_records(store: Store, records: Iterator[dict]) -> dict[str, int]:
         elif kind == "response":
             household = (data.get("community_id"), data.get("household_hash"))
             # a link response's hourly window (SPEC §14): the hour it was received
-            window = (to_stored(from_stored(data["received_at"]).replace(minute=0, second=0, microsecond=0))
+            window = (hour_start(from_stored(data["received_at"]))
                       if data.get("link_id") and data.get("received_at") else None)
             if household in freed or window != pending_window[0]:  # a void to restore first, or another quota
                 flush()
@@ -270,44 +287,29 @@ def _import_records(store: Store, records: Iterator[dict]) -> dict[str, int]:
             for version in later:
                 store.amend_inspection(round_id, data["inspection_id"], version, None)
         elif kind == "milestone":
-            # the store numbers each code's versions; they must come back with the same numbers
             key = (data["community_id"], data["code"])
-            expected = milestone_versions.get(key, 0) + 1
-            if data.get("round_id") != round_id or data.get("version") != expected:
-                raise RestoreError(f"milestone {key[0]}/{key[1]}: version {data.get('version')} of round "
-                                   f"{data.get('round_id')!r} where version {expected} of {round_id!r} comes next")
-            if store.add_milestone_version(data) is not Outcome.CREATED:
-                raise RestoreError(f"milestone {key[0]}/{key[1]} version {expected} could not be restored as new")
+            what = f"milestone {key[0]}/{key[1]}"
+            expected = next_version(milestone_versions, key, what, data)
+            restored_as_new(store.add_milestone_version(data), f"{what} version {expected}")
             milestone_versions[key] = expected
         elif kind == "rectification_response":
-            if data.get("round_id") != round_id:
-                raise RestoreError(f"rectification response of round {data.get('round_id')!r} in a backup of "
-                                   f"{round_id!r}")
-            if store.add_rectification_response(data) is not Outcome.CREATED:
-                raise RestoreError(f"rectification response {data.get('response_id')} could not be restored as new")
+            of_this_round(data, "rectification response")
+            restored_as_new(store.add_rectification_response(data), f"rectification response {data.get('response_id')}")
         elif kind == "survey_link":
-            if data.get("round_id") != round_id:
-                raise RestoreError(f"survey link {data.get('link_id')} of round {data.get('round_id')!r} in a "
-                                   f"backup of {round_id!r}")
+            of_this_round(data, f"survey link {data.get('link_id')}")
             if store.get_survey_link(data["link_id"]) is not None:
                 raise RestoreError(f"survey link {data['link_id']} could not be restored as new (the store has it)")
             store.create_survey_link({**data, "revoked_at": None})
             if data.get("revoked_at"):
                 store.revoke_survey_link(data["link_id"], data["revoked_at"])
         elif kind == "funding":
-            # the store numbers a community's versions; they must come back with the same numbers
             community = data.get("community_id")
-            expected = funding_versions.get(community, 0) + 1
-            if data.get("round_id") != round_id or data.get("version") != expected:
-                raise RestoreError(f"funding of {community}: version {data.get('version')} of round "
-                                   f"{data.get('round_id')!r} where version {expected} of {round_id!r} comes next")
-            if store.put_funding({k: v for k, v in data.items() if k != "version"}) is not Outcome.CREATED:
-                raise RestoreError(f"funding of {community} version {expected} could not be restored as new")
+            expected = next_version(funding_versions, community, f"funding of {community}", data)
+            restored_as_new(store.put_funding({k: v for k, v in data.items() if k != "version"}),
+                            f"funding of {community} version {expected}")
             funding_versions[community] = expected
         elif kind == "disbursement":
-            if data.get("round_id") != round_id:
-                raise RestoreError(f"disbursement {data.get('disbursement_id')} of round {data.get('round_id')!r} "
-                                   f"in a backup of {round_id!r}")
+            of_this_round(data, f"disbursement {data.get('disbursement_id')}")
             outcome = store.add_disbursement(data)
             if outcome is not Outcome.CREATED:
                 raise RestoreError(f"disbursement {data.get('disbursement_id')} could not be restored as new "
@@ -315,9 +317,7 @@ def _import_records(store: Store, records: Iterator[dict]) -> dict[str, int]:
         elif kind == "attachment":
             import_attachment(store, data)
         elif kind == "attachment_ref":
-            if data.get("round_id") != round_id:
-                raise RestoreError(f"attachment reference of round {data.get('round_id')!r} in a backup of "
-                                   f"{round_id!r}")
+            of_this_round(data, "attachment reference")
             store.add_attachment_refs([data])
         elif kind == "audit":
             store.append_audit(data)
