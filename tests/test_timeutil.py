@@ -1,4 +1,5 @@
-"""Stored times: the fast text conversions give exactly what strftime/strptime of STORED_FORMAT give."""
+"""Stored times: to_stored is strftime of STORED_FORMAT; from_stored (a fast path for the stored form)
+reads exactly what strptime reads."""
 
 from __future__ import annotations
 
