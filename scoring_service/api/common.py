@@ -11,6 +11,7 @@ from flask import Response, g, request
 from webargs import core
 from webargs.flaskparser import FlaskParser
 
+from ..domain.canonical import canonical_bytes
 from ..domain.timeutil import has_utc_time
 from ..extensions import state
 from ..services.audit import Actor
@@ -106,3 +107,9 @@ def download(body: bytes, mimetype: str, ascii_name: str, name_zh: str) -> Respo
     """A file to save: header values must be Latin-1, so an ASCII name and the Chinese one per RFC 6266/5987."""
     disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name_zh)}"
     return Response(body, mimetype=mimetype, headers={"Content-Disposition": disposition})
+
+
+def json_response(document: dict | bytes) -> Response:
+    """Canonical JSON bytes (SPEC §6): a published document is served identically every time."""
+    body = document if isinstance(document, bytes) else canonical_bytes(document)
+    return Response(body, mimetype="application/json")

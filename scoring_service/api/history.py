@@ -3,15 +3,13 @@ the 前治后乱 list of an aftercare round."""
 
 from __future__ import annotations
 
-from flask import Response
 from flask.views import MethodView
 from marshmallow import fields, validate
 
-from ..domain.canonical import canonical_bytes
 from ..domain.ids import DISTRICT_ID_PATTERN, ID_PATTERN
 from ..extensions import state
 from ..services import aftercare, history
-from .common import Blueprint, StrictSchema
+from .common import Blueprint, StrictSchema, json_response
 from .auth import current_principal, require
 from .result_schemas import CHANGE, COUNT, FLAG, GRADE, SCORE, Body, item_scores, nullable, required
 
@@ -55,10 +53,6 @@ class DistrictHistoryRowSchema(HistoryRoundFields):
 class DistrictHistorySchema(Body):
     items = required(fields.List, fields.Nested(DistrictHistoryRowSchema),
                      metadata={"description": "one per round whose quotas include the district, oldest year first"})
-
-
-def json_response(document: dict) -> Response:
-    return Response(canonical_bytes(document), mimetype="application/json")
 
 
 @blp.route("/communities/<community_id>/history")

@@ -9,12 +9,11 @@ from flask.views import MethodView
 from ..services import evidence
 from ..reports import exports
 from .auth import current_principal
-from ..domain.canonical import canonical_bytes
 from .errors import abort, not_found
 from ..services.documents import Results
 from ..services.results import round_results
 from ..extensions import state
-from .common import Blueprint, StrictSchema, download
+from .common import Blueprint, StrictSchema, download, json_response
 from .result_schemas import (
     CSV,
     CSV_BODY,
@@ -82,12 +81,6 @@ def results_for(round_id: str, public_once_published: bool = True) -> Results:
         if principal.role not in READERS:
             abort(403, message=f"the {principal.role} role may not read results")
     return round_results(state(), round_id, record)
-
-
-def json_response(document: dict | bytes) -> Response:
-    """Canonical JSON bytes: a published document is served identically every time."""
-    body = document if isinstance(document, bytes) else canonical_bytes(document)
-    return Response(body, mimetype="application/json")
 
 
 def export(fmt: str, name: str, round_id: str, headers: list[str], rows: list[list]) -> Response:
