@@ -435,6 +435,15 @@ def test_store_links_and_quota_contract(store):
     assert store.get_survey_link("l_2") is None
     assert [r["link_id"] for r in store.list_survey_links("R", "c1")] == ["l_1"]
     assert store.list_survey_links("R", "c2") == []
+    # the whole round's links in one read: by community, then oldest first; other rounds' left out
+    an_hour_on = "2026-01-01T11:00:00.000000Z"
+    for link_id, round_id, community_id, created_at in (("l_0", "R", "c2", at), ("l_3", "R", "c1", an_hour_on),
+                                                        ("l_4", "S", "c1", at), ("l_5", "R", "c2", at)):
+        store.create_survey_link({**link, "link_id": link_id, "round_id": round_id, "community_id": community_id,
+                                  "created_at": created_at})
+    assert [r["link_id"] for r in store.list_survey_links("R")] == ["l_1", "l_3", "l_0", "l_5"]
+    assert [r["link_id"] for r in store.list_survey_links("R", "c1")] == ["l_1", "l_3"]
+    assert store.list_survey_links("T") == []
     assert store.revoke_survey_link("l_1", "2026-01-02T00:00:00.000000Z")
     assert store.revoke_survey_link("l_1", "2026-01-03T00:00:00.000000Z")  # keeps the first time
     assert store.get_survey_link("l_1")["revoked_at"] == "2026-01-02T00:00:00.000000Z"

@@ -829,8 +829,9 @@ class Store(abc.ABC):
     def get_survey_link(self, link_id: str) -> dict | None: ...
 
     @abc.abstractmethod
-    def list_survey_links(self, round_id: str, community_id: str) -> list[dict]:
-        """The links of a community in a round, oldest first."""
+    def list_survey_links(self, round_id: str, community_id: str | None = None) -> list[dict]:
+        """The links of a community in a round, oldest first; without ``community_id`` every link of the
+        round in one read, by community and then oldest first (a backup's export)."""
 
     @abc.abstractmethod
     def revoke_survey_link(self, link_id: str, at: str) -> bool:

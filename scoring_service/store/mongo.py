@@ -1533,9 +1533,11 @@ class MongoStore(Store):
     def get_survey_link(self, link_id: str) -> dict | None:
         return _plain(self.db.survey_links.find_one({"_id": link_id}), "link_id")
 
-    def list_survey_links(self, round_id: str, community_id: str) -> list[dict]:
-        found = self.db.survey_links.find({"round_id": round_id, "community_id": community_id})
-        return sorted((_plain(d, "link_id") for d in found), key=lambda d: (d["created_at"], d["link_id"]))
+    def list_survey_links(self, round_id: str, community_id: str | None = None) -> list[dict]:
+        query = {"round_id": round_id} if community_id is None else {"round_id": round_id,
+                                                                     "community_id": community_id}
+        return sorted((_plain(d, "link_id") for d in self.db.survey_links.find(query)),
+                      key=lambda d: (d["community_id"], d["created_at"], d["link_id"]))
 
     def revoke_survey_link(self, link_id: str, at: str) -> bool:
         if self.db.survey_links.find_one({"_id": link_id}, {"_id": 1}) is None:

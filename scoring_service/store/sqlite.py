@@ -1308,7 +1308,10 @@ class SQLiteStore(Store):
         row = self._one("SELECT * FROM survey_links WHERE link_id = ?", (link_id,))
         return dict(row) if row else None
 
-    def list_survey_links(self, round_id: str, community_id: str) -> list[dict]:
+    def list_survey_links(self, round_id: str, community_id: str | None = None) -> list[dict]:
+        if community_id is None:
+            return [dict(r) for r in self._read("SELECT * FROM survey_links WHERE round_id = ?"
+                                                " ORDER BY community_id, created_at, link_id", (round_id,))]
         return [dict(r) for r in self._read("SELECT * FROM survey_links WHERE round_id = ? AND community_id = ?"
                                             " ORDER BY created_at, link_id", (round_id, community_id))]
 
