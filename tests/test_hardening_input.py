@@ -179,6 +179,39 @@ def test_json_bodies_that_cannot_be_read_are_400(client, keys, world, app, data)
     assert count(app) == 0
 
 
+LONE_SURROGATE_BODIES = [  # (method, url, raw JSON with an escaped lone surrogate, the field named)
+    ("post", f"{R}/surveys", json.dumps(survey(comment="好\ud800"), ensure_ascii=True), "comment"),
+    ("post", f"{R}/surveys/batch", json.dumps({"responses": [survey(), survey(comment="\udfff")]}), "responses.1.comment"),
+    ("put", "/api/v1/districts/heping", r'{"name_zh": "\ud800", "name_en": "Heping"}', "name_zh"),
+    ("post", "/api/v1/keys", r'{"role": "admin", "name": "\udc00x"}', "name"),
+    ("put", f"{R}/communities/heping-001/milestones/plan_approved",
+     r'{"reached_on": "2018-04-01", "note": "\ud83d"}', "note"),
+    ("post", f"{R}/surveys", r'{"\ud800": 1}', "json"),
+]
+
+
+@pytest.mark.parametrize("method, url, data, field", LONE_SURROGATE_BODIES)
+def test_a_lone_surrogate_escape_is_400_naming_the_field(client, keys, world, app, method, url, data, field):
+    """JSON may escape a lone UTF-16 surrogate; it parses, but no UTF-8 text holds it: hashing the record
+    raised UnicodeEncodeError (a 500) on every write. Refused before anything is written or audited."""
+    audit_before = len(client.get("/api/v1/audit?limit=1000", headers=keys.header("admin")).get_json()["items"])
+    r = getattr(client, method)(url, data=data, headers={**keys.header("admin"), "Content-Type": "application/json"})
+    body = assert_json_error(r, 400)
+    assert field in body["errors"] and "surrogate" in body["errors"][field][0]
+    assert count(app) == 0
+    districts = client.get("/api/v1/districts", headers=keys.header("admin")).get_json()["items"]
+    assert {d["district_id"]: d["name_zh"] for d in districts}["heping"] == "和平区"
+    items = client.get("/api/v1/audit?limit=1000", headers=keys.header("admin")).get_json()["items"]
+    assert len(items) <= audit_before + 1  # at most the refusal itself
+
+
+def test_a_surrogate_pair_is_one_character_and_accepted(client, keys, world, app):
+    data = json.dumps(survey(comment="笑😀"), ensure_ascii=True)  # 😀 written as the pair \ud83d\ude00
+    assert "\\ud83d\\ude00" in data
+    r = client.post(f"{R}/surveys", data=data, headers={**keys.header("kiosk_1"), "Content-Type": "application/json"})
+    assert r.status_code == 201 and r.get_json()["comment"] == "笑😀"
+
+
 def test_normal_nesting_still_parses(client, keys, world):
     r = post_raw(client, f"{R}/surveys/batch", json.dumps({"responses": [survey()]}), keys.header("kiosk_1"))
     assert r.status_code == 200 and r.get_json()["created"] == 1

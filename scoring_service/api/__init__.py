@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 
 import marshmallow as ma
 from flask import Flask, current_app, g, request
@@ -124,11 +125,57 @@ def check_json_body() -> None:
     # them than the bound cannot be nested deeper, and its walk is skipped (a single survey has two)
     if data.count(b"{") + data.count(b"[") > MAX_JSON_DEPTH and json_depth(body) > MAX_JSON_DEPTH:
         bad_json(f"Invalid JSON body: nested more than {MAX_JSON_DEPTH} levels deep")
+    # JSON may write a lone UTF-16 surrogate as an escape (\ud800): it parses, but no UTF-8 text holds it,
+    # so hashing or storing it failed as a 500. Only a body with such an escape is walked
+    if SURROGATE_ESCAPE.search(data):
+        where = lone_surrogate(body)
+        if where is not None:
+            message = "contains a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not text"
+            abort(400, message=f"Invalid JSON body: {where or 'the body'} {message}",
+                  errors={where or "json": [message]})
     g.json_body = body  # the views' argument parser reads it from here (api.common.BodyParser)
 
 
 def bad_json(message: str):
     abort(400, message=message, errors={"json": [message]})
+
+
+#: a JSON escape of a UTF-16 surrogate (a pair makes one character; a lone one is not text)
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def lone_surrogate(value) -> str | None:
+    """The dotted path of the first key or string of parsed JSON holding a lone surrogate ("" for the
+    body itself), or None when there is none. Without recursion.
+
+    >>> lone_surrogate(json.loads(r'{"a": [1, {"note": "\\ud800"}]}'))
+    'a.1.note'
+    >>> lone_surrogate(json.loads(r'{"a": "\\ud83d\\ude00"}')) is None  # a pair is one character (U+1F600)
+    True
+    """
+    stack: list[tuple[object, str]] = [(value, "")]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str):
+            if _has_surrogate(node):
+                return path
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                where = f"{path}.{key}" if path else str(key)
+                if _has_surrogate(key):
+                    return path or ""
+                stack.append((child, where))
+        elif isinstance(node, list):
+            stack.extend((child, f"{path}.{k}" if path else str(k)) for k, child in enumerate(node))
+    return None
 
 
 def json_depth(value) -> int:
