@@ -104,6 +104,32 @@ def test_malformed_exif_values_give_no_facts_but_the_file_is_taken():
     assert analyse(jpeg()).gps is None and analyse(jpeg()).captured_at is None
 
 
+def jpeg_with_a_mistyped_gps_tag(orientation=6) -> bytes:
+    """A phone photo whose GPS block holds GPSDOP (a rational) written as text "E": Pillow reads it, but
+    writing that EXIF back (as ImageOps.exif_transpose does) raises TypeError."""
+    data = jpeg((800, 400), gps=(41.80245, 123.4321), orientation=orientation)
+    entry = b"\x00\x03\x00\x02\x00\x00\x00\x02E\x00"  # GPSLongitudeRef, ASCII, 2 bytes, "E\0" (Pillow writes "MM")
+    assert data.count(entry) == 1
+    return data.replace(entry, b"\x00\x0b" + entry[2:])  # the same entry as tag 11, GPSDOP
+
+
+def test_a_mistyped_exif_tag_still_gives_an_upright_thumbnail():
+    facts = analyse(jpeg_with_a_mistyped_gps_tag())  # raised TypeError from Pillow's EXIF writer
+    assert facts.gps is None  # no longitude reference left: no position
+    thumb = Image.open(io.BytesIO(facts.thumbnail))
+    assert thumb.size == (160, 320) and len(thumb.getexif()) == 0  # turned upright (orientation 6)
+    assert Image.open(io.BytesIO(analyse(jpeg_with_a_mistyped_gps_tag(orientation=1)).thumbnail)).size == (320, 160)
+
+
+def test_a_photo_with_a_mistyped_exif_tag_is_taken(client, keys, world):
+    data = jpeg_with_a_mistyped_gps_tag()
+    r = post_file(client, data, keys.header("district_heping"))
+    assert r.status_code == 201, r.get_data(as_text=True)[:300]
+    assert r.get_json()["sha256"] == sha(data) and r.get_json()["has_thumbnail"] is True
+    thumb = client.get(f"{URL}/{sha(data)}/thumbnail", headers=keys.header("district_heping"))
+    assert thumb.status_code == 200 and Image.open(io.BytesIO(thumb.data)).size == (160, 320)
+
+
 def test_transparent_and_sixteen_bit_images_get_thumbnails():
     for data in (png(mode="RGBA", color=(0, 0, 0, 0)), png(mode="I;16", color=300), png((4000, 10), mode="1"),
                  webp()):

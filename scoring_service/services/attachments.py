@@ -140,7 +140,7 @@ def make_thumbnail(image: Image.Image) -> bytes:
     """A JPEG of at most :data:`THUMBNAIL_PX` × :data:`THUMBNAIL_PX`, upright, without any metadata
     (no EXIF, no GPS, no ICC profile, no comments). JPEGs are decoded at a reduced scale (Pillow's draft)."""
     image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))  # decodes (reduced) and shrinks in place
-    upright = ImageOps.exif_transpose(image)  # the orientation the camera recorded
+    upright = _upright(image)  # the orientation the camera recorded
     if upright.mode in ("RGBA", "LA", "PA") or (upright.mode == "P" and "transparency" in upright.info):
         rgba = upright.convert("RGBA")
         flat = Image.new("RGB", rgba.size, "white")
@@ -151,6 +151,28 @@ def make_thumbnail(image: Image.Image) -> bytes:
     out = io.BytesIO()
     clean.save(out, "JPEG", quality=80, optimize=True)
     return out.getvalue()
+
+
+#: EXIF Orientation → the turn that makes the picture upright (Pillow's ImageOps.exif_transpose's table)
+ORIENTATION_TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                     4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
+                     7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """The image turned as its EXIF Orientation says. Pillow's ``exif_transpose`` also writes the EXIF back
+    without that tag, which raises on a malformed other tag (a GPS tag of the wrong type: TypeError, a 500
+    for the upload); the thumbnail keeps no metadata, so the turn alone is made then (none when even the
+    Orientation cannot be read)."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except EXIF_ERRORS:
+        try:
+            orientation = image.getexif().get(ExifTags.Base.Orientation)
+        except EXIF_ERRORS:
+            return image
+        turn = ORIENTATION_TURNS.get(orientation) if isinstance(orientation, int) else None
+        return image.transpose(turn) if turn is not None else image
 
 
 def exif_facts(image: Image.Image) -> tuple[str | None, dict | None]:
