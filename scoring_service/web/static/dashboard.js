@@ -233,7 +233,9 @@
     $("index-note").textContent = "综合指数 = 0.7 × 质量得分（各小区综合得分按户数加权平均）+ 0.3 × 进度得分（" +
       (progressRule(round) === "milestones" ? "各时间节点按期完成情况，详见“进度督办”" : "已评定小区数 / 计划数") + "）。";
     try {
-      const u = "uncertainty=1&draws=1000&seed=2018";
+      // the service's own draws and seed: a published round's are frozen in its snapshot, readable by
+      // anyone (a district key, a visitor without a key); other draws or seeds need leadership or admin
+      const u = "uncertainty=1";
       const [districts, communities, rewards] = await Promise.all([
         api(`rounds/${roundId}/rankings/districts?${u}`), api(`rounds/${roundId}/rankings/communities?${u}`),
         api(`rounds/${roundId}/rewards`)]);
