@@ -1259,6 +1259,19 @@ def test_admin_makes_a_survey_link_from_the_dashboard(chromium, phone_server):
     context.close()
 
 
+def test_survey_link_refusal_reads_in_chinese(page, demo_server):
+    # the demo's aftercare round is open but its closing time (September 2019) has passed by the server's
+    # clock, so the service refuses a link (409 round_closed); the page once showed its English message
+    sign_in(page, demo_server["url"], demo_server["tokens"]["admin"])
+    expect(page.get_by_label("测评轮次")).to_have_value(KIOSK_ROUND)
+    row = page.locator("#community-table tbody tr[data-community='heping-001']")
+    row.get_by_role("button", name="生成链接").click()
+    name = row.locator("td").nth(2).inner_text()
+    expect(page.locator("#results-message")).to_have_text(
+        f"为“{name}”生成链接失败：本轮测评已截止（截止时间已过），新链接会立即失效，不能再生成。")
+    assert page.locator("#link-dialog[open]").count() == 0
+
+
 # -- 整改台账 (SPEC §13, §16; issue 15 item 5) ----------------------------------------------------
 
 RECTIFICATIONS = f"/rounds/{ROUND}/rectifications"

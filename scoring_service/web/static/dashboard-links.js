@@ -19,6 +19,21 @@
     return `${d.getFullYear()}年${d.getMonth() + 1}月${d.getDate()}日 ${two(d.getHours())}:${two(d.getMinutes())}`;
   }
 
+  /** The service's refusal in Chinese (its messages are English); the message itself when not foreseen. */
+  const REFUSALS = {
+    round_closed: "本轮测评已截止（截止时间已过），新链接会立即失效，不能再生成。",
+    round_published: "本轮测评结果已发布，不能再生成链接。",
+    link_secret_changed: "服务的密钥已更换，这个链接的海报不能再打印，请重新生成链接。",
+  };
+  function refusal(status, body) {
+    if (REFUSALS[body.error]) return REFUSALS[body.error];
+    if (status === 401) return "访问密钥无效，请重新输入。";
+    if (status === 403) return "只有管理员可以生成扫码测评链接和海报。";
+    if (status === 404) return "找不到该小区或链接。";
+    if (body.errors && body.errors.community_id) return "该小区不在本轮测评范围内。";
+    return body.message || "HTTP " + status;
+  }
+
   async function createLink(community, round, button) {
     const message = $("results-message");
     message.textContent = "";
@@ -27,7 +42,7 @@
       const r = await fetch(linkPath(round, community.community_id), {method: "POST", headers: D.headers()});
       const body = await r.json().catch(() => ({}));
       if (r.status !== 201) {
-        message.textContent = `为“${community.name_zh}”生成链接失败：` + (body.message || "HTTP " + r.status);
+        message.textContent = `为“${community.name_zh}”生成链接失败：` + refusal(r.status, body);
         return;
       }
       current = {round, community, link: body};
@@ -50,7 +65,7 @@
       {headers: D.headers()});
     if (!r.ok) {
       const body = await r.json().catch(() => ({}));
-      $("link-message").textContent = "海报下载失败：" + (body.message || "HTTP " + r.status);
+      $("link-message").textContent = "海报下载失败：" + refusal(r.status, body);
       return;
     }
     const blob = await r.blob();
