@@ -121,6 +121,15 @@ def test_a_mistyped_exif_tag_still_gives_an_upright_thumbnail():
     assert Image.open(io.BytesIO(analyse(jpeg_with_a_mistyped_gps_tag(orientation=1)).thumbnail)).size == (320, 160)
 
 
+def test_a_gps_reference_written_as_numbers_gives_no_position():
+    data = jpeg((80, 40), gps=(41.80245, 123.4321), taken="2018:09:12 09:30:00")
+    entry = b"\x00\x01\x00\x02\x00\x00\x00\x02N\x00"  # GPSLatitudeRef, ASCII, 2 bytes, "N\0"
+    assert data.count(entry) == 1
+    facts = analyse(data.replace(entry, b"\x00\x01\x00\x03" + entry[4:]))  # as SHORT × 2: read as (19968, 0)
+    assert facts.gps is None and facts.captured_at == "2018-09-12T09:30:00"  # AttributeError (a 500) before
+    assert Image.open(io.BytesIO(facts.thumbnail)).size == (80, 40)
+
+
 def test_a_photo_with_a_mistyped_exif_tag_is_taken(client, keys, world):
     data = jpeg_with_a_mistyped_gps_tag()
     r = post_file(client, data, keys.header("district_heping"))

@@ -219,7 +219,9 @@ def _degrees(dms, ref, positive: str, negative: str) -> float | None:
         return None
     if isinstance(ref, bytes):
         ref = ref.decode("ascii", "replace")
-    ref = (ref or "").strip("\x00 ").upper()
+    if not isinstance(ref, str):  # a reference of another EXIF type (numbers): no hemisphere
+        return None
+    ref = ref.strip("\x00 ").upper()
     if ref not in (positive, negative):
         return None
     degrees, minutes, seconds = (float(part) for part in dms)
