@@ -237,6 +237,28 @@ def test_pages_on_a_phone(chromium, demo_server):
     context.close()
 
 
+def test_dashboard_on_a_phone_scrolls_tables_not_the_page(chromium, demo_server):
+    # the round's long title in its select and the wide tables once pushed every tab to 560-930 px
+    context = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                   locale="zh-CN")
+    page = context.new_page()
+    sign_in(page, demo_server["url"], demo_server["tokens"]["leadership"])
+    page.get_by_label("测评轮次").select_option("shenyang-2018")
+    ready = {"results": "#district-table tbody tr", "supervision": "#sv-district-table tbody tr",
+             "ledger": "#lg-district-table tbody tr", "rectification": "#rx-district-table tbody tr",
+             "trends": "#tr-backsliding tbody tr"}
+    widths = {}
+    for tab, rows in ready.items():
+        page.locator(f"#tab-{tab}").click()
+        page.locator(rows).first.wait_for(timeout=30_000)
+        widths[tab] = page.evaluate("document.documentElement.scrollWidth")
+    assert widths == dict.fromkeys(ready, 390)
+    # the table itself is still whole: it scrolls inside its own box
+    assert page.evaluate("(() => { const t = document.getElementById('tr-backsliding');"
+                         " return t.parentElement.scrollWidth > t.parentElement.clientWidth; })()")
+    context.close()
+
+
 # -- 进度督办 (SPEC §11, §16) --------------------------------------------------------------
 
 SUPERVISION = "/api/v1/rounds/shenyang-2018/supervision"
