@@ -259,6 +259,23 @@ def test_dashboard_on_a_phone_scrolls_tables_not_the_page(chromium, demo_server)
     context.close()
 
 
+def test_kiosk_touch_screen_shows_no_answer_chosen_in_advance(chromium, demo_server):
+    # a tap leaves :hover where the finger was; the kiosk's hover border then marked the next question's
+    # answer at that spot, as if it were chosen already
+    context = chromium.new_context(viewport={"width": 1280, "height": 800}, is_mobile=True, has_touch=True,
+                                   locale="zh-CN")
+    context.clock.set_fixed_time(datetime(2019, 9, 20, 10, 0, tzinfo=timezone(timedelta(hours=8))))
+    page = context.new_page()
+    set_up_kiosk(page, demo_server)
+    page.get_by_role("button", name="开始评价").tap()
+    page.locator("#question.active").wait_for()
+    page.get_by_role("button", name="满意", exact=True).tap()
+    expect(page.locator("#q-progress")).to_have_text(re.compile("第 2 题"))
+    borders = page.evaluate("[...document.querySelectorAll('.answer')].map((b) => getComputedStyle(b).borderTopColor)")
+    assert len(set(borders)) == 1, borders
+    context.close()
+
+
 # -- 进度督办 (SPEC §11, §16) --------------------------------------------------------------
 
 SUPERVISION = "/api/v1/rounds/shenyang-2018/supervision"
