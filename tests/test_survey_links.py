@@ -194,6 +194,56 @@ def test_public_cap_is_exact(app, client, keys, live):
     assert public(client, link).status_code == 409
 
 
+def admin_public(client, keys, **fields):
+    """A public response typed in by the city (paper forms), not through a link: never capped, but counted."""
+    body = survey(respondent_type="public", household_ref=None, channel="paper", **fields)
+    return client.post(f"/api/v1/rounds/{LIVE}/surveys", json=body, headers=keys.header("admin"))
+
+
+def test_public_cap_counts_public_responses_of_every_channel(app, client, keys, live):
+    """Before: the MongoDB store counted only link responses against public_cap (a fourth public response
+    through the link was taken after three paper ones); the embedded store counted all three."""
+    link = new_link(client, keys)
+    papers = [admin_public(client, keys) for _ in range(3)]
+    assert [r.status_code for r in papers] == [201] * 3
+    assert admin_public(client, keys, response_id=papers[0].get_json()["response_id"]).status_code == 200  # replay
+    r = public(client, link)
+    assert r.status_code == 409 and r.get_json()["error"] == "public_cap_reached"
+    assert admin_public(client, keys).status_code == 201  # the city's own entries are never refused
+    # two voided: one place free again, then none
+    for paper in papers[:2]:
+        rid = paper.get_json()["response_id"]
+        assert client.post(f"/api/v1/rounds/{LIVE}/surveys/{rid}/void", json={"reason": "录入重复"},
+                           headers=keys.header("admin")).status_code == 200
+    assert public(client, link).status_code == 201
+    assert public(client, link).status_code == 409
+    counts = store_of(app).survey_counts(LIVE, len(app.extensions["scoring"].rubric("shenyang-2018").item_codes))
+    assert counts.get("public", "heping-001").responses == 3
+
+
+def test_mongo_gives_old_public_responses_their_places(app, client, keys, live):
+    """Public responses a MongoDB store holds from before they took places get them when it starts, once,
+    however many workers start at once; a voided one gets none."""
+    from scoring_service.store.mongo import MongoStore
+
+    store = store_of(app)
+    if not isinstance(store, MongoStore):
+        pytest.skip("the embedded store counts standing public responses in its statistics")
+    link = new_link(client, keys)
+    standing, voided = (admin_public(client, keys).get_json()["response_id"] for _ in range(2))
+    assert client.post(f"/api/v1/rounds/{LIVE}/surveys/{voided}/void", json={"reason": "录入重复"},
+                       headers=keys.header("admin")).status_code == 200
+    store.db.quota_slots.delete_many({"unlinked": True})  # as stored before they took places
+    store.db.meta.delete_one({"_id": "public_places"})
+    assert public(client, link).status_code == 201
+    store.init()
+    store.init()  # a second worker starting: no second place
+    assert [d["response_id"] for d in store.db.quota_slots.find({"unlinked": True})] == [standing]
+    assert public(client, link).status_code == 201  # the third place: a link's, a link's, the paper one
+    assert public(client, link).status_code == 409
+    assert store._fill_public_places() == 0
+
+
 def test_public_cap_defaults_to_households(app, client, keys, live):
     body = {**ROUND, "round_id": "r-default", "closes_at": "2099-12-31T23:59:59+08:00"}
     assert client.post("/api/v1/rounds", json=body, headers=keys.header("admin")).status_code == 201

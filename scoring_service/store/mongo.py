@@ -375,6 +375,9 @@ class MongoStore(Store):
             if db.meta.find_one({"_id": "anomaly_facts"}) is None:  # documents stored before the facts existed
                 self._recount_anomalies(None, fix=True)
                 self._upsert(db.meta, {"_id": "anomaly_facts", "value": 1})
+            if db.meta.find_one({"_id": "public_places"}) is None:  # public responses stored before they had one
+                self._fill_public_places()
+                self._upsert(db.meta, {"_id": "public_places", "value": 1})
         except PyMongoError as exc:
             raise StoreError(f"cannot initialise MongoDB store: {exc}") from exc
 
@@ -610,19 +613,64 @@ class MongoStore(Store):
             return sorted(e["index"] for e in errors)
         return []
 
-    def _claim_slot(self, scope: str, kind: str, cap: int, response_id: str) -> str | None:
-        """Insert one of the ``cap`` slots of ``scope`` for ``response_id``: its ``_id``, None when all are held."""
+    def _claim_slot(self, scope: str, kind: str, cap: int | None, response_id: str) -> str | None:
+        """Insert one of the ``cap`` places of ``scope`` for ``response_id``: its ``_id``, None when all are held
+        (``cap`` None: no limit).
+
+        A place is a numbered slot, or one held by a public response posted without a link
+        (:meth:`_hold_unlinked_place`: counted, never refused). Every claim that read the same places tries
+        the same numbers, the first ``cap`` − held free ones in order, so claims made at once take at most
+        as many places as were free; a claim that read later tries a part of those, or one freed since.
+        """
         slots = self.db.quota_slots
-        used = slots.count_documents({"scope": scope})
-        if used >= cap:
-            return None
-        for n in [*range(used, cap), *range(used)]:  # below ``used`` only where a slot was released
+        held = {doc["_id"] for doc in slots.find({"scope": scope}, {"_id": 1})}
+        free = 1 if cap is None else cap - len(held)
+        numbers: list[int] = []
+        n = 0
+        while len(numbers) < free:
+            if f"{scope}|{n}" not in held:
+                numbers.append(n)
+            n += 1
+        for n in numbers:
             try:
                 slots.insert_one({"_id": f"{scope}|{n}", "scope": scope, "kind": kind, "response_id": response_id})
                 return f"{scope}|{n}"
             except DuplicateKeyError:
                 continue
-        return None
+        return None if cap is not None else self._claim_slot(scope, kind, cap, response_id)
+
+    def _hold_unlinked_place(self, round_id: str, community_id: str, response_id: str) -> str | None:
+        """A public place of the community for a public response posted without a link (SPEC §14 counts
+        every standing public response against ``public_cap``; only a link's is refused): one insert keyed
+        by the response, so a replay, a twin or a second worker filling old responses holds it once. Its
+        ``_id``, None when it was held already (by a twin: not this writer's to give back)."""
+        scope = self._public_scope(round_id, community_id)
+        try:
+            self.db.quota_slots.insert_one({"_id": f"{scope}|r|{response_id}", "scope": scope, "kind": "public",
+                                            "unlinked": True, "response_id": response_id})
+        except DuplicateKeyError:
+            return None
+        return f"{scope}|r|{response_id}"
+
+    @staticmethod
+    def _public_scope(round_id: str, community_id: str) -> str:
+        return f"public|{round_id}|{community_id}"
+
+    def _fill_public_places(self) -> int:
+        """Give each standing public response posted without a link its public place (those stored before
+        such responses held one); how many were given. Workers starting at once give each one place."""
+        given = 0
+        for doc in self.db.responses.find({"respondent_type": "public", "voided_at": None, "link_id": None},
+                                          {"round_id": 1, "community_id": 1}):
+            place = self._hold_unlinked_place(doc["round_id"], doc["community_id"], doc["_id"])
+            if place is None:
+                continue
+            given += 1
+            # voided meanwhile: its void found no place to give back
+            if self.db.responses.find_one({"_id": doc["_id"], "voided_at": None}, {"_id": 1}) is None:
+                self.db.quota_slots.delete_one({"_id": place})
+                given -= 1
+        return given
 
     def _claim_quota(self, round_id: str, record: Mapping, quota: LinkQuota) -> tuple[list[str], Outcome | None]:
         """The slots a new link response holds (hourly place of its link and address, public place of its
@@ -632,8 +680,8 @@ class MongoStore(Store):
         if quota.hourly_cap is not None:
             wanted.append((f"rate|{record.get('link_id')}|{record.get('address_hash')}|{quota.window_start}",
                            "rate", quota.hourly_cap, Outcome.RATE_LIMITED))
-        if quota.public_cap is not None and record["respondent_type"] == "public":
-            wanted.append((f"public|{round_id}|{record['community_id']}", "public", quota.public_cap,
+        if record["respondent_type"] == "public":
+            wanted.append((self._public_scope(round_id, record["community_id"]), "public", quota.public_cap,
                            Outcome.PUBLIC_CAP))
         for scope, kind, cap, refusal in wanted:
             slot = self._claim_slot(scope, kind, cap, record["response_id"])
@@ -658,17 +706,24 @@ class MongoStore(Store):
         # does the work; only ids that collide are read back, one by one.
         first = first_occurrences(records)
 
-        # Link quotas (SPEC §14): a new response first claims its places; a replay claims none.
+        # Link quotas (SPEC §14): a new response first claims its places; a replay claims none. A public
+        # response from any channel fills a public place of its community (counted, as the embedded store
+        # counts every standing public response), only a link's can be refused one.
         quota_slots: dict[int, list[str]] = {}
-        if quota is not None:
-            for i in first.values():
-                if self._stored_response(records[i]["response_id"]) is not None:
-                    continue
-                held, refusal = self._claim_quota(round_id, records[i], quota)
-                if refusal is not None:
-                    outcomes[i] = refusal
-                else:
-                    quota_slots[i] = held
+        for i in first.values():
+            if quota is None and records[i]["respondent_type"] != "public":
+                continue
+            if self._stored_response(records[i]["response_id"]) is not None:
+                continue
+            if quota is None:
+                place = self._hold_unlinked_place(round_id, records[i]["community_id"], records[i]["response_id"])
+                quota_slots[i] = [place] if place else []
+                continue
+            held, refusal = self._claim_quota(round_id, records[i], quota)
+            if refusal is not None:
+                outcomes[i] = refusal
+            else:
+                quota_slots[i] = held
 
         # Household claims: one per (round, community, household hash), held by a standing response.
         claims = [(i, _household_key(round_id, records[i]["community_id"], records[i]["household_hash"]))
