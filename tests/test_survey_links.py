@@ -462,6 +462,19 @@ def test_poster_qr_round_trip(app, client, keys, live, tmp_path):
         assert client.get(other, headers=keys.header("admin")).status_code == 404
 
 
+def test_no_poster_for_a_link_that_takes_no_surveys(app, client, keys, live, monkeypatch):
+    """Before: a revoked or expired link's poster was printed, and its QR code led residents to a refusal."""
+    revoked, expiring = new_link(client, keys), new_link(client, keys)
+    assert client.delete(f"{LINKS}/{revoked['link_id']}", headers=keys.header("admin")).status_code == 200
+    for suffix in ("poster.png", "poster.pdf"):
+        r = client.get(f"{LINKS}/{revoked['link_id']}/{suffix}", headers=keys.header("admin"))
+        assert r.status_code == 409 and r.get_json()["error"] == "link_revoked"
+        assert client.get(f"{LINKS}/{expiring['link_id']}/{suffix}", headers=keys.header("admin")).status_code == 200
+    monkeypatch.setattr(survey_links, "now_stored", lambda: "2100-01-01T00:00:00.000000Z")  # after closes_at
+    r = client.get(f"{LINKS}/{expiring['link_id']}/poster.png", headers=keys.header("admin"))
+    assert r.status_code == 409 and r.get_json()["error"] == "link_expired"
+
+
 def test_poster_after_the_secret_key_changed(app, client, keys, live):
     link = new_link(client, keys)
     app.extensions["scoring"].secret_key = "another-secret-key"

@@ -115,7 +115,9 @@ class PosterPdf(MethodView):
     @require("admin")
     @blp.response(200, POSTER_BODY, content_type="application/pdf")
     def get(self, round_id, community_id, link_id):
-        """The link's poster (A4 PDF): the community and district, the QR code of the link, instructions, dates."""
+        """The link's poster (A4 PDF): the community and district, the QR code of the link, instructions, dates.
+        409 ``link_revoked`` or ``link_expired`` for a link that takes no more surveys, ``link_secret_changed``
+        when the service's secret key changed since the link was made."""
         return poster(round_id, community_id, link_id, "pdf")
 
 
@@ -124,7 +126,8 @@ class PosterPng(MethodView):
     @require("admin")
     @blp.response(200, POSTER_BODY, content_type="image/png")
     def get(self, round_id, community_id, link_id):
-        """The link's poster as a PNG (A4 at 150 dpi), e.g. for the residents' WeChat group."""
+        """The link's poster as a PNG (A4 at 150 dpi), e.g. for the residents' WeChat group; refused as the
+        PDF is."""
         return poster(round_id, community_id, link_id, "png")
 
 

@@ -98,6 +98,13 @@ def poster_view(ctx: ServiceState, round_id: str, community_id: str, link_id: st
     """What a poster shows of a link: the round, community and district names, the round's dates and
     the link's URL (its token made again from the id: :func:`link_secret`)."""
     record = get_link(ctx, round_id, community_id, link_id)
+    # a poster is put up to be scanned: one whose link no longer takes surveys would only meet refusals
+    if record.get("revoked_at"):
+        raise Conflict("link_revoked", "this link was revoked, so its poster would lead to a refusal; "
+                                       "create a new link")
+    if now_stored() > record["expires_at"]:
+        raise Conflict("link_expired", "this link expired when the round closed, so its poster would lead to a "
+                                       "refusal")
     secret = link_secret(ctx, link_id)
     if not hmac.compare_digest(record["secret_hash"], hash_secret(secret)):
         raise Conflict("link_secret_changed", "the service's secret key changed since this link was made, so its "

@@ -24,6 +24,8 @@
     round_closed: "本轮测评已截止（截止时间已过），新链接会立即失效，不能再生成。",
     round_published: "本轮测评结果已发布，不能再生成链接。",
     link_secret_changed: "服务的密钥已更换，这个链接的海报不能再打印，请重新生成链接。",
+    link_revoked: "这个链接已作废，海报上的二维码扫码后无法提交测评，请重新生成链接。",
+    link_expired: "这个链接已随本轮测评截止而失效，海报上的二维码扫码后无法提交测评。",
   };
   function refusal(status, body) {
     if (REFUSALS[body.error]) return REFUSALS[body.error];
