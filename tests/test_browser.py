@@ -427,6 +427,9 @@ def test_reward_summary_of_a_round_without_a_pool(page, demo_server):
     expect(page.get_by_label("测评轮次")).to_have_value(KIOSK_ROUND)
     expect(page.locator("#reward-summary")).to_have_text("本轮测评不设奖励资金，不作奖励分配。", timeout=30_000)
     assert "0.00" not in page.locator("#reward-summary").inner_text()
+    # nor a 0.0% chance of a reward for every district (the column 入选奖励概率)
+    chances = page.locator("#district-table tbody tr td:nth-child(3)").all_inner_texts()
+    assert len(chances) == 9 and set(chances) == {"—"}, chances
 
 
 def test_reward_summary_of_a_round_with_a_pool(page, demo_server):

@@ -109,7 +109,8 @@
       const tr = el("tr");
       const u = d.uncertainty;
       tr.append(el("td", {class: "num"}, d.rank), el("td", {class: "num interval"}, interval(u)),
-        el("td", {class: "num"}, u ? pct(u.reward_share) : "—"), el("td", {}, d.name_zh || d.district_id),
+        // no reward pool (e.g. an aftercare round): no chance to show, not 0.0% for every district
+        el("td", {class: "num"}, u && state.rewardPool ? pct(u.reward_share) : "—"), el("td", {}, d.name_zh || d.district_id),
         el("td", {class: "num"}, fmt(d.index)), el("td", {class: "num"}, fmt(d.quality)),
         el("td", {class: "num"}, fmt(d.progress)), el("td", {class: "num"}, d.quota),
         el("td", {class: "num"}, d.graded), el("td", {class: "num"}, pct(d.share_good_or_better)));
@@ -243,6 +244,7 @@
         $("funnel-chart").replaceChildren(el("p", {class: "note"}, "漏斗图需要领导小组或管理员密钥。"));
       });
       state.districts = districts.districts;
+      state.rewardPool = rewards.pool_fen;
       state.communities = communities.communities.concat(communities.unranked || []);
       state.names = Object.fromEntries(state.districts.map((d) => [d.district_id, d.name_zh]));
       $("snapshot").textContent = districts.published ? `结果已发布并冻结，快照 SHA-256：${districts.snapshot_sha256}` : "";
