@@ -276,6 +276,21 @@ def test_kiosk_touch_screen_shows_no_answer_chosen_in_advance(chromium, demo_ser
     context.close()
 
 
+def test_kiosk_says_nothing_was_recorded_when_every_question_is_skipped(page, demo_server):
+    set_up_kiosk(page, demo_server)
+    queued = pending(page)
+    page.get_by_role("button", name="开始评价").click()
+    while not page.locator("#thanks.active").count():
+        page.get_by_role("button", name="不了解，跳过").click()
+    expect(page.locator("#thanks-text")).to_have_text("您没有回答任何问题，本次未记录评价。")  # not "已保存"
+    assert pending(page) == queued
+    page.get_by_role("button", name="下一位居民").click()
+    page.get_by_role("button", name="开始评价").click()
+    while not page.locator("#thanks.active").count():
+        page.get_by_role("button", name="满意", exact=True).click()
+    expect(page.locator("#thanks-text")).to_have_text("您的评价已保存，将自动上传。")
+
+
 # -- 进度督办 (SPEC §11, §16) --------------------------------------------------------------
 
 SUPERVISION = "/api/v1/rounds/shenyang-2018/supervision"

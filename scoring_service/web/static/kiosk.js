@@ -58,7 +58,9 @@
     const overall = answers.__overall || null;
     delete answers.__overall;
     const household = $("household").value.trim();
-    if (Object.values(answers).some((v) => v !== null) || overall) {
+    const answered = Object.values(answers).some((v) => v !== null) || !!overall;
+    $("thanks-text").textContent = answered ? "您的评价已保存，将自动上传。" : "您没有回答任何问题，本次未记录评价。";
+    if (answered) {
       const response = {
         response_id: SurveyQueue.uuid4(),
         community_id: config.community_id,
