@@ -59,7 +59,8 @@
     delete answers.__overall;
     const household = $("household").value.trim();
     const answered = Object.values(answers).some((v) => v !== null) || !!overall;
-    $("thanks-text").textContent = answered ? "您的评价已保存，将自动上传。" : "您没有回答任何问题，本次未记录评价。";
+    const thanks = $("thanks-text");  // absent from a page cached offline by an older version
+    if (thanks) thanks.textContent = answered ? "您的评价已保存，将自动上传。" : "您没有回答任何问题，本次未记录评价。";
     if (answered) {
       const response = {
         response_id: SurveyQueue.uuid4(),
