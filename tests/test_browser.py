@@ -478,6 +478,13 @@ def test_published_ranking_for_a_district_key_and_without_a_key(page, demo_serve
     assert shown() == expected
     assert page.locator("#community-table tbody tr").count() >= 100
     expect(page.locator("#results-message")).to_have_text("")
+    # a round whose results it may not read: the message, and nothing left of the 2018 round under its name
+    page.get_by_label("测评轮次").select_option(KIOSK_ROUND)
+    expect(page.locator("#results-message")).to_contain_text("区级密钥只能看已发布的测评结果")
+    expect(page.locator("#district-table tbody tr")).to_have_count(0)
+    expect(page.locator("#community-table tbody tr")).to_have_count(0)
+    expect(page.locator("#snapshot")).to_have_text("")
+    assert page.locator("#district-chart svg rect").count() <= 2  # the legend's two swatches only
 
     page.evaluate("localStorage.clear()")
     page.goto(f"{demo_server['url']}/dashboard?round=shenyang-2018")

@@ -228,9 +228,21 @@
     return round.progress_rule || config.progress_rules[round.round_id] || "graded_share";
   }
 
+  /** Empty the results of the round shown before: nothing of it may stay under another round's name. */
+  function clearResults() {
+    state.districts = []; state.communities = []; state.rewardPool = 0;
+    $("snapshot").textContent = "";
+    $("reward-summary").textContent = "";
+    ["funnel-chart", "funnel-outliers"].forEach((id) => $(id).replaceChildren());
+    renderDistricts(); renderCommunities();
+  }
+  let resultsSeq = 0;  // the latest round asked for: an older answer arriving late is dropped
+
   async function loadResults(round) {
     const roundId = round.round_id;
+    const seq = ++resultsSeq;
     $("results-message").textContent = "";
+    clearResults();
     $("index-note").textContent = "综合指数 = 0.7 × 质量得分（各小区综合得分按户数加权平均）+ 0.3 × 进度得分（" +
       (progressRule(round) === "milestones" ? "各时间节点按期完成情况，详见“进度督办”" : "已评定小区数 / 计划数") + "）。";
     try {
@@ -240,8 +252,9 @@
       const [districts, communities, rewards] = await Promise.all([
         api(`rounds/${roundId}/rankings/districts?${u}`), api(`rounds/${roundId}/rankings/communities?${u}`),
         api(`rounds/${roundId}/rewards`)]);
-      api(`rounds/${roundId}/evidence/funnel`).then(renderFunnel).catch(() => {
-        $("funnel-chart").replaceChildren(el("p", {class: "note"}, "漏斗图需要领导小组或管理员密钥。"));
+      if (seq !== resultsSeq) return;
+      api(`rounds/${roundId}/evidence/funnel`).then((data) => { if (seq === resultsSeq) renderFunnel(data); }).catch(() => {
+        if (seq === resultsSeq) $("funnel-chart").replaceChildren(el("p", {class: "note"}, "漏斗图需要领导小组或管理员密钥。"));
       });
       state.districts = districts.districts;
       state.rewardPool = rewards.pool_fen;
@@ -254,6 +267,7 @@
       select.value = current;
       renderDistricts(); renderCommunities(); renderRewards(rewards);
     } catch (e) {
+      if (seq !== resultsSeq) return;
       const district = state.me && state.me.role === "district";
       $("results-message").textContent = e.status === 401 || e.status === 403
         ? (district ? "区级密钥只能看已发布的测评结果；本区的工作进度请看“进度督办”。"
