@@ -182,6 +182,14 @@ def test_kiosk_refuses_a_wrong_key(page, demo_server):
     expect(page.locator("#setup")).to_have_class(re.compile(r"\bactive\b"))  # still asking for a key
 
 
+def test_dashboard_says_a_wrong_key_is_wrong(page, demo_server):
+    page.goto(f"{demo_server['url']}/dashboard")
+    expect(page.locator("#message")).to_have_text("请输入访问密钥以选择测评轮次。")  # no key yet
+    sign_in(page, demo_server["url"], "k_0000000000000000.wrong")  # once: "请输入访问密钥…" again
+    expect(page.locator("#message")).to_have_text("访问密钥无效或已停用，请检查后重新输入。")
+    expect(page.locator("#who")).to_have_text("")
+
+
 def test_dashboard_shows_the_same_ranking_as_the_api(page, demo_server):
     url, token = demo_server["url"], demo_server["tokens"]["leadership"]
     page.goto(f"{url}/dashboard?round=shenyang-2018")  # the published acceptance round (not the latest)

@@ -339,8 +339,13 @@
   tabButtons().forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
 
   async function loadMe() {
-    state.me = null;
-    if (localStorage.getItem(KEY)) state.me = await api("keys/me").catch(() => null);
+    state.me = null; state.meRefused = false;
+    if (localStorage.getItem(KEY)) {
+      state.me = await api("keys/me").catch((e) => {
+        state.meRefused = e.status === 401;  // not a key of this service, or revoked
+        return null;
+      });
+    }
     const me = state.me;
     const role = me && (ROLE_NAMES[me.role] || me.role);
     $("who").textContent = !me ? "" : me.name === role ? `当前：${role}` : `当前：${me.name}（${role}）`;
@@ -351,7 +356,8 @@
       state.rounds = (await api("rounds")).items;
     } catch (e) {
       state.rounds = [];
-      $("message").textContent = "请输入访问密钥以选择测评轮次。";
+      $("message").textContent = state.meRefused ? "访问密钥无效或已停用，请检查后重新输入。"
+        : "请输入访问密钥以选择测评轮次。";
       return;
     }
     const select = $("round");
