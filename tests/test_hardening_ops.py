@@ -228,6 +228,14 @@ class ScriptsAndStyles(HTMLParser):
             self.inline.append((tag, attrs))
 
 
+def test_kiosk_of_an_unknown_community_says_so_in_chinese(client, keys, world):
+    r = client.get("/kiosk/nope-999")
+    assert r.status_code == 404 and r.mimetype == "text/html"  # once the API's English JSON
+    text = r.get_data(as_text=True)
+    assert "找不到该小区" in text and "nope-999" in text
+    assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+
+
 def test_pages_send_a_strict_content_security_policy(client, keys, world):
     pages = ["/", "/dashboard", "/kiosk/heping-001", "/static/kiosk.js", "/kiosk/sw.js", "/s/l_0123456789abcdef.x",
              "/static/survey-queue.js", "/static/survey.js"]

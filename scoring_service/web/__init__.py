@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Blueprint, Flask, abort, make_response, render_template, request, send_from_directory
+from flask import Blueprint, Flask, make_response, render_template, request, send_from_directory
 
 from ..api.surveys import DEVICE_COOKIE, DEVICE_ID
 from ..domain import ledger as lg
@@ -39,8 +39,8 @@ def index():
 def kiosk(community_id: str):
     s = state()
     community = s.store.get_community(community_id)
-    if community is None:
-        abort(404)
+    if community is None:  # a page in Chinese for whoever set the kiosk up, not the API's JSON
+        return render_template("kiosk_missing.html", community_id=community_id), 404
     round_ = open_round_for(community)
     questions, overall = [], None
     if round_:
