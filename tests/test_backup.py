@@ -318,7 +318,12 @@ def test_restore_refuses_money_and_links_of_another_round_or_not_new(app, client
     for n, (lines, message) in enumerate(cases):
         target = make_app(str(tmp_path / f"restored-{n}.sqlite3"), tmp_path / f"restored-{n}")
         try:
-            with pytest.raises(RestoreError, match=message):
+            with pytest.raises(RestoreError, match=message) as refused:
+                import_round(target.extensions["scoring"].store, [json.dumps(r, ensure_ascii=False) for r in lines])
+            # what came before stays: the operator is told so, and a second try is refused whole
+            assert "The store now holds round 'b2018' in part" in str(refused.value)
+            assert "into a new, empty store" in str(refused.value)
+            with pytest.raises(RestoreError, match="round 'b2018' already exists; restore into an empty store$"):
                 import_round(target.extensions["scoring"].store, [json.dumps(r, ensure_ascii=False) for r in lines])
         finally:
             target.extensions["scoring"].store.close()
@@ -369,8 +374,9 @@ def test_restore_names_the_malformed_line(app, scored, tmp_path):
                                (3, '{"type": "district"}', "line 3 of the backup is malformed: missing field 'data'")):
         target = make_app(str(tmp_path / f"restored-{n}.sqlite3"), tmp_path / f"restored-{n}")
         try:
-            with pytest.raises(RestoreError, match=problem):
+            with pytest.raises(RestoreError, match=problem) as refused:
                 import_round(target.extensions["scoring"].store, [*lines[:n - 1], broken, *lines[n:]])
+            assert f"holds round 'r2018' in part (the lines before line {n})" in str(refused.value)
         finally:
             target.extensions["scoring"].store.close()
 

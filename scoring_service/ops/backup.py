@@ -166,23 +166,33 @@ def import_round(store: Store, lines: Iterable[str]) -> dict[str, int]:
     """Restore a round into a store that does not have it yet.
 
     A line that is not JSON or lacks what its record type needs stops the restore with a
-    :class:`RestoreError` naming the line (what was restored before it stays: restore into an empty
-    store again)."""
+    :class:`RestoreError` naming the line. What was restored before it stays (the store has no
+    transaction that could hold a whole round): the message then says that the store holds part of the
+    round, and a restore must go into an empty store again."""
     at = [0]  # the number of the line being restored
+    begun: list[str] = []  # the round's id once its restore has written something
 
     def numbered() -> Iterator[dict]:
         for at[0], line in enumerate(lines, 1):
             if line.strip():
                 yield json.loads(line)
 
+    def in_part(message: str) -> str:
+        if not begun:
+            return message
+        return (f"{message}. The store now holds round {begun[0]!r} in part (the lines before line {at[0]}): "
+                f"restore the mended backup into a new, empty store (a new SQLite file or MongoDB database)")
+
     try:
-        return _import_records(store, numbered())
+        return _import_records(store, numbered(), begun)
+    except RestoreError as exc:
+        raise RestoreError(in_part(str(exc))) from exc
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
         problem = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise RestoreError(f"line {at[0]} of the backup is malformed: {problem}") from exc
+        raise RestoreError(in_part(f"line {at[0]} of the backup is malformed: {problem}")) from exc
 
 
-def _import_records(store: Store, records: Iterator[dict]) -> dict[str, int]:
+def _import_records(store: Store, records: Iterator[dict], begun: list[str]) -> dict[str, int]:
     header = next(records, None)
     if not header or header.get("type") != "header" or header["data"].get("format") != FORMAT:
         raise RestoreError("not a round backup (missing header)")
@@ -252,6 +262,8 @@ def _import_records(store: Store, records: Iterator[dict]) -> dict[str, int]:
 
     for record in records:
         kind, data = record["type"], record["data"]
+        if not begun:
+            begun.append(round_id)  # from here on, records are written as they are read
         counts[kind] = counts.get(kind, 0) + 1
         if kind == "rubric":
             rubric = data
