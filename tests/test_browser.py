@@ -689,6 +689,29 @@ def test_trends_tab_for_a_district_key(page, demo_server):
     assert page.external_requests == []
 
 
+def test_trends_leave_out_a_round_not_yet_evaluated(page, demo_server):
+    # a newly opened round with nothing graded yet: the service reports index 0, which the chart once drew
+    # as every district falling to 0 (the service's answer is stubbed with such a round: nothing is stored)
+    fresh = {"round_id": "shenyang-2020", "title": "2020年验收", "year": 2020, "kind": "acceptance",
+             "published": False, "graded": 0, "quota": 3, "index": 0.0, "quality": 0.0, "progress": 0.0,
+             "grade_counts": {"excellent": 0, "good": 0, "pass": 0, "fail": 0}}
+
+    def with_fresh_round(route):
+        body = route.fetch().json()
+        route.fulfill(json={**body, "items": body["items"] + [fresh]})
+
+    page.route("**/api/v1/districts/*/history", with_fresh_round)
+    sign_in(page, demo_server["url"], demo_server["tokens"]["district"])
+    page.get_by_role("tab", name="历年趋势").click()
+    line = page.locator("#tr-chart g.tr-line[data-district='heping']")
+    line.wait_for()
+    items = api_get(demo_server, "district", "/districts/heping/history")["items"]
+    assert line.locator("circle").count() == len(items)
+    assert page.locator("#tr-chart circle[data-round='shenyang-2020']").count() == 0
+    assert page.locator("#tr-table [data-round='shenyang-2020']").count() == 0
+    assert "0.00" not in page.locator("#tr-table tbody").inner_text()
+
+
 # -- 资金台账 (SPEC §12, §16) --------------------------------------------------------------
 
 ROUND = "shenyang-2018"

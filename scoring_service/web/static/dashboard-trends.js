@@ -37,8 +37,11 @@
     try {
       const all = (await D.api("districts")).items;
       const shown = me && me.role === "district" ? all.filter((d) => d.district_id === me.district_id) : all;
+      // a round still open with none of the district's communities graded has no index yet (the service
+      // reports 0): left out, not drawn as a fall to 0
+      const evaluated = (r) => r.published || r.graded > 0;
       lines = await Promise.all(shown.map((d) => D.api(`districts/${enc(d.district_id)}/history`)
-        .then((body) => ({district: d, items: body.items}))));
+        .then((body) => ({district: d, items: body.items.filter(evaluated)}))));
     } catch (e) {
       if (seq !== tr.seq) return;
       clear();
