@@ -264,6 +264,12 @@ def test_dashboard_on_a_phone_scrolls_tables_not_the_page(chromium, demo_server)
     # the table itself is still whole: it scrolls inside its own box
     assert page.evaluate("(() => { const t = document.getElementById('tr-backsliding');"
                          " return t.parentElement.scrollWidth > t.parentElement.clientWidth; })()")
+    # the key form's label, button and holder each on one line (they once broke a character or two a line)
+    one_line = page.evaluate("""['label[for=key]', '#key-form button', '#who'].map((s) => {
+        const e = document.querySelector(s), style = getComputedStyle(e);
+        return e.getBoundingClientRect().height < 1.9 * parseFloat(style.fontSize) + parseFloat(style.paddingTop)
+          + parseFloat(style.paddingBottom) + 2; })""")
+    assert one_line == [True, True, True]
     context.close()
 
 
