@@ -230,7 +230,7 @@
 
   /** Empty the results of the round shown before: nothing of it may stay under another round's name. */
   function clearResults() {
-    state.districts = []; state.communities = []; state.rewardPool = 0;
+    state.districts = []; state.communities = []; state.rewardPool = 0; state.resultsOf = null;
     $("snapshot").textContent = "";
     $("reward-summary").textContent = "";
     ["funnel-chart", "funnel-outliers"].forEach((id) => $(id).replaceChildren());
@@ -242,7 +242,7 @@
     const roundId = round.round_id;
     const seq = ++resultsSeq;
     $("results-message").textContent = "";
-    clearResults();
+    if (state.resultsOf !== roundId) clearResults();  // the same round again (a key entered) stays until replaced
     $("index-note").textContent = "综合指数 = 0.7 × 质量得分（各小区综合得分按户数加权平均）+ 0.3 × 进度得分（" +
       (progressRule(round) === "milestones" ? "各时间节点按期完成情况，详见“进度督办”" : "已评定小区数 / 计划数") + "）。";
     try {
@@ -258,6 +258,7 @@
       });
       state.districts = districts.districts;
       state.rewardPool = rewards.pool_fen;
+      state.resultsOf = roundId;
       state.communities = communities.communities.concat(communities.unranked || []);
       state.names = Object.fromEntries(state.districts.map((d) => [d.district_id, d.name_zh]));
       $("snapshot").textContent = districts.published ? `结果已发布并冻结，快照 SHA-256：${districts.snapshot_sha256}` : "";
@@ -268,6 +269,7 @@
       renderDistricts(); renderCommunities(); renderRewards(rewards);
     } catch (e) {
       if (seq !== resultsSeq) return;
+      clearResults();
       const district = state.me && state.me.role === "district";
       $("results-message").textContent = e.status === 401 || e.status === 403
         ? (district ? "区级密钥只能看已发布的测评结果；本区的工作进度请看“进度督办”。"
