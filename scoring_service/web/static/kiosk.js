@@ -15,6 +15,14 @@
     net.textContent = online ? "联网" : "离线，稍后自动上传";
     net.classList.toggle("offline", !online);
   }
+  // the upload's verdict on the answers still on the thanks screen: a refusal is said while the resident is
+  // there (already answered for this household, the round ended), not hidden behind "已保存"
+  const REFUSED = {
+    household_already_responded: "该门牌号已参与过本轮测评，每户只计一次，这次的评价未计入。",
+    round_closed: "本轮测评已结束，这次的评价未计入。",
+    round_published: "本轮测评已结束，结果已公布，这次的评价未计入。",
+  };
+  let onScreen = null;  // the response_id of the answers the thanks screen is about
   const queue = SurveyQueue.create({
     key: QUEUE_KEY,
     batch: BATCH,
@@ -24,6 +32,13 @@
     onStatus: (state) => {
       if (state === "auth") { setOnline(true); $("net").textContent = "终端密钥无效，请联系管理员"; }
       else setOnline(state !== "offline");  // a closed round, 429 or 5xx: kept and retried
+    },
+    onResults: (results) => {
+      const mine = onScreen && results.find((x) => x.response_id === onScreen);
+      const thanks = $("thanks-text");
+      if (!mine || !thanks || !$("thanks").classList.contains("active")) return;
+      if (mine.status === "created" || mine.status === "duplicate") thanks.textContent = "您的评价已上传，感谢参与。";
+      else thanks.textContent = REFUSED[mine.error] || "这次的评价未能计入，请联系社区工作人员。";
     },
   });
   const showPending = queue.refresh, schedule = queue.schedule;
@@ -72,6 +87,7 @@
         overall: overall,
       };
       if (household) response.household_ref = household;
+      onScreen = response.response_id;
       queue.push(response);
     }
     show("thanks");
@@ -86,6 +102,7 @@
   }
   function restart() {
     clearInterval(resetTimer);
+    onScreen = null;
     answers = {}; step = 0; $("household").value = "";
     show(localStorage.getItem(TOKEN_KEY) ? "welcome" : "setup");
   }
