@@ -1005,6 +1005,29 @@ def test_admin_records_a_payment_from_the_page(page, demo_server):
     assert page.external_requests == []
 
 
+def test_paying_a_tranche_paid_after_the_date_shown_moves_the_date(page, demo_server):
+    """The ledger opens at the round's date (2018-10-08); a tranche paid after it reads 应拨付 there. Before:
+    recording it answered 已于 … 登记拨付 …台账已刷新, and the row still read 应拨付 with its button."""
+    report = ledger_report(demo_server, role="admin")
+    store = demo_server["store"]
+    community, k, paid_on = next(
+        (c["community_id"], t["tranche"], d["paid_on"]) for c in report["communities"] for t in c["tranches"]
+        if t["status"] == "due" for d in store.disbursements(ROUND, c["community_id"])
+        if d["tranche"] == t["tranche"] and d["paid_on"] > report["as_of"])
+    open_ledger(page, demo_server["url"], demo_server["tokens"]["admin"])
+    cell = tranche_cell(page, community, k)
+    expect(cell).to_have_attribute("data-status", "due")
+    cell.get_by_role("button", name=re.compile("登记.*拨付")).click()
+    dialog = page.locator("#lg-dialog")
+    dialog.get_by_label("拨付日期").fill(report["as_of"])
+    dialog.get_by_role("button", name="确认登记").click()
+    expect(page.locator("#lg-form-error")).to_contain_text(
+        f"这笔资金已于 {paid_on} 登记拨付，不能重复登记。台账已刷新。统计日期已改为 {paid_on}，以显示这笔拨付。")
+    expect(page.locator("#lg-as-of")).to_have_value(paid_on)
+    expect(tranche_cell(page, community, k)).to_have_attribute("data-status", "paid")
+    assert [d["tranche"] for d in store.disbursements(ROUND, community)].count(k) == 1  # nothing recorded twice
+
+
 def test_district_key_records_its_funds_in_place(page, demo_server):
     # a tranche held only for the district's money (the demo has some), or one made so here
     before = ensure_funding(demo_server)

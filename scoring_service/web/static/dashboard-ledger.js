@@ -494,6 +494,13 @@
         $("lg-form-error").textContent = refusal(result, "登记");
         if (result.status === 409 && result.body.error !== "tranche_not_due") {
           forgetPending(communityId, tranche);  // answered for good: a new payment needs a new id
+          // paid after the date the ledger is shown at (a past date chosen): show it from its date on,
+          // as after a payment recorded here, or the row would still read 应拨付
+          const paidOn = new RegExp(`already paid on ${DATE}`).exec(result.body.message || "");
+          if (result.body.error === "already_paid" && paidOn && paidOn[1] > lg.report.as_of) {
+            lg.asOf = paidOn[1];
+            $("lg-form-error").textContent += `统计日期已改为 ${paidOn[1]}，以显示这笔拨付。`;
+          }
           fetchLedger();
         }
         return;
