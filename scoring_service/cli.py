@@ -17,9 +17,26 @@ from .services.keys import ROLES
 
 
 def _app_factory():
-    from . import create_app
+    from limits.errors import ConfigurationError
 
-    return create_app()
+    from . import create_app
+    from .config import ConfigError
+    from .store import StoreError
+
+    # what an operator can mend (a setting, the store, the instance folder) is said in their terms, not as a
+    # traceback
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ConfigurationError as exc:  # the limits library refuses SCORING_RATELIMIT_STORAGE_URI
+        raise click.ClickException(f"SCORING_RATELIMIT_STORAGE_URI: {exc}") from None
+    except StoreError as exc:
+        raise click.ClickException(f"the store cannot be opened: {exc}") from None
+    except OSError as exc:  # the instance folder or the SQLite file: no such folder, no permission
+        where = f" {exc.filename}" if exc.filename else ""
+        raise click.ClickException(f"cannot use{where}: {exc.strerror or exc} "
+                                   "(check SCORING_INSTANCE_PATH and SCORING_DATABASE_URL)") from None
 
 
 @click.group(cls=FlaskGroup, create_app=_app_factory, add_default_commands=False, add_version_option=False)
@@ -172,6 +189,11 @@ def _round_conflict(existing: dict | None, wanted: dict) -> str:
             "you need under another round id (POST /api/v1/rounds).")
 
 
+#: the option of ``keys create`` that gives each field of the key
+KEY_OPTIONS = {"role": "--role", "name": "--name", "agency_id": "--agency", "community_id": "--community",
+               "district_id": "--district"}
+
+
 @click.group()
 def keys():
     """Manage API keys."""
@@ -195,13 +217,14 @@ def keys_create(role, name, agency_id, community_id, district_id):
     try:
         data = KeyCreateSchema().load({k: v for k, v in {"role": role, "name": name, "agency_id": agency_id,
                                                          "community_id": community_id,
-                                                         "district_id": district_id}.items() if v})
+                                                         "district_id": district_id}.items() if v is not None})
         record, token = create_key(current_app.extensions["scoring"], data["role"], data["name"],
                                    data.get("agency_id"), data.get("community_id"), data.get("district_id"))
     except ServiceError as exc:
         raise click.ClickException(exc.message) from None
-    except ValidationError as exc:
-        raise click.ClickException(json.dumps(exc.messages, ensure_ascii=False)) from None
+    except ValidationError as exc:  # named by this command's options, not the API's fields
+        raise click.ClickException("; ".join(f"{KEY_OPTIONS.get(field, field)}: {' '.join(map(str, problems))}"
+                                             for field, problems in exc.messages.items())) from None
     click.echo(f"key_id: {record['key_id']} role: {record['role']}", err=True)
     click.echo(token)
 
@@ -263,7 +286,8 @@ def export_round(round_id, out):
     # looks like a backup (nor replaces a good one)
     partial = f"{out}.partial"
     try:
-        with open(partial, "w", encoding="utf-8") as fh:
+        # 0600 like the SQLite file: the backup holds household hashes, the audit trail and evidence photos
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as fh:
             n = write_jsonl(sealed(export(state.store, round_id), key_check(state.secret_key)), fh) - 1
             fh.flush()
             os.fsync(fh.fileno())
@@ -321,14 +345,23 @@ def _note_missing_baselines(store, path: str) -> None:
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="SCORING_HOST", show_envvar=True)
+@click.option("--port", default=8000, show_default=True, type=int, envvar="SCORING_PORT", show_envvar=True)
+@click.option("--workers", default=2, show_default=True, type=int, envvar="SCORING_WORKERS", show_envvar=True)
 def serve(host, port, workers):
-    """Serve with gunicorn, as in production."""
+    """Serve with gunicorn, as in production (threads per worker: SCORING_THREADS, default 8)."""
+    from gunicorn.errors import HaltServer
+
+    from .config import ConfigError
     from .ops.server import serve as run
 
-    run(host=host, port=port, workers=workers)
+    try:
+        run(host=host, port=port, workers=workers)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except HaltServer as exc:  # a worker could not build the app (e.g. the store unreachable): gunicorn logged why
+        click.echo(f"Error: the server stopped: {exc.reason} (the worker's error is in the log above)", err=True)
+        sys.exit(exc.exit_status)
 
 
 # On the group itself, so that ``serve`` runs without building an app in the

@@ -60,6 +60,11 @@ class Config:
 _BOOLEAN = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
+class ConfigError(ValueError):
+    """A ``SCORING_*`` setting the service cannot run with; the message names the variable (the command
+    line prints it as the operator's error, without a traceback)."""
+
+
 def from_environment(environ: dict[str, str] | None = None) -> dict:
     """Settings named ``SCORING_*`` in ``environ``, converted to the default's type."""
     environ = os.environ if environ is None else environ
@@ -73,14 +78,46 @@ def from_environment(environ: dict[str, str] | None = None) -> dict:
         default = getattr(Config, name)
         if isinstance(default, bool):
             if raw.lower() not in _BOOLEAN:
-                raise ValueError(f"SCORING_{name} must be a boolean, got {raw!r}")
+                raise ConfigError(f"SCORING_{name} must be a boolean (true or false), got {raw!r}")
             settings[name] = _BOOLEAN[raw.lower()]
         elif isinstance(default, int):
-            settings[name] = int(raw)
+            try:
+                settings[name] = int(raw)
+            except ValueError:
+                raise ConfigError(f"SCORING_{name} must be a whole number, got {raw!r}") from None
         else:
             settings[name] = raw
     check_no_template_values(settings)
+    check_settings(settings)
     return settings
+
+
+#: what ``SCORING_DATABASE_URL`` may start with besides a plain SQLite path (``store.open_store``)
+DATABASE_SCHEMES = ("mongodb://", "mongodb+srv://", "sqlite:///")
+RATE_LIMITS = ("RATELIMIT_DEFAULT", "RATELIMIT_WRITE", "RATELIMIT_PER_ADDRESS")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def check_settings(settings: dict) -> None:
+    """Refuse, before anything starts, settings that would otherwise fail later or silently: a database URL
+    of another scheme (``mongo://…`` was taken for a SQLite file path and a new, empty store was made in a
+    folder named ``mongo:``), a rate limit the limits library cannot read (every API request answered 500),
+    a log level logging does not know."""
+    url = settings.get("DATABASE_URL")
+    if url and "://" in url and not url.startswith(DATABASE_SCHEMES):
+        raise ConfigError(f"SCORING_DATABASE_URL must be mongodb://…, mongodb+srv://… or an SQLite file path, "
+                          f"got {url.split('://', 1)[0]}://…")
+    for name in RATE_LIMITS:
+        if name in settings:
+            from limits import parse_many
+
+            try:
+                parse_many(settings[name])
+            except ValueError:
+                raise ConfigError(f"SCORING_{name} must be a rate limit such as '1200 per minute' or "
+                                  f"'600/minute', got {settings[name]!r}") from None
+    if "LOG_LEVEL" in settings and settings["LOG_LEVEL"] not in LOG_LEVELS:  # logging takes them in capitals
+        raise ConfigError(f"SCORING_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {settings['LOG_LEVEL']!r}")
 
 
 TEMPLATE_MARK = "CHANGE-ME"
@@ -90,7 +127,7 @@ def check_no_template_values(settings: dict) -> None:
     """Refuse to start with a placeholder from the templates in ``deploy/`` (``CHANGE-ME…``)."""
     for name, value in settings.items():
         if isinstance(value, str) and TEMPLATE_MARK in value:
-            raise ValueError(f"SCORING_{name} still holds the template placeholder {TEMPLATE_MARK!r} "
+            raise ConfigError(f"SCORING_{name} still holds the template placeholder {TEMPLATE_MARK!r} "
                              "from deploy/: set the real value")
 
 

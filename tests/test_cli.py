@@ -163,3 +163,93 @@ def test_import_of_an_aftercare_round_without_its_baseline_round_says_so(demo, t
     run(target, "init")
     for round_id in ("shenyang-2018", "shenyang-2019-aftercare"):
         assert run(target, "import-round", str(tmp_path / f"{round_id}.jsonl")).stderr == ""
+
+
+@pytest.mark.parametrize("setting, value, named", [
+    ("SCORING_TRUSTED_PROXIES", "abc", "SCORING_TRUSTED_PROXIES must be a whole number"),
+    ("SCORING_LINK_HOURLY_CAP", "1.5", "SCORING_LINK_HOURLY_CAP must be a whole number"),
+    ("SCORING_METRICS_PUBLIC", "maybe", "SCORING_METRICS_PUBLIC must be a boolean"),
+    ("SCORING_SECRET_KEY", "CHANGE-ME-64-random-characters", "SCORING_SECRET_KEY still holds the template"),
+    ("SCORING_RATELIMIT_DEFAULT", "garbage", "SCORING_RATELIMIT_DEFAULT must be a rate limit"),
+    ("SCORING_LOG_LEVEL", "LOUD", "SCORING_LOG_LEVEL must be one of"),
+    ("SCORING_DATABASE_URL", "mongo://db.internal/scoring", "SCORING_DATABASE_URL must be mongodb://"),
+    ("SCORING_RATELIMIT_STORAGE_URI", "foo://bar", "SCORING_RATELIMIT_STORAGE_URI: unknown storage scheme"),
+    ("SCORING_INSTANCE_PATH", "/proc/no-such-folder", "cannot use /proc/no-such-folder"),
+])
+def test_a_setting_the_service_cannot_use_is_one_line_naming_it(env, tmp_path, setting, value, named):
+    """Before: a Python traceback (ValueError, limits' ConfigurationError, FileNotFoundError); a rate limit
+    it could not read started the service, which then answered every API request 500; and a database URL
+    of another scheme ('mongo://' for 'mongodb://') made a new, empty SQLite store in a folder 'mongo:'."""
+    result = subprocess.run([sys.executable, "-m", "scoring_service.cli", "init"], env=env | {setting: value},
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"Error: {named}"), result.stderr
+    assert not (tmp_path / "mongo:").exists()
+
+
+def test_serve_takes_host_port_and_workers_from_the_environment(monkeypatch):
+    """Before: 'scoring-service serve' always ran 2 workers on 127.0.0.1:8000 whatever SCORING_WORKERS,
+    SCORING_HOST and SCORING_PORT said (README: gunicorn runs SCORING_WORKERS processes); options still win."""
+    from click.testing import CliRunner
+
+    from scoring_service import cli
+    from scoring_service.ops import server
+
+    calls = []
+    monkeypatch.setattr(server, "serve", lambda **kwargs: calls.append(kwargs))
+    environment = {"SCORING_WORKERS": "5", "SCORING_HOST": "0.0.0.0", "SCORING_PORT": "8123"}
+    assert CliRunner().invoke(cli.main, ["serve"], env=environment).exit_code == 0
+    assert calls[-1] == {"host": "0.0.0.0", "port": 8123, "workers": 5}
+    assert CliRunner().invoke(cli.main, ["serve", "--workers", "3"], env=environment).exit_code == 0
+    assert calls[-1]["workers"] == 3
+    assert CliRunner().invoke(cli.main, ["serve"], env={"SCORING_WORKERS": None, "SCORING_HOST": None,
+                                                        "SCORING_PORT": None}).exit_code == 0
+    assert calls[-1] == {"host": "127.0.0.1", "port": 8000, "workers": 2}
+
+
+def test_serve_refuses_a_template_placeholder_without_a_traceback(env):
+    result = run(env | {"SCORING_METRICS_TOKEN": "CHANGE-ME"}, "serve", "--port", "1", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("Error: SCORING_METRICS_TOKEN still holds the template placeholder")
+
+
+def test_keys_create_errors_name_the_options(env):
+    """Before: the API's field names in a JSON object ({"agency_id": [...]}), and an empty --name was
+    'Missing data for required field.'"""
+    run(env, "init")
+    agency = run(env, "keys", "create", "--role", "agency", "--name", "测评机构", check=False)
+    assert agency.returncode == 1 and agency.stderr.strip() == "Error: --agency: an agency key needs agency_id"
+    scoped = run(env, "keys", "create", "--role", "admin", "--name", "x", "--community", "heping-001", check=False)
+    assert scoped.stderr.strip() == "Error: --community: only kiosk keys have community_id"
+    empty = run(env, "keys", "create", "--role", "admin", "--name", "", check=False)
+    assert empty.returncode == 1 and empty.stderr.startswith("Error: --name: ")
+    assert "Missing data" not in empty.stderr
+
+
+def test_export_round_writes_the_backup_for_its_owner_only(demo, tmp_path):
+    """Before: the backup (household hashes, audit trail, evidence photos) was readable by every user (0644
+    under the usual umask) while the SQLite file it copies is 0600."""
+    env, _, _ = demo
+    out = tmp_path / "round.jsonl"
+    run(env, "export-round", "shenyang-2018", "--out", str(out))
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    assert out.read_text(encoding="utf-8").splitlines()[-1].startswith('{"data": {"records": ')
+
+
+def test_a_backup_whose_end_line_miscounts_says_the_two_numbers(tmp_path):
+    """Before: 'the end line of the backup counts {'records': 5} records', a Python dict in the message."""
+    from scoring_service.ops.backup import RestoreError, check_backup_file, key_check, sealed, write_jsonl
+
+    records = [{"type": "header", "data": {"format": "scoring-service/round-backup/1", "round_id": "r"}},
+               {"type": "district", "data": {"district_id": "d"}}]
+    path = tmp_path / "backup.jsonl"
+    with open(path, "w", encoding="utf-8") as fh:
+        write_jsonl(sealed(records, key_check("k")), fh)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines[-1] = json.dumps({"type": "end", "data": {"records": 5}})
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(RestoreError) as refused:
+        check_backup_file(str(path), key_check("k"))
+    assert str(refused.value) == ("the end line of the backup counts 5 records, not the 2 before it; "
+                                  "nothing restored")

@@ -384,7 +384,8 @@ def check_backup_file(path: str, check: str | None) -> int | None:
             elif isinstance(record, dict) and record.get("type") == "end" and header.get("sealed"):
                 end = n
                 if not isinstance(record.get("data"), dict) or record["data"].get("records") != records:
-                    raise RestoreError(f"the end line of the backup counts {record.get('data')} records, not "
+                    counted = record["data"].get("records") if isinstance(record.get("data"), dict) else None
+                    raise RestoreError(f"the end line of the backup counts {counted} records, not "
                                        f"the {records} before it; nothing restored")
             records += 1
     if header and header.get("sealed") and end is None:

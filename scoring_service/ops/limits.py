@@ -214,7 +214,9 @@ def trust_proxies(app: Flask) -> None:
     """Take the client address from ``X-Forwarded-For`` across exactly ``TRUSTED_PROXIES`` hops."""
     hops = int(app.config.get("TRUSTED_PROXIES") or 0)
     if hops < 0:
-        raise ValueError("SCORING_TRUSTED_PROXIES must be 0 or more")
+        from ..config import ConfigError
+
+        raise ConfigError("SCORING_TRUSTED_PROXIES must be 0 or more")
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=0, x_host=0, x_port=0, x_prefix=0)
 
