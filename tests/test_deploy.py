@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import runpy
+import signal
 import shutil
 import subprocess
 from pathlib import Path
@@ -162,3 +165,85 @@ def test_scaling_notes_exist_with_a_capacity_estimate():
     text = (DEPLOY / "SCALING.md").read_text()
     for topic in ("replica set", "shard", "capacity"):
         assert topic in text.lower()
+
+
+def nginx_configs() -> dict[str, str]:
+    return {"sidecar": nginx_sidecar_config(), "compose": (DEPLOY / "nginx.conf").read_text()}
+
+
+def test_nginx_drops_idle_upstream_connections_before_gunicorn_does(monkeypatch):
+    """Before: nginx kept idle connections to the app for its default 60 s while gunicorn closes them after
+    its keepalive (5 s), so nginx could send a request on a connection the app was closing (a 502 for a POST,
+    which the sidecar does not retry)."""
+    from scoring_service.ops.server import gunicorn_settings
+
+    for name in ("SCORING_SECRET_KEY", "SCORING_DATABASE_URL", "SCORING_METRICS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    app_keepalive = gunicorn_settings()["keepalive"]
+    for name, conf in nginx_configs().items():
+        upstream = re.search(r"upstream \w+ \{(.*?)\}", conf, re.S).group(1)
+        timeout = re.search(r"keepalive_timeout (\d+)s;", upstream)
+        assert timeout and int(timeout.group(1)) < app_keepalive, name
+
+
+def test_nginx_answers_its_own_refusals_with_the_json_error_body():
+    """Before: a body over client_max_body_size, a request line over nginx's buffers or the app being down
+    got nginx's HTML page, while the README promises JSON errors (the service's own 413 is JSON)."""
+    for name, conf in nginx_configs().items():
+        pages = {int(at): (int(code), body) for at, code, body
+                 in re.findall(r"location = /\.errors/(\d{3}) \{ return (\d{3}) '(.*?)\\n'; \}", conf)}
+        codes = {int(c) for line in re.findall(r"error_page ([\d ]+) /\.errors/", conf) for c in line.split()}
+        assert {400, 413, 414, 502, 504} <= codes, name
+        for code in codes - {494}:  # nginx's "headers too large", answered as 400
+            returned, body = pages[code]
+            assert returned == code and json.loads(body)["code"] == code, (name, code)
+        assert re.search(r"location \^~ /\.errors/ \{\s*internal;\s*default_type application/json;", conf), name
+
+
+def test_nginx_refusals_are_json_through_a_running_nginx(tmp_path):
+    """The sidecar and compose configurations in a real nginx (where installed), in front of no app: an
+    oversized body, a request line over nginx's buffers, the app down and (compose) /metrics answer JSON."""
+    nginx = shutil.which("nginx")
+    if nginx is None:
+        pytest.skip("nginx is not installed")
+    import socket
+    import urllib.error
+    import urllib.request
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    dead = free_port()  # nothing listens there: the app is down
+    for name, conf in nginx_configs().items():
+        port = free_port()
+        conf = re.sub(r"server (app\d|127\.0\.0\.1):8000", f"server 127.0.0.1:{dead}", conf)
+        conf = re.sub(r"listen \d+;", f"listen 127.0.0.1:{port};", conf)
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "site.conf").write_text(conf)
+        temp_paths = " ".join(f"{kind}_temp_path {folder}/{kind};"
+                              for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        (folder / "main.conf").write_text(
+            f"pid {folder}/nginx.pid; error_log {folder}/error.log; events {{}}\n"
+            f"http {{ access_log off; {temp_paths} include {folder}/site.conf; }}\n")
+        subprocess.run([nginx, "-c", str(folder / "main.conf"), "-p", str(folder), "-e", str(folder / "error.log")],
+                       check=True, capture_output=True, timeout=30)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            requests = [(urllib.request.Request(f"{base}/api/v1/rounds/r/surveys/batch", data=b"x" * (3 * 2**20),
+                                                method="POST"), 413),
+                        (urllib.request.Request(f"{base}/api/v1/{'a' * 9000}"), 414),
+                        (urllib.request.Request(f"{base}/readyz"), 502)]
+            if name == "compose":
+                requests.append((urllib.request.Request(f"{base}/metrics"), 403))
+            for request, code in requests:
+                with pytest.raises(urllib.error.HTTPError) as refused:
+                    urllib.request.urlopen(request, timeout=10)
+                assert refused.value.code == code, (name, code)
+                assert refused.value.headers["Content-Type"] == "application/json", (name, code)
+                assert json.loads(refused.value.read())["code"] == code, (name, code)
+        finally:
+            pid = int((folder / "nginx.pid").read_text())
+            os.kill(pid, signal.SIGQUIT)
