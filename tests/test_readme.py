@@ -56,3 +56,30 @@ def test_readme_walkthrough(tmp_path):
     assert '{"items":[{"grade_counts":' in result.stdout  # the district's history
     assert result.stdout.count('{"districts":[') == 2  # read with a key, then without one
     assert re.search(r"^[0-9a-f]{64}  -$", result.stdout, re.M)
+
+
+def test_the_rectification_answer_carries_the_districts_own_photo():
+    """Before: the README's district answered an item with $PHOTO, the agency's upload of the defect, which the
+    district may not name until an inspection of its district does (422 'no attachment this key may read'), and
+    which is not a photo of the fix anyway."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    snippet = text.split("**Rectification items", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    answer = re.search(r'"evidence": \["\'\$(\w+)\'"\]', snippet)
+    assert answer, snippet
+    upload = re.search(rf'^{answer.group(1)}=\$\(curl -sf -X POST "\$BASE/attachments" -H "\$\(auth \$(\w+)\)"',
+                       snippet, re.M)
+    assert upload and upload.group(1) == "DISTRICT", snippet
+
+
+def test_every_setting_the_readme_and_deploy_files_name_is_read_by_the_service():
+    """A SCORING_* variable in the README or deploy/ that no code reads would be set by an operator for nothing."""
+    from scoring_service.config import Config
+
+    named = set(re.findall(r"SCORING_([A-Z][A-Z_]*[A-Z])", "".join(
+        p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *sorted((ROOT / "deploy").rglob("*"))]
+        if p.is_file())))
+    code = "".join(p.read_text(encoding="utf-8") for p in [*(ROOT / "scoring_service").rglob("*.py"),
+                                                            ROOT / "tests" / "conftest.py"])
+    unread = {name for name in named if not hasattr(Config, name) and f'"SCORING_{name}"' not in code
+              and f"'SCORING_{name}'" not in code}
+    assert not unread, unread
