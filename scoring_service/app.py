@@ -95,7 +95,9 @@ def register_logging(app: Flask) -> None:
 
     init_observability(app)
     init_metrics(app)
-    app.extensions["limiter"] = init_rate_limits(app)
+    # the Limiter registers itself in app.extensions["limiter"], a set that Flask-Limiter's own commands
+    # ('scoring-service limiter config|limits|clear') read: replacing it with the Limiter broke them
+    init_rate_limits(app)
 
 
 def register_api(app: Flask) -> None:

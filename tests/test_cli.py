@@ -253,3 +253,18 @@ def test_a_backup_whose_end_line_miscounts_says_the_two_numbers(tmp_path):
         check_backup_file(str(path), key_check("k"))
     assert str(refused.value) == ("the end line of the backup counts 5 records, not the 2 before it; "
                                   "nothing restored")
+
+
+def test_the_limiter_commands_listed_in_help_work(env):
+    """Before: 'scoring-service limiter config' and 'limiter limits' (Flask-Limiter's commands, listed by
+    --help) ended in a TypeError traceback: the app replaced Flask-Limiter's set of limiters in
+    app.extensions with the Limiter itself; and 'config' then needed the storage's client."""
+    run(env, "init")
+    assert "limiter" in run(env, "--help").stdout
+    wide = env | {"COLUMNS": "250"}  # rich draws the table that wide, without cutting the cells
+    config = run(wide, "limiter", "config", check=False)
+    assert config.returncode == 0 and "Traceback" not in config.stderr, config.stderr
+    assert "SQLiteStorage" in config.stdout and "ratelimits.sqlite3" in config.stdout
+    limits = run(wide, "limiter", "limits", check=False)
+    assert limits.returncode == 0 and "Traceback" not in limits.stderr, limits.stderr
+    assert "1200 per 1 minute" in limits.stdout and "3000 per 1 minute" in limits.stdout

@@ -80,6 +80,12 @@ class SQLiteStorage(Storage, MovingWindowSupport):
     def base_exceptions(self) -> type[Exception]:
         return sqlite3.Error
 
+    @property
+    def storage(self) -> str:
+        """What 'scoring-service limiter config' shows as the storage (Flask-Limiter reads ``storage.storage``,
+        the client of the library's own storages): the counts' file."""
+        return self.path
+
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None or self._local.pid != os.getpid():  # never across a gunicorn fork
