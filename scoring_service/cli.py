@@ -56,7 +56,20 @@ def init():
     """Create the store's tables and indexes (idempotent)."""
     state = current_app.extensions["scoring"]
     state.store.init()
-    click.echo(f"store ready: {current_app.config.get('DATABASE_URL') or current_app.instance_path}")
+    click.echo(f"store ready: {_store_named()}")
+
+
+def _store_named() -> str:
+    """The store as an operator may see it printed: the SQLite file, or the MongoDB URL without its password."""
+    from urllib.parse import urlsplit
+
+    from .app import database_url
+
+    url = database_url(current_app)
+    parts = urlsplit(url) if url.startswith(("mongodb://", "mongodb+srv://")) else None
+    if parts is None or parts.password is None:
+        return url
+    return url.replace(f"{parts.username}:{parts.password}@", f"{parts.username}:***@", 1)
 
 
 #: rubrics seeded together with a programme's own (SPEC §15: its aftercare rounds use shenyang-aftercare)
@@ -179,7 +192,7 @@ def _round_conflict(existing: dict | None, wanted: dict) -> str:
                 "opens_at": to_stored(wanted["opens_at"]), "closes_at": to_stored(wanted["closes_at"])}
     differing = sorted(k for k, v in expected.items() if (existing or {}).get(k) != v)
     differing += sorted(k for k in stored_round_fields(existing or {}) if k not in expected)
-    where = current_app.config.get("DATABASE_URL") or current_app.instance_path
+    where = _store_named()
     return (f"round {round_id!r} already exists in this store with other content"
             + (f" (differs in: {', '.join(differing)})" if differing else "")
             + ", probably seeded by an older build; nothing was changed. To load this build's round, "

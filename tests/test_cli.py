@@ -268,3 +268,31 @@ def test_the_limiter_commands_listed_in_help_work(env):
     limits = run(wide, "limiter", "limits", check=False)
     assert limits.returncode == 0 and "Traceback" not in limits.stderr, limits.stderr
     assert "1200 per 1 minute" in limits.stdout and "3000 per 1 minute" in limits.stdout
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("mongodb://scoring:s3cret%21@mongo-0.mongo,mongo-1.mongo/scoring?replicaSet=rs0",
+     "mongodb://scoring:***@mongo-0.mongo,mongo-1.mongo/scoring?replicaSet=rs0"),
+    ("mongodb+srv://scoring:s3cret@cluster.example/scoring", "mongodb+srv://scoring:***@cluster.example/scoring"),
+    ("mongodb://127.0.0.1:27017/scoring", "mongodb://127.0.0.1:27017/scoring"),
+    ("/srv/scoring/scoring.sqlite3", "/srv/scoring/scoring.sqlite3"),
+])
+def test_the_store_is_printed_without_its_password(url, shown):
+    """Before: 'init' printed SCORING_DATABASE_URL as it was, MongoDB password and all, onto the terminal and into
+    whatever log keeps the command's output (and the seed conflict message did too); and for SQLite it named
+    the instance folder, not the database file."""
+    from flask import Flask
+
+    from scoring_service import cli
+
+    app = Flask("t")
+    app.config["DATABASE_URL"] = url
+    with app.app_context():
+        assert cli._store_named() == shown
+    app.config["DATABASE_URL"] = None
+    with app.app_context():
+        assert cli._store_named() == os.path.join(app.instance_path, "scoring.sqlite3")
+
+
+def test_init_names_the_sqlite_file(env, tmp_path):
+    assert run(env, "init").stdout.strip() == f"store ready: {tmp_path / 'instance' / 'scoring.sqlite3'}"
