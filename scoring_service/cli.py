@@ -359,8 +359,10 @@ def _note_missing_baselines(store, path: str) -> None:
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="SCORING_HOST", show_envvar=True)
-@click.option("--port", default=8000, show_default=True, type=int, envvar="SCORING_PORT", show_envvar=True)
-@click.option("--workers", default=2, show_default=True, type=int, envvar="SCORING_WORKERS", show_envvar=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), envvar="SCORING_PORT",
+              show_envvar=True)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), envvar="SCORING_WORKERS",
+              show_envvar=True)
 def serve(host, port, workers):
     """Serve with gunicorn, as in production (threads per worker: SCORING_THREADS, default 8)."""
     from gunicorn.errors import HaltServer

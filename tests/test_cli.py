@@ -208,8 +208,14 @@ def test_serve_takes_host_port_and_workers_from_the_environment(monkeypatch):
     assert calls[-1] == {"host": "127.0.0.1", "port": 8000, "workers": 2}
 
 
+def refused_serve(env) -> subprocess.CompletedProcess:
+    """``serve`` with settings it must refuse at once (a server that starts anyway is stopped after 30 s)."""
+    return subprocess.run([sys.executable, "-m", "scoring_service.cli", "serve", "--port", "1"], env=env,
+                          capture_output=True, text=True, timeout=30)
+
+
 def test_serve_refuses_a_template_placeholder_without_a_traceback(env):
-    result = run(env | {"SCORING_METRICS_TOKEN": "CHANGE-ME"}, "serve", "--port", "1", check=False)
+    result = refused_serve(env | {"SCORING_METRICS_TOKEN": "CHANGE-ME"})
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("Error: SCORING_METRICS_TOKEN still holds the template placeholder")
 
@@ -296,3 +302,17 @@ def test_the_store_is_printed_without_its_password(url, shown):
 
 def test_init_names_the_sqlite_file(env, tmp_path):
     assert run(env, "init").stdout.strip() == f"store ready: {tmp_path / 'instance' / 'scoring.sqlite3'}"
+
+
+@pytest.mark.parametrize("setting, value, said", [
+    ("SCORING_THREADS", "eight", "Error: SCORING_THREADS must be a whole number, got 'eight'"),
+    ("SCORING_THREADS", "0", "Error: SCORING_THREADS must be at least 1, got 0"),
+    ("SCORING_WORKER_CONNECTIONS", "-5", "Error: SCORING_WORKER_CONNECTIONS must be at least 1, got -5"),
+    ("SCORING_WORKERS", "0", "SCORING_WORKERS'): 0 is not in the range x>=1"),
+])
+def test_serve_refuses_a_count_it_cannot_run_with(env, setting, value, said):
+    """Before: a word was a ValueError traceback, 0 threads a server whose workers failed to boot, and 0
+    workers silently became the default (2 × cores + 1)."""
+    result = refused_serve(env | {setting: value})
+    assert result.returncode in (1, 2) and "Traceback" not in result.stderr
+    assert said in result.stderr, result.stderr

@@ -247,3 +247,16 @@ def test_nginx_refusals_are_json_through_a_running_nginx(tmp_path):
         finally:
             pid = int((folder / "nginx.pid").read_text())
             os.kill(pid, signal.SIGQUIT)
+
+
+def test_gunicorn_config_refuses_a_count_it_cannot_run_with(tmp_path, monkeypatch):
+    """Before: SCORING_WORKERS=0 in the container became 2 × cores + 1 workers, SCORING_THREADS=0 workers that
+    failed to boot."""
+    from scoring_service.config import ConfigError
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    for name in ("SCORING_WORKERS", "SCORING_THREADS", "SCORING_WORKER_CONNECTIONS"):
+        monkeypatch.setenv(name, "0")
+        with pytest.raises(ConfigError, match=f"{name} must be at least 1, got 0"):
+            runpy.run_path(str(DEPLOY / "gunicorn.conf.py"))
+        monkeypatch.delenv(name)

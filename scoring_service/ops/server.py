@@ -112,12 +112,12 @@ def gunicorn_settings(host: str | None = None, port: int | None = None, workers:
     from_environment()  # refuses template placeholders (CHANGE-ME) before any worker starts
     return {
         "bind": f"{host or os.environ.get('SCORING_HOST', '127.0.0.1')}:{port or os.environ.get('SCORING_PORT', 8000)}",
-        "workers": int(workers or os.environ.get("SCORING_WORKERS", 2 * (os.cpu_count() or 1) + 1)),
+        "workers": _at_least_one("SCORING_WORKERS", workers, 2 * (os.cpu_count() or 1) + 1),
         # Threads share a worker's store (SQLite: one connection per thread; pymongo's
         # client is thread-safe) and its caches (locked); CPU-heavy numpy work releases the GIL.
         "worker_class": "gthread",
-        "threads": int(threads or os.environ.get("SCORING_THREADS", 8)),
-        "worker_connections": int(os.environ.get("SCORING_WORKER_CONNECTIONS", 200)),
+        "threads": _at_least_one("SCORING_THREADS", threads, 8),
+        "worker_connections": _at_least_one("SCORING_WORKER_CONNECTIONS", None, 200),
         "timeout": 60,
         "graceful_timeout": 30,
         "keepalive": 5,
@@ -135,6 +135,22 @@ def gunicorn_settings(host: str | None = None, port: int | None = None, workers:
         **({"control_socket": os.environ["SCORING_CONTROL_SOCKET"]} if os.environ.get("SCORING_CONTROL_SOCKET")
            else {"control_socket_disable": True}),
     }
+
+
+def _at_least_one(name: str, given: int | None, default: int) -> int:
+    """A count of processes, threads or connections: ``given`` (an option), else the variable ``name``, else
+    ``default``; anything but a whole number of at least 1 is refused naming it (0 workers used to become the
+    default, 0 threads a worker that failed to boot, a word a traceback)."""
+    from ..config import ConfigError
+
+    raw = given if given is not None else os.environ.get(name, default)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {value}")
+    return value
 
 
 class GunicornServer(BaseApplication):
