@@ -107,6 +107,12 @@ def check_settings(settings: dict) -> None:
     if url and "://" in url and not url.startswith(DATABASE_SCHEMES):
         raise ConfigError(f"SCORING_DATABASE_URL must be mongodb://…, mongodb+srv://… or an SQLite file path, "
                           f"got {url.split('://', 1)[0]}://…")
+    if url and url.startswith(DATABASE_SCHEMES[:2]) and not settings.get("SECRET_KEY"):
+        # the random key of `init` lives in one server's instance folder: each server (pod) of a shared store
+        # would make its own and hash the same household differently, and its backups need that lost key
+        raise ConfigError("SCORING_SECRET_KEY must be set with a MongoDB store (SCORING_DATABASE_URL): every "
+                          "server of the store hashes households with it, and a random key in one server's "
+                          "instance folder is not shared")
     for name in RATE_LIMITS:
         if name in settings:
             from limits import parse_many

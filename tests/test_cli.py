@@ -175,6 +175,8 @@ def test_import_of_an_aftercare_round_without_its_baseline_round_says_so(demo, t
     ("SCORING_DATABASE_URL", "mongo://db.internal/scoring", "SCORING_DATABASE_URL must be mongodb://"),
     ("SCORING_RATELIMIT_STORAGE_URI", "foo://bar", "SCORING_RATELIMIT_STORAGE_URI: unknown storage scheme"),
     ("SCORING_INSTANCE_PATH", "/proc/no-such-folder", "cannot use /proc/no-such-folder"),
+    # each server would make its own random key in its own instance folder and hash households differently
+    ("SCORING_DATABASE_URL", "mongodb://127.0.0.1:1/scoring", "SCORING_SECRET_KEY must be set with a MongoDB store"),
 ])
 def test_a_setting_the_service_cannot_use_is_one_line_naming_it(env, tmp_path, setting, value, named):
     """Before: a Python traceback (ValueError, limits' ConfigurationError, FileNotFoundError); a rate limit
