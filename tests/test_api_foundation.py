@@ -17,6 +17,10 @@ def test_health_ready_openapi_and_docs(client):
     assert b"/docs/static/swagger-ui-bundle.js" in page.data
     assert b"cdn" not in page.data.lower()
     assert client.get("/docs/static/swagger-ui-bundle.js").status_code == 200
+    # the pages' policy: no inline script (Swagger UI is started from a file of the service's own)
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert b"<script>" not in page.data and b"/static/docs.js" in page.data
+    assert b"SwaggerUIBundle" in client.get("/static/docs.js").data
 
 
 def test_keys_created_listed_revoked(client, keys):

@@ -174,6 +174,19 @@ def test_offline_kiosk_queues_and_uploads_exactly_three(page, demo_server):
     assert store.count_responses(KIOSK_ROUND) == before + 3
 
 
+def test_api_reference_renders_under_the_pages_policy(page, demo_server):
+    """/docs had an inline script and no Content-Security-Policy; with the policy it must still render."""
+    messages = []
+    page.on("console", lambda m: messages.append(m.text))
+    answer = page.goto(f"{demo_server['url']}/docs")
+    assert "script-src 'self'" in answer.headers["content-security-policy"]
+    page.locator(".opblock-tag").first.wait_for()
+    assert page.locator(".opblock-tag").count() > 10  # the service's resource groups
+    page.get_by_text("/api/v1/rounds/{round_id}/surveys/batch", exact=True).first.wait_for(state="attached")
+    assert not [m for m in messages if "Content Security Policy" in m], messages
+    assert page.external_requests == []
+
+
 def test_kiosk_refuses_a_wrong_key(page, demo_server):
     page.goto(f"{demo_server['url']}/kiosk/heping-001")
     page.get_by_label("终端密钥").fill("k_0000.wrong")
