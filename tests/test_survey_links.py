@@ -576,3 +576,39 @@ def test_batch_beyond_the_hourly_cap_is_429_and_its_retry_completes(app, client,
     assert r.status_code == 200
     assert (r.get_json()["created"], r.get_json()["duplicate"]) == (1, 2)
     assert store_of(app).count_responses(LIVE) == 3
+
+
+def test_mongo_public_places_of_a_batch_posted_without_a_link(store):
+    """A batch's public responses take their places in one insert; a replay, a response refused as a
+    conflict and a replay of a voided one leave exactly one place per standing public response."""
+    from scoring_service.store import Outcome
+    from scoring_service.store.mongo import MongoStore
+
+    from .test_store_contract import N_ITEMS, open_round, response
+
+    if not isinstance(store, MongoStore):
+        pytest.skip("the embedded store counts standing public responses in its statistics")
+    open_round(store)
+
+    def places():
+        return sorted(d["response_id"] for d in store.db.quota_slots.find({"scope": "public|R|c1"}))
+
+    batch = [response("p1", respondent_type="public"), response("p2", respondent_type="public"),
+             response("r1"), response("p1", respondent_type="public")]
+    assert store.add_responses("R", batch, N_ITEMS) == [Outcome.CREATED, Outcome.CREATED, Outcome.CREATED,
+                                                        Outcome.DUPLICATE]
+    assert places() == ["p1", "p2"]
+    assert store.add_responses("R", [response("p1", respondent_type="public")], N_ITEMS) == [Outcome.DUPLICATE]
+    assert store.add_responses("R", [response("p2", respondent_type="public", content="other")], N_ITEMS) == [
+        Outcome.CONFLICT]
+    assert places() == ["p1", "p2"]  # the stored responses keep theirs
+    assert store.void_response("R", "p1", "重复", "k1", AT_VOID, N_ITEMS) is Outcome.CHANGED
+    assert places() == ["p2"]
+    assert store.add_responses("R", [response("p1", respondent_type="public")], N_ITEMS) == [Outcome.VOIDED]
+    assert places() == ["p2"]  # a voided response holds no place, replayed or not
+    assert store.add_responses("R", [response("r9", community="c1", respondent_type="public")], N_ITEMS) == [
+        Outcome.CREATED]
+    assert places() == ["p2", "r9"]
+
+
+AT_VOID = "2026-01-02T00:00:00.000000Z"

@@ -639,18 +639,23 @@ class MongoStore(Store):
                 continue
         return None if cap is not None else self._claim_slot(scope, kind, cap, response_id)
 
-    def _hold_unlinked_place(self, round_id: str, community_id: str, response_id: str) -> str | None:
+    @classmethod
+    def _unlinked_place(cls, round_id: str, community_id: str, response_id: str) -> dict:
         """A public place of the community for a public response posted without a link (SPEC §14 counts
-        every standing public response against ``public_cap``; only a link's is refused): one insert keyed
-        by the response, so a replay, a twin or a second worker filling old responses holds it once. Its
-        ``_id``, None when it was held already (by a twin: not this writer's to give back)."""
-        scope = self._public_scope(round_id, community_id)
+        every standing public response against ``public_cap``; only a link's is refused), keyed by the
+        response: a replay, a twin or a second worker filling old responses holds it once."""
+        scope = cls._public_scope(round_id, community_id)
+        return {"_id": f"{scope}|r|{response_id}", "scope": scope, "kind": "public", "unlinked": True,
+                "response_id": response_id}
+
+    def _hold_unlinked_place(self, round_id: str, community_id: str, response_id: str) -> str | None:
+        """Insert :meth:`_unlinked_place`: its ``_id``, None when it was held already."""
+        place = self._unlinked_place(round_id, community_id, response_id)
         try:
-            self.db.quota_slots.insert_one({"_id": f"{scope}|r|{response_id}", "scope": scope, "kind": "public",
-                                            "unlinked": True, "response_id": response_id})
+            self.db.quota_slots.insert_one(place)
         except DuplicateKeyError:
             return None
-        return f"{scope}|r|{response_id}"
+        return place["_id"]
 
     @staticmethod
     def _public_scope(round_id: str, community_id: str) -> str:
@@ -706,24 +711,27 @@ class MongoStore(Store):
         # does the work; only ids that collide are read back, one by one.
         first = first_occurrences(records)
 
-        # Link quotas (SPEC §14): a new response first claims its places; a replay claims none. A public
-        # response from any channel fills a public place of its community (counted, as the embedded store
-        # counts every standing public response), only a link's can be refused one.
+        # Link quotas (SPEC §14): a new response first claims its places; a replay claims none.
         quota_slots: dict[int, list[str]] = {}
-        for i in first.values():
-            if quota is None and records[i]["respondent_type"] != "public":
-                continue
-            if self._stored_response(records[i]["response_id"]) is not None:
-                continue
-            if quota is None:
-                place = self._hold_unlinked_place(round_id, records[i]["community_id"], records[i]["response_id"])
-                quota_slots[i] = [place] if place else []
-                continue
-            held, refusal = self._claim_quota(round_id, records[i], quota)
-            if refusal is not None:
-                outcomes[i] = refusal
-            else:
-                quota_slots[i] = held
+        if quota is not None:
+            for i in first.values():
+                if self._stored_response(records[i]["response_id"]) is not None:
+                    continue
+                held, refusal = self._claim_quota(round_id, records[i], quota)
+                if refusal is not None:
+                    outcomes[i] = refusal
+                else:
+                    quota_slots[i] = held
+        # A public response posted without a link fills a public place of its community too (counted, as
+        # the embedded store counts every standing public response; never refused): one insert for the
+        # batch, a place keyed by its response, so a replay's or a twin's collides and holds nothing new.
+        unlinked: dict[int, str] = {}
+        if quota is None:
+            public = [i for i in first.values() if records[i]["respondent_type"] == "public"]
+            places = [self._unlinked_place(round_id, records[i]["community_id"], records[i]["response_id"])
+                      for i in public]
+            collided = set(self._insert_many(db.quota_slots, places))
+            unlinked = {i: places[j]["_id"] for j, i in enumerate(public) if j not in collided}
 
         # Household claims: one per (round, community, household hash), held by a standing response.
         claims = [(i, _household_key(round_id, records[i]["community_id"], records[i]["household_hash"]))
@@ -758,6 +766,15 @@ class MongoStore(Store):
         for i, held in quota_slots.items():
             if outcomes[i] is not Outcome.CREATED:  # refused or a concurrent twin's: the places go back
                 self._release_slots(held, records[i]["response_id"])
+        for i, place in unlinked.items():
+            # not stored now: the place goes back unless the response of that id stands here, public (a
+            # twin stored it first, and its own insert of this place collided with this one)
+            if outcomes[i] is not Outcome.CREATED:
+                stored = db.responses.find_one({"_id": records[i]["response_id"]},
+                                               {"round_id": 1, "community_id": 1, "respondent_type": 1, "voided_at": 1})
+                if not stored or (stored["round_id"], stored["community_id"], stored["respondent_type"],
+                                  stored["voided_at"]) != (round_id, records[i]["community_id"], "public", None):
+                    db.quota_slots.delete_one({"_id": place})
         settle_repeats(records, outcomes, first)
         # counted before the answer: what was stored now, and what a replay finds stored (a writer that
         # stopped between the response and its journal entry left it uncounted)
