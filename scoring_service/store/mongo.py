@@ -25,6 +25,7 @@ Design for correctness without transactions (FerretDB has none, and
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 import threading
@@ -623,21 +624,18 @@ class MongoStore(Store):
         as many places as were free; a claim that read later tries a part of those, or one freed since.
         """
         slots = self.db.quota_slots
-        held = {doc["_id"] for doc in slots.find({"scope": scope}, {"_id": 1})}
-        free = 1 if cap is None else cap - len(held)
-        numbers: list[int] = []
-        n = 0
-        while len(numbers) < free:
-            if f"{scope}|{n}" not in held:
-                numbers.append(n)
-            n += 1
-        for n in numbers:
-            try:
-                slots.insert_one({"_id": f"{scope}|{n}", "scope": scope, "kind": kind, "response_id": response_id})
-                return f"{scope}|{n}"
-            except DuplicateKeyError:
-                continue
-        return None if cap is not None else self._claim_slot(scope, kind, cap, response_id)
+        while True:  # more than once only without a cap, when another claim took the number tried
+            held = {doc["_id"] for doc in slots.find({"scope": scope}, {"_id": 1})}
+            free = 1 if cap is None else cap - len(held)
+            numbers = itertools.islice((n for n in itertools.count() if f"{scope}|{n}" not in held), max(free, 0))
+            for n in numbers:
+                try:
+                    slots.insert_one({"_id": f"{scope}|{n}", "scope": scope, "kind": kind, "response_id": response_id})
+                    return f"{scope}|{n}"
+                except DuplicateKeyError:
+                    continue
+            if cap is not None:
+                return None
 
     @classmethod
     def _unlinked_place(cls, round_id: str, community_id: str, response_id: str) -> dict:
@@ -670,11 +668,10 @@ class MongoStore(Store):
             place = self._hold_unlinked_place(doc["round_id"], doc["community_id"], doc["_id"])
             if place is None:
                 continue
-            given += 1
-            # voided meanwhile: its void found no place to give back
             if self.db.responses.find_one({"_id": doc["_id"], "voided_at": None}, {"_id": 1}) is None:
-                self.db.quota_slots.delete_one({"_id": place})
-                given -= 1
+                self.db.quota_slots.delete_one({"_id": place})  # voided meanwhile: its void found none to free
+            else:
+                given += 1
         return given
 
     def _claim_quota(self, round_id: str, record: Mapping, quota: LinkQuota) -> tuple[list[str], Outcome | None]:
